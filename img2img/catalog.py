@@ -1,0 +1,154 @@
+"""The validated registry of what plugins provide: models, presets and commands. It is built by
+calling each plugin's `register_*` hooks one plugin at a time, so a plugin that registers
+something invalid or a taken name is reported against its own distribution and skipped."""
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import click
+
+from .errors import Img2ImgError
+from .model import DATA_KINDS, Model, option_fields
+from .plugins import PluginInfo, PluginManager
+
+NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    """Domain know-how as data: option and training values for one model.
+
+    Precedence when training: field default < model's training defaults < preset < typed flag.
+    `pipeline` may carry code (face crop and paste-back, glyph rendering) used by convert and
+    data preparation."""
+
+    name: str
+    model: str
+    summary: str
+    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    training: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    pipeline: Any = None
+
+
+@dataclasses.dataclass
+class Catalog:
+    models: dict[str, type[Model]] = dataclasses.field(default_factory=dict)
+    presets: dict[tuple[str, str], Preset] = dataclasses.field(default_factory=dict)
+    commands: dict[str, click.Command] = dataclasses.field(default_factory=dict)
+    owners: dict[tuple[str, str], PluginInfo] = dataclasses.field(default_factory=dict)
+
+    def model(self, name: str) -> type[Model]:
+        if name not in self.models:
+            known = ", ".join(sorted(self.models)) or "none (is a plugin installed?)"
+            raise Img2ImgError(f"unknown model '{name}'; installed models: {known}")
+        return self.models[name]
+
+    def presets_for(self, model: str) -> dict[str, Preset]:
+        return {p.name: p for (m, _), p in sorted(self.presets.items()) if m == model}
+
+    def preset(self, model: str, name: str) -> Preset:
+        found = self.presets_for(model)
+        if name not in found:
+            known = ", ".join(found) or "none"
+            raise Img2ImgError(f"model '{model}' has no preset '{name}'; presets: {known}")
+        return found[name]
+
+
+def model_problems(cls: Any) -> list[str]:
+    """What is wrong with a registered model class (empty when it honours the contract)."""
+    if not (inspect.isclass(cls) and issubclass(cls, Model)):
+        return [f"{cls!r} is not a subclass of img2img.Model"]
+    problems = []
+    if not isinstance(cls.name, str) or not NAME.match(cls.name):
+        problems.append(f"{cls.__name__}.name must be a lower-case command name, got {cls.name!r}")
+    if cls.data not in DATA_KINDS:
+        problems.append(f"{cls.__name__}.data must be one of {DATA_KINDS}, got {cls.data!r}")
+    options = cls.Options
+    if not (dataclasses.is_dataclass(options) and options.__dataclass_params__.frozen):
+        problems.append(f"{cls.__name__}.Options must be a frozen dataclass")
+    missing = sorted(getattr(cls, "__abstractmethods__", ()))
+    if missing:
+        problems.append(f"{cls.__name__} does not implement: {', '.join(missing)}")
+    return problems
+
+
+def preset_problems(preset: Any, models: Mapping[str, type[Model]],
+                    training_fields: set[str]) -> list[str]:
+    if not isinstance(preset, Preset):
+        return [f"{preset!r} is not an img2img.Preset"]
+    if preset.model not in models:
+        return [f"preset '{preset.name}' is for unknown model '{preset.model}'"]
+    problems = []
+    unknown = set(preset.options) - set(option_fields(models[preset.model].Options))
+    if unknown:
+        problems.append(f"preset '{preset.name}' sets unknown {preset.model} options: "
+                        f"{', '.join(sorted(unknown))}")
+    unknown = set(preset.training) - training_fields
+    if unknown:
+        problems.append(f"preset '{preset.name}' sets unknown training settings: "
+                        f"{', '.join(sorted(unknown))}")
+    return problems
+
+
+def _collect(pm: PluginManager, hook: str) -> list[tuple[PluginInfo, Any]]:
+    """Call `hook` on each plugin separately; a hook that raises is that plugin's error."""
+    found = []
+    for impl in reversed(getattr(pm.hook, hook).get_hookimpls()):
+        info = pm.infos.get(impl.plugin_name) or PluginInfo(impl.plugin_name, "local", "")
+        items: list[Any] = []
+        try:
+            impl.function(register=items.append)
+        except Exception as exc:
+            pm.fail(info, f"{hook} raised {type(exc).__name__}: {exc}")
+            continue
+        found.extend((info, item) for item in items)
+    return found
+
+
+def _claim(cat: Catalog, pm: PluginManager, info: PluginInfo, key: tuple[str, str],
+           label: str) -> bool:
+    owner = cat.owners.get(key)
+    if owner is not None:
+        pm.fail(info, f"{label} is already registered by {owner.distribution} "
+                      f"(plugin '{owner.name}'); skipped")
+        return False
+    cat.owners[key] = info
+    info.registered.append(label)
+    return True
+
+
+def build_catalog(pm: PluginManager, training_fields: set[str],
+                  reserved_commands: set[str] = frozenset()) -> Catalog:
+    """Ask every plugin what it registers, validate it, and index it by name."""
+    cat = Catalog()
+    for info, cls in _collect(pm, "register_models"):
+        problems = model_problems(cls)
+        clash = set(option_fields(cls.Options)) & training_fields if not problems else set()
+        if clash:
+            problems.append(f"{cls.__name__}.Options reuses training setting names: "
+                            f"{', '.join(sorted(clash))}")
+        if problems:
+            pm.fail(info, "; ".join(problems))
+        elif _claim(cat, pm, info, ("model", cls.name), f"model {cls.name}"):
+            cat.models[cls.name] = cls
+    for info, preset in _collect(pm, "register_presets"):
+        problems = preset_problems(preset, cat.models, training_fields)
+        if problems:
+            pm.fail(info, "; ".join(problems))
+        elif _claim(cat, pm, info, ("preset", f"{preset.model}/{preset.name}"),
+                    f"preset {preset.model}/{preset.name}"):
+            cat.presets[(preset.model, preset.name)] = preset
+    for info, command in _collect(pm, "register_commands"):
+        if not isinstance(command, click.Command) or not command.name:
+            pm.fail(info, f"{command!r} is not a named click command")
+        elif command.name in reserved_commands:
+            pm.fail(info, f"command '{command.name}' is a built-in command; skipped")
+        elif _claim(cat, pm, info, ("command", command.name), f"command {command.name}"):
+            cat.commands[command.name] = command
+    return cat
+
+

@@ -1,0 +1,221 @@
+"""The `img2img` command line. The root group and `train` are built from the catalog, so every
+registered model gets its own `train <model>` command with its own flags; errors a user can fix
+are one line on stderr with a non-zero exit code, tracebacks only with `--debug`."""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import runs
+from .catalog import Catalog, build_catalog
+from .errors import Img2ImgError
+from .flags import collect, dataclass_options
+from .plugins import PluginManager, load_plugins
+from .train_state import from_record
+from .trainer import TrainConfig, Trainer
+
+BUILTIN_COMMANDS = {"train", "plugins", "models", "presets", "convert"}
+TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
+
+
+class _Failure(click.ClickException):
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class Img2ImgGroup(click.Group):
+    """Turns our errors into one clean line (or the full traceback with --debug)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Img2ImgError as exc:
+            if _debug(ctx):
+                raise
+            raise _Failure(str(exc), exc.exit_code) from None
+        except KeyboardInterrupt:
+            raise click.Abort() from None
+        except Exception as exc:
+            if _debug(ctx):
+                raise
+            raise _Failure(f"internal error: {type(exc).__name__}: {exc}\n"
+                           "Run again with `img2img --debug ...` for the traceback.", 1) from None
+
+
+def _debug(ctx: click.Context) -> bool:
+    root = ctx.find_root()
+    return bool(root.params.get("debug")) or os.environ.get("IMG2IMG_DEBUG", "") not in ("", "0")
+
+
+def _setup_logging() -> None:
+    logger = logging.getLogger("img2img")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
+def build_cli(pm: PluginManager | None = None) -> click.Group:
+    """The whole command tree for the plugins in `pm` (all installed plugins by default)."""
+    pm = pm if pm is not None else load_plugins()
+    catalog = build_catalog(pm, TRAIN_FIELDS, BUILTIN_COMMANDS)
+
+    @click.group(cls=Img2ImgGroup, context_settings={"help_option_names": ["-h", "--help"],
+                                                     "max_content_width": 100})
+    @click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+    @click.version_option(package_name="img2img", prog_name="img2img")
+    @click.pass_context
+    def cli(ctx: click.Context, debug: bool) -> None:
+        """Train and run image-to-image GANs: Pix2Pix, CycleGAN and any model a plugin adds.
+
+        \b
+        img2img train --help             models you can train
+        img2img train cyclegan --a photos/ --b paintings/
+        img2img convert photo.jpg        translate with the newest run under ./runs
+        img2img plugins                  what is installed, and any plugin errors
+        """
+        _setup_logging()
+        for error in pm.errors():
+            click.echo(f"warning: {error}", err=True)
+        ctx.obj = {"pm": pm, "catalog": catalog}
+
+    cli.add_command(_train_group(catalog))
+    for command in (plugins_command(pm), models_command(catalog), presets_command(catalog)):
+        cli.add_command(command)
+    for command in catalog.commands.values():
+        cli.add_command(command)
+    return cli
+
+
+# -- train --------------------------------------------------------------------------------------
+def _train_group(catalog: Catalog) -> click.Group:
+    @click.group("train", cls=Img2ImgGroup)
+    def train() -> None:
+        """Train a model. Each model has its own flags: `img2img train MODEL --help`."""
+
+    for name in sorted(catalog.models):
+        train.add_command(_train_command(catalog, name))
+    return train
+
+
+def _train_command(catalog: Catalog, name: str) -> click.Command:
+    model_cls = catalog.model(name)
+    training = dataclass_options(TrainConfig, model_cls.training_defaults)
+    model_opts = dataclass_options(model_cls.Options)
+    presets = catalog.presets_for(name)
+    params: list[click.Parameter] = [*model_opts, *training]
+    params.append(click.Option(["--resume"], is_flag=False, flag_value="latest", default=None,
+                               metavar="[RUN|CHECKPOINT]",
+                               help="continue a run exactly where it stopped: a run folder, a "
+                                    "checkpoint file, or nothing for the newest run"))
+    if presets:
+        params.append(click.Option(["--preset"], type=click.Choice(sorted(presets)),
+                                   help="domain settings: " + "; ".join(
+                                       f"{p.name}: {p.summary}" for p in presets.values())))
+
+    def callback(**values: Any) -> None:
+        ctx = click.get_current_context()
+        options, typed_opts = collect(ctx, model_opts, values)
+        config, typed_cfg = collect(ctx, training, values)
+        preset = presets.get(values.get("preset") or "")
+        if preset is not None:
+            options.update({k: v for k, v in preset.options.items() if k not in typed_opts})
+            config.update({k: v for k, v in preset.training.items() if k not in typed_cfg})
+        owner = catalog.owners[("model", name)]
+        plugin = {"name": owner.name, "distribution": owner.distribution,
+                  "version": owner.version}
+        resume = values["resume"]
+        if resume is not None:
+            trainer = _resuming_trainer(model_cls, resume, config, typed_cfg, typed_opts, plugin)
+        else:
+            trainer = Trainer(model_cls, model_cls.Options(**options), TrainConfig(**config),
+                              plugin=plugin)
+            click.echo(f"Run folder: {trainer.run_dir}", err=True)
+        run_dir = trainer.fit()
+        click.echo(str(run_dir))
+
+    help_text = f"{model_cls.summary}\n\nData: {model_cls.data}."
+    return click.Command(name, params=params, callback=callback, help=help_text,
+                         short_help=model_cls.summary, context_settings={"show_default": True})
+
+
+def _resuming_trainer(model_cls: type, ref: str, config: dict[str, Any], typed_cfg: set[str],
+                      typed_opts: set[str], plugin: dict[str, str]) -> Trainer:
+    """Settings come from the checkpoint; typed training flags (e.g. --max-steps) override."""
+    if typed_opts:
+        flags = ", ".join("--" + o.replace("_", "-") for o in sorted(typed_opts))
+        raise Img2ImgError(f"{flags}: model options cannot change when resuming (the "
+                           "checkpoint's networks were built with its own options)")
+    weights = runs.resolve_checkpoint(ref, Path(config["runs_dir"]), model=model_cls.name)
+    meta = runs.read_metadata(weights)
+    if meta.get("model") != model_cls.name:
+        raise Img2ImgError(f"--resume {ref}: {weights} is a '{meta.get('model')}' checkpoint, "
+                           f"not '{model_cls.name}'")
+    options = from_record(model_cls.Options, meta["options"], "model options")
+    saved = from_record(TrainConfig, meta["training"], "training settings")
+    overrides = {k: config[k] for k in typed_cfg}
+    click.echo(f"Resuming {weights}", err=True)
+    return Trainer(model_cls, options, dataclasses.replace(saved, **overrides),
+                   resume_from=weights, plugin=plugin)
+
+
+# -- listings -----------------------------------------------------------------------------------
+def plugins_command(pm: PluginManager) -> click.Command:
+    @click.command("plugins")
+    def plugins() -> None:
+        """List loaded plugins: distribution, version, what each registered, and load errors."""
+        if not pm.infos:
+            click.echo("No plugins loaded (check IMG2IMG_LOAD_PLUGINS).")
+        for info in sorted(pm.infos.values(), key=lambda i: i.name):
+            status = "FAILED" if info.errors else "ok"
+            click.echo(f"{info.name}  ({info.distribution} {info.version})  {status}")
+            if info.registered:
+                click.echo(f"    registers: {', '.join(info.registered)}")
+            for error in info.errors:
+                click.echo(f"    error: {error}")
+    return plugins
+
+
+def models_command(catalog: Catalog) -> click.Command:
+    @click.command("models")
+    def models() -> None:
+        """List the models you can train, with their data kind and presets."""
+        if not catalog.models:
+            click.echo("No models registered; install a plugin (see `img2img plugins`).")
+        for name, cls in sorted(catalog.models.items()):
+            presets = ", ".join(catalog.presets_for(name)) or "-"
+            owner = catalog.owners[("model", name)].distribution
+            click.echo(f"{name:<12} {cls.data:<9} {cls.summary}  [presets: {presets}; "
+                       f"from {owner}]")
+    return models
+
+
+def presets_command(catalog: Catalog) -> click.Command:
+    @click.command("presets")
+    def presets() -> None:
+        """List presets: one line each, then the settings each one applies."""
+        if not catalog.presets:
+            click.echo("No presets registered.")
+        for (model, name), preset in sorted(catalog.presets.items()):
+            click.echo(f"{name} ({model}): {preset.summary}")
+            settings = {**preset.options, **preset.training}
+            if settings:
+                click.echo("    sets " + ", ".join(f"--{k.replace('_', '-')} {v}"
+                                                   for k, v in settings.items()))
+    return presets
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Console-script entry point."""
+    return build_cli().main(args=argv, prog_name="img2img")

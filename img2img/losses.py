@@ -1,0 +1,181 @@
+"""Adversarial objectives shared by every model plugin: the generator and discriminator losses of
+each GAN kind, the WGAN-GP gradient penalty, the R1 penalty, and the history pool of generated
+images. Models compose these; none of them calls backward() -- the trainer does."""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+GAN_LOSSES = ("vanilla", "lsgan", "hinge", "wgan-gp")
+
+Critic = Callable[[Tensor], Tensor]
+
+
+class Adversary:
+    """One GAN objective: what the generator minimises and what the discriminator minimises.
+
+    `kind` is one of `GAN_LOSSES`. `gp_weight` scales the WGAN-GP gradient penalty (used only by
+    "wgan-gp"); `r1_weight` > 0 adds the R1 penalty on real images to any kind.
+    """
+
+    def __init__(self, kind: str = "vanilla", gp_weight: float = 10.0, r1_weight: float = 0.0):
+        if kind not in GAN_LOSSES:
+            raise ValueError(f"unknown GAN loss {kind!r}; choose one of: {', '.join(GAN_LOSSES)}")
+        if gp_weight < 0 or r1_weight < 0:
+            raise ValueError(f"penalty weights must be >= 0, got gp_weight={gp_weight}, "
+                             f"r1_weight={r1_weight}")
+        self.kind = kind
+        self.gp_weight = float(gp_weight)
+        self.r1_weight = float(r1_weight)
+
+    def __repr__(self) -> str:
+        return (f"Adversary(kind={self.kind!r}, gp_weight={self.gp_weight}, "
+                f"r1_weight={self.r1_weight})")
+
+    def generator_loss(self, fake_logits: Tensor) -> Tensor:
+        """Scalar loss for the generator given the discriminator's logits on fakes (any shape,
+        e.g. a PatchGAN map (B,1,h,w); every element counts equally)."""
+        # Losses are taken in float32: squaring half-precision logits can overflow under autocast.
+        logits = fake_logits.float()
+        if self.kind == "vanilla":
+            # Non-saturating form (Goodfellow et al. 2014): maximise log D(G(z)).
+            return F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
+        if self.kind == "lsgan":
+            return (logits - 1).pow(2).mean()
+        return -logits.mean()  # hinge and wgan-gp share the generator side
+
+    def discriminator_losses(self, critic: Critic, real: Tensor, fake: Tensor) -> dict[str, Tensor]:
+        """Already-weighted scalar terms for the discriminator: "real", "fake", plus "gp"
+        (wgan-gp with gp_weight > 0) and "r1" (r1_weight > 0).
+
+        `critic` maps images to logits, so conditional discriminators fit in a lambda.
+        `fake` must already be detached from the generator.
+        """
+        if self.r1_weight > 0:
+            # R1 differentiates through the real input, so it needs its own leaf that wants grad.
+            real = real.detach().requires_grad_(True)
+        real_logits = critic(real)
+        fake_logits = critic(fake)
+        terms = self._real_fake_terms(real_logits.float(), fake_logits.float())
+        if self.kind == "wgan-gp" and self.gp_weight > 0:
+            terms["gp"] = self.gp_weight * gradient_penalty(critic, real, fake)
+        if self.r1_weight > 0:
+            # Mescheder et al. 2018 write the penalty as gamma/2 * E||grad D||^2.
+            terms["r1"] = self.r1_weight / 2 * r1_penalty(real_logits, real)
+        return terms
+
+    def _real_fake_terms(self, real_logits: Tensor, fake_logits: Tensor) -> dict[str, Tensor]:
+        if self.kind == "vanilla":
+            # pix2pix and CycleGAN halve the D loss so D learns slower relative to G.
+            real = F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
+            fake = F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
+            return {"real": 0.5 * real, "fake": 0.5 * fake}
+        if self.kind == "lsgan":
+            return {"real": 0.5 * (real_logits - 1).pow(2).mean(),
+                    "fake": 0.5 * fake_logits.pow(2).mean()}
+        if self.kind == "hinge":
+            return {"real": F.relu(1 - real_logits).mean(), "fake": F.relu(1 + fake_logits).mean()}
+        return {"real": -real_logits.mean(), "fake": fake_logits.mean()}
+
+
+def _per_sample_norm(grads: Tensor) -> Tensor:
+    # The 1e-12 keeps sqrt's derivative finite when a sample's gradient is exactly zero.
+    return (grads.float().flatten(1).pow(2).sum(1) + 1e-12).sqrt()
+
+
+def _input_gradient(outputs: Tensor, inputs: Tensor) -> Tensor | None:
+    """d outputs.sum() / d inputs with a graph, or None when outputs do not depend on inputs."""
+    if not outputs.requires_grad:
+        return None
+    (grads,) = torch.autograd.grad(outputs.sum(), inputs, create_graph=True, allow_unused=True)
+    return grads
+
+
+def gradient_penalty(critic: Critic, real: Tensor, fake: Tensor) -> Tensor:
+    """WGAN-GP penalty (Gulrajani et al. 2017): mean over samples of (||grad critic(x)||_2 - 1)^2
+    at random points x on the lines between real and fake images (B,C,H,W).
+
+    The critic may return one logit per sample or a patch map (B,1,h,w); the map is summed, so the
+    gradient is that of the whole map. Differentiable w.r.t. the critic's parameters.
+    """
+    real, fake = real.detach(), fake.detach()
+    eps = torch.rand((real.shape[0],) + (1,) * (real.dim() - 1), device=real.device)
+    interp = (eps * real + (1 - eps) * fake).to(real.dtype).requires_grad_(True)
+    grads = _input_gradient(critic(interp), interp)
+    if grads is None:
+        # A critic that ignores its input has gradient norm 0 everywhere: penalty exactly 1.
+        return torch.ones((), device=real.device)
+    return (_per_sample_norm(grads) - 1).pow(2).mean()
+
+
+def r1_penalty(real_logits: Tensor, real: Tensor) -> Tensor:
+    """R1 penalty (Mescheder et al. 2018): mean over samples of ||d real_logits.sum() / d real||^2.
+
+    `real` must require grad and `real_logits` must have been computed from it; the result is
+    differentiable w.r.t. the critic's parameters. Unweighted: the caller applies gamma/2.
+    """
+    if not real.requires_grad:
+        raise ValueError("r1_penalty needs `real` to require grad; run the critic on "
+                         "real.detach().requires_grad_(True)")
+    grads = _input_gradient(real_logits, real)
+    if grads is None:
+        return torch.zeros((), device=real.device)
+    return grads.float().flatten(1).pow(2).sum(1).mean()
+
+
+class ImagePool:
+    """History of generated images shown to the discriminator (Shrivastava et al. 2017; CycleGAN
+    keeps 50). Until the pool is full every image is stored and returned; afterwards each image
+    is, with probability 0.5, swapped for a random stored one. `size` 0 passes images through.
+
+    Randomness comes from torch's global RNG, so `torch.manual_seed` makes it repeatable and the
+    trainer's RNG checkpointing covers it.
+    """
+
+    def __init__(self, size: int = 50):
+        if size < 0:
+            raise ValueError(f"pool size must be >= 0, got {size}")
+        self.size = int(size)
+        self._images: list[Tensor] = []
+
+    def __len__(self) -> int:
+        return len(self._images)
+
+    def query(self, images: Tensor) -> Tensor:
+        """Return a batch (B,C,H,W) of the same shape, mixing `images` with stored ones."""
+        if self.size == 0:
+            return images
+        images = images.detach()
+        picked = []
+        for image in images:
+            # Clone: a view would keep the caller's whole batch alive inside the pool.
+            if len(self._images) < self.size:
+                self._images.append(image.clone())
+                picked.append(image)
+            elif torch.rand(()).item() < 0.5:
+                index = int(torch.randint(self.size, ()).item())
+                picked.append(self._images[index].to(images.device))
+                self._images[index] = image.clone()
+            else:
+                picked.append(image)
+        return torch.stack(picked)
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """The stored images as one tensor (N,C,H,W); an empty pool gives no key."""
+        if not self._images:
+            return {}
+        return {"images": torch.stack(self._images)}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        """Replace the pool's contents with what `state_dict()` produced."""
+        images = state.get("images")
+        if images is None or images.shape[0] == 0:
+            self._images = []
+            return
+        if images.shape[0] > self.size:
+            raise ValueError(f"pool state holds {images.shape[0]} images but the pool's size is "
+                             f"{self.size}")
+        self._images = [image.clone() for image in images]

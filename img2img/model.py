@@ -1,0 +1,149 @@
+"""The contract every model plugin implements. Class attributes say what a model is (name, data
+kind, options); a few methods say what to compute. The trainer decides how to optimise: a model
+never calls `backward()`, `step()` or `zero_grad()`."""
+from __future__ import annotations
+
+import abc
+import dataclasses
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from .errors import Img2ImgError
+from .losses import Adversary
+
+DATA_KINDS = ("paired", "unpaired", "labelled")
+Batch = Mapping[str, Tensor]
+Losses = Mapping[str, Tensor]
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageSpec:
+    """What the data looks like: channel count, training size, class names (labelled data)."""
+
+    channels: int = 3
+    size: int = 256
+    classes: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class NoOptions:
+    """A model with no options of its own."""
+
+
+class Model(abc.ABC):
+    """Base class of every model. Subclasses set:
+
+    - `name`: the command name (`img2img train <name>`).
+    - `data`: "paired" (batches hold `a`, `b`), "unpaired" (`a`, `b`, unrelated) or "labelled"
+      (`image`, `label`). Images are float (B,C,H,W) in [-1, 1] on the training device.
+    - `Options`: a frozen dataclass; each field becomes a `--flag` whose help is
+      `field(metadata={"help": ...})`.
+    - `summary`: one line for `img2img models`.
+    - `training_defaults`: TrainConfig values this model prefers (e.g. `{"gan_loss": "lsgan"}`).
+    - `directions`: the directions `translate` accepts, first is the default; empty for models
+      that generate from noise.
+    - `smoke_options`: option values small enough for a 32 px test in seconds (narrow widths);
+      `img2img.testing.check_model` uses them.
+
+    and implement `build_generators`, `build_discriminators`, `generate`, `generator_losses`,
+    `discriminator_losses`, plus `translate` or `sample`. Networks are reachable afterwards as
+    `self.generators[...]` and `self.discriminators[...]`.
+    """
+
+    name: ClassVar[str] = ""
+    data: ClassVar[str] = "paired"
+    summary: ClassVar[str] = ""
+    Options: ClassVar[type] = NoOptions
+    training_defaults: ClassVar[Mapping[str, Any]] = {}
+    directions: ClassVar[tuple[str, ...]] = ()
+    smoke_options: ClassVar[Mapping[str, Any]] = {}
+
+    def __init__(self, options: Any = None, *, spec: ImageSpec = ImageSpec(),
+                 adversary: Adversary | None = None):
+        self.options = options if options is not None else self.Options()
+        self.spec = spec
+        self.adversary = adversary or Adversary(self.training_defaults.get("gan_loss", "vanilla"))
+        self.generators = nn.ModuleDict(self.build_generators())
+        self.discriminators = nn.ModuleDict(self.build_discriminators())
+
+    # -- what a plugin implements -------------------------------------------------------------
+    @abc.abstractmethod
+    def build_generators(self) -> dict[str, nn.Module]:
+        """Return the generator networks, named after what they map (`a_to_b`, `b_to_a`)."""
+
+    @abc.abstractmethod
+    def build_discriminators(self) -> dict[str, nn.Module]:
+        """Return the discriminator networks, named after the domain they judge (`a`, `b`)."""
+
+    @abc.abstractmethod
+    def generate(self, batch: Batch) -> dict[str, Tensor]:
+        """Run the generators on a batch; return the fakes (and reconstructions) by name."""
+
+    @abc.abstractmethod
+    def generator_losses(self, batch: Batch, fakes: dict[str, Tensor]) -> Losses | Iterable[Losses]:
+        """Return the weighted generator loss terms, or yield them in groups.
+
+        A group is backpropagated as soon as it arrives, so only one group's activations are
+        alive at a time; the summed gradient is the same as one backward of all terms. Each term
+        is logged as `g/<key>`."""
+
+    @abc.abstractmethod
+    def discriminator_losses(self, batch: Batch, fakes: dict[str, Tensor]) -> Losses:
+        """Return the weighted discriminator loss terms; `fakes` are detached."""
+
+    # -- optional -------------------------------------------------------------------------------
+    def translate(self, images: Tensor, direction: str | None = None) -> Tensor:
+        """Translate (B,C,H,W) images in [-1, 1] in `direction` (default: the first one)."""
+        self.resolve_direction(direction)
+        raise Img2ImgError(f"model '{self.name}' does not implement translate()")
+
+    def sample(self, labels: Tensor, n: int | None = None) -> Tensor:
+        """Generate images for class `labels` (models that generate from noise)."""
+        raise Img2ImgError(f"model '{self.name}' translates images, it does not sample them")
+
+    def visuals(self, batch: Batch, fakes: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The images a sample grid shows, as columns: by default the inputs then the fakes."""
+        shown = {k: v for k, v in batch.items() if v.dim() == 4}
+        shown.update({k: v for k, v in fakes.items() if v.dim() == 4})
+        return shown
+
+    def extra_state(self) -> dict[str, Tensor]:
+        """Training state beyond the weights that resume must restore (e.g. image pools)."""
+        return {}
+
+    def load_extra_state(self, state: Mapping[str, Tensor]) -> None:
+        """Restore what `extra_state` returned."""
+
+    # -- provided -------------------------------------------------------------------------------
+    def to(self, device: torch.device | str) -> "Model":
+        self.generators.to(device)
+        self.discriminators.to(device)
+        return self
+
+    def train(self, mode: bool = True) -> "Model":
+        self.generators.train(mode)
+        self.discriminators.train(mode)
+        return self
+
+    def eval(self) -> "Model":
+        return self.train(False)
+
+    def resolve_direction(self, direction: str | None) -> str:
+        """The direction to translate in, checked against `directions`."""
+        if not self.directions:
+            raise Img2ImgError(f"model '{self.name}' generates images from noise, it does not "
+                               "translate them; use its own command (see `img2img --help`)")
+        if direction is None:
+            return self.directions[0]
+        if direction not in self.directions:
+            raise Img2ImgError(f"model '{self.name}' has no direction '{direction}'; "
+                               f"choose one of: {', '.join(self.directions)}")
+        return direction
+
+
+def option_fields(options_cls: type) -> dict[str, dataclasses.Field]:
+    """The fields of an Options dataclass by name."""
+    return {f.name: f for f in dataclasses.fields(options_cls)}

@@ -1,0 +1,24 @@
+"""Network building blocks that model plugins compose: the published pix2pix/CycleGAN generators
+and PatchGAN discriminator, normalisation by name, and their weight initialisation. Nothing here
+knows about a particular model or the trainer."""
+from img2img.networks.factory import GENERATORS, build_generator
+from img2img.networks.init import init_weights
+from img2img.networks.norm import NORMS, PerSampleNorm2d, norm_layer, per_sample_batch_norm
+from img2img.networks.patchgan import PatchDiscriminator, receptive_field
+from img2img.networks.resnet import ResnetBlock, ResnetGenerator
+from img2img.networks.unet import UnetGenerator
+
+__all__ = [
+    "GENERATORS",
+    "build_generator",
+    "NORMS",
+    "PatchDiscriminator",
+    "PerSampleNorm2d",
+    "ResnetBlock",
+    "ResnetGenerator",
+    "UnetGenerator",
+    "init_weights",
+    "norm_layer",
+    "per_sample_batch_norm",
+    "receptive_field",
+]

@@ -1,0 +1,64 @@
+"""The ResNet generator of CycleGAN (Zhu et al. 2017, after Johnson et al. 2016): a 7x7 stem, two
+stride-2 downsamplings, a stack of residual blocks at quarter resolution, two transposed-conv
+upsamplings and a 7x7 head with tanh. Layer for layer it matches the published code."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from img2img.networks.norm import conv_needs_bias, norm_layer
+
+
+class ResnetBlock(nn.Module):
+    """`x + F(x)` where F is two reflection-padded 3x3 convs keeping the channel count."""
+
+    def __init__(self, channels: int, norm: str = "instance", dropout: bool = False):
+        super().__init__()
+        bias = conv_needs_bias(norm)
+        layers = [nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3, bias=bias),
+                  norm_layer(norm, channels), nn.ReLU(inplace=True)]
+        if dropout:
+            layers.append(nn.Dropout(0.5))
+        layers += [nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3, bias=bias),
+                   norm_layer(norm, channels)]
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class ResnetGenerator(nn.Module):
+    """Maps `(B, in_channels, H, W)` in [-1, 1] to `(B, out_channels, H, W)` in [-1, 1].
+
+    H and W must be multiples of `required_multiple`, or the two upsamplings would not restore
+    the input size.
+    """
+
+    required_multiple = 4
+
+    def __init__(self, in_channels: int = 3, out_channels: int = 3, ngf: int = 64,
+                 n_blocks: int = 9, norm: str = "instance", dropout: bool = False):
+        super().__init__()
+        bias = conv_needs_bias(norm)
+        layers: list[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(in_channels, ngf, 7, bias=bias),
+                                   norm_layer(norm, ngf), nn.ReLU(inplace=True)]
+        width = ngf
+        for _ in range(2):
+            layers += [nn.Conv2d(width, width * 2, 3, stride=2, padding=1, bias=bias),
+                       norm_layer(norm, width * 2), nn.ReLU(inplace=True)]
+            width *= 2
+        layers += [ResnetBlock(width, norm, dropout) for _ in range(n_blocks)]
+        for _ in range(2):
+            layers += [nn.ConvTranspose2d(width, width // 2, 3, stride=2, padding=1,
+                                          output_padding=1, bias=bias),
+                       norm_layer(norm, width // 2), nn.ReLU(inplace=True)]
+            width //= 2
+        layers += [nn.ReflectionPad2d(3), nn.Conv2d(width, out_channels, 7), nn.Tanh()]
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        if h % self.required_multiple or w % self.required_multiple:
+            raise ValueError(f"ResnetGenerator needs H and W divisible by {self.required_multiple}, "
+                             f"got {h}x{w}")
+        return self.model(x)

@@ -1,0 +1,389 @@
+"""The one training loop every model shares. `TrainConfig` holds the settings common to all
+models (each field is a `train` flag); `Trainer` owns devices, seeds, optimisers, the learning-rate
+schedule, mixed precision, discriminator freezing, logging, sample grids, checkpoints and exact
+resume. Models only say what to compute (see `img2img.model.Model`)."""
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+import signal
+import sys
+import time
+from collections.abc import Mapping
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from . import runs
+from .augment import AugmentRecipe
+from .data import SeededSampler, open_dataset
+from .errors import Img2ImgError
+from .images import save_grid
+from .losses import GAN_LOSSES, Adversary
+from .model import ImageSpec, Model
+from .ops import to_model_range
+from .train_state import (capture_rng, load_networks, network_tensors, restore_rng,
+                          settings_record)
+
+SCHEDULES = ("linear", "cosine")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def _f(default: Any, help: str, **meta: Any) -> Any:
+    return dataclasses.field(default=default, metadata={"help": help, **meta})
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Settings shared by every `img2img train <model>` command."""
+
+    data: Path | None = _f(None, "training folder (paired: a/ and b/ or side-by-side A|B images; "
+                                 "labelled: one sub-folder per class; unpaired: a/ and b/)")
+    a: Path | None = _f(None, "folder of domain A images (unpaired models)")
+    b: Path | None = _f(None, "folder of domain B images (unpaired models)")
+    epochs: int = _f(100, "epochs at the initial learning rate")
+    decay_epochs: int = _f(100, "further epochs while the learning rate decays to zero")
+    schedule: str = _f("linear", "shape of the decay", choices=SCHEDULES)
+    max_steps: int | None = _f(None, "stop after this many steps in all (default: run all epochs)")
+    batch_size: int = _f(1, "images per step")
+    load_size: int = _f(286, "resize images to this size before the random crop")
+    crop_size: int = _f(256, "train on random crops of this size")
+    flip: bool = _f(True, "random horizontal flips")
+    color_jitter: float = _f(0.0, "colour jitter strength, 0 to 1 (0 = off)")
+    channels: int = _f(3, "image channels: 1 (grey) or 3 (colour)", choices=(1, 3))
+    lr: float = _f(2e-4, "Adam learning rate")
+    beta1: float = _f(0.5, "Adam beta1")
+    beta2: float = _f(0.999, "Adam beta2")
+    gan_loss: str = _f("vanilla", "adversarial objective", choices=GAN_LOSSES)
+    gp_weight: float = _f(10.0, "gradient penalty weight (wgan-gp)")
+    r1_weight: float = _f(0.0, "R1 penalty weight on real images (0 = off)")
+    device: str = _f("auto", "cuda, cuda:N, mps, cpu, or auto (the best available)")
+    precision: str = _f("auto", "auto = bf16/fp16 mixed precision on CUDA, fp32 elsewhere",
+                        choices=PRECISIONS)
+    seed: int = _f(0, "random seed (data order, augmentation, initial weights)")
+    workers: int = _f(2, "data-loading worker processes (0 = load in the main process)")
+    log_every: int = _f(50, "log losses every N steps")
+    sample_every: int = _f(500, "save a sample grid every N steps (0 = only at the end)")
+    checkpoint_every: int = _f(2000, "save a checkpoint every N steps (0 = only at the end)")
+    keep_checkpoints: int = _f(3, "keep the newest N checkpoints (0 = keep all)")
+    runs_dir: Path = _f(Path("runs"), "folder that holds run folders")
+    name: str | None = _f(None, "run folder name (default: <model>-<date>-<time>)")
+
+    def __post_init__(self) -> None:
+        positive = ("epochs", "batch_size", "load_size", "crop_size", "log_every")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise Img2ImgError(f"--{name.replace('_', '-')} must be at least 1")
+        for name in ("decay_epochs", "workers", "sample_every", "checkpoint_every",
+                     "keep_checkpoints"):
+            if getattr(self, name) < 0:
+                raise Img2ImgError(f"--{name.replace('_', '-')} must not be negative")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise Img2ImgError("--max-steps must be at least 1")
+        if self.load_size < self.crop_size:
+            raise Img2ImgError(f"--load-size ({self.load_size}) must be at least --crop-size "
+                               f"({self.crop_size})")
+
+    @property
+    def total_epochs(self) -> int:
+        return self.epochs + self.decay_epochs
+
+
+def lr_factor(config: TrainConfig, epoch: int) -> float:
+    """Constant for `epochs`, then down to zero over `decay_epochs` (the published recipe)."""
+    done = epoch - config.epochs + 1
+    if done <= 0:
+        return 1.0
+    fraction = done / (config.decay_epochs + 1)
+    if config.schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * fraction))
+    return 1.0 - fraction
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise Img2ImgError(f"--device '{name}' is not a device (cuda, cuda:N, mps, cpu, auto)") \
+            from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise Img2ImgError("--device cuda: no CUDA GPU is available here")
+    return device
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """Mixed precision is a GPU lever: on CPUs without native bf16 it is several times slower."""
+    if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
+        return None
+    if precision == "fp16":
+        return torch.float16
+    if precision == "bf16" or torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float16
+
+
+class _Interrupt:
+    """First Ctrl-C asks the loop to stop after the current step; a second one stops at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def __enter__(self) -> "_Interrupt":
+        try:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        except ValueError:  # not the main thread: leave Ctrl-C alone
+            self._previous = None
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        tqdm.write("Interrupted: saving a checkpoint after this step (Ctrl-C again to abort)",
+                   file=sys.stderr)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+class Trainer:
+    """Trains one model on one dataset into one run folder; `fit()` runs the loop."""
+
+    def __init__(self, model_cls: type[Model], options: Any, config: TrainConfig, *,
+                 resume_from: Path | None = None, plugin: Mapping[str, str] | None = None,
+                 progress: bool | None = None):
+        self.config, self.progress = config, progress
+        self.device = resolve_device(config.device)
+        self.amp_dtype = autocast_dtype(config.precision, self.device)
+        torch.manual_seed(config.seed)
+        random.seed(config.seed)
+        recipe = AugmentRecipe(config.load_size, config.crop_size, config.flip, config.color_jitter)
+        self.dataset = open_dataset(model_cls.data, data=config.data, a=config.a, b=config.b,
+                                    channels=config.channels, recipe=recipe)
+        spec = ImageSpec(config.channels, config.crop_size,
+                         tuple(getattr(self.dataset, "classes", ())))
+        adversary = Adversary(config.gan_loss, config.gp_weight, config.r1_weight)
+        self.model = model_cls(options, spec=spec, adversary=adversary).to(self.device)
+        self.optimizers = {
+            "g": self._adam(self.model.generators.parameters()),
+            "d": self._adam(self.model.discriminators.parameters()),
+        }
+        scaler_on = self.amp_dtype == torch.float16
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=scaler_on)
+        self.sampler = SeededSampler(len(self.dataset), config.seed)
+        self.step = self.epoch = self.batch_in_epoch = 0
+        self.record = settings_record(self.model, config, plugin or {})
+        if resume_from is not None:
+            self.run_dir = runs.run_dir_of(resume_from)
+            self._restore(resume_from)
+        else:
+            self.run_dir = runs.create_run(config.runs_dir,
+                                           config.name or runs.default_run_name(model_cls.name))
+            runs.write_config(self.run_dir, self.record)
+        self.fixed_batch = self._fixed_batch()
+
+    def _adam(self, params: Any) -> torch.optim.Adam:
+        params = [p for p in params if p.requires_grad]
+        fused = self.device.type == "cuda"
+        return torch.optim.Adam(params, lr=self.config.lr,
+                                betas=(self.config.beta1, self.config.beta2), fused=fused or None)
+
+    # -- data -----------------------------------------------------------------------------------
+    def _loader(self) -> torch.utils.data.DataLoader:
+        workers = self.config.workers
+        return torch.utils.data.DataLoader(
+            self.dataset, batch_size=self.config.batch_size, sampler=self.sampler,
+            num_workers=workers, pin_memory=self.device.type == "cuda",
+            persistent_workers=workers > 0, worker_init_fn=_worker_init if workers else None,
+            # Its own generator: creating an iterator must not consume the global RNG, or a
+            # resumed run would drift from an uninterrupted one.
+            generator=torch.Generator().manual_seed(self.config.seed))
+
+    def _to_device(self, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        moved = {}
+        for key, value in batch.items():
+            value = value.to(self.device, non_blocking=True)
+            moved[key] = to_model_range(value) if value.dtype == torch.uint8 else value
+        return moved
+
+    def _fixed_batch(self) -> dict[str, Tensor]:
+        """The same few samples for every grid, so progress is comparable step to step."""
+        items = [self.dataset[(i, i)] for i in range(min(4, len(self.dataset)))]
+        return self._to_device(torch.utils.data.default_collate(items))
+
+    def steps_per_epoch(self) -> int:
+        return math.ceil(len(self.dataset) / self.config.batch_size)
+
+    def total_steps(self) -> int:
+        total = self.config.total_epochs * self.steps_per_epoch()
+        return min(total, self.config.max_steps) if self.config.max_steps else total
+
+    # -- one optimisation step ------------------------------------------------------------------
+    def _autocast(self) -> Any:
+        if self.amp_dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def _backward(self, terms: Mapping[str, Tensor], prefix: str, logged: dict[str, Tensor]) -> None:
+        total = sum(terms.values())
+        for key, value in terms.items():
+            logged[f"{prefix}/{key}"] = value.detach().float()
+        try:
+            self.scaler.scale(total).backward()
+        except RuntimeError as exc:
+            if "backward through the graph a second time" not in str(exc):
+                raise
+            raise Img2ImgError(f"model '{self.model.name}': two generator loss groups share one "
+                               "graph; put terms that use the same fake in the same group") from None
+
+    def train_step(self, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """One generator update then one discriminator update; returns the detached terms."""
+        model, logged = self.model, {}
+        for optimizer in self.optimizers.values():
+            optimizer.zero_grad(set_to_none=True)
+        model.discriminators.requires_grad_(False)
+        with self._autocast():
+            fakes = model.generate(batch)
+            groups = model.generator_losses(batch, fakes)
+            groups = iter([groups] if isinstance(groups, Mapping) else groups)
+        while True:
+            with self._autocast():
+                group = next(groups, None)
+            if group is None:
+                break
+            self._backward(group, "g", logged)
+            del group
+        self.scaler.step(self.optimizers["g"])
+        model.discriminators.requires_grad_(True)
+        fakes = {k: v.detach() for k, v in fakes.items()}
+        with self._autocast():
+            d_terms = model.discriminator_losses(batch, fakes)
+        self._backward(d_terms, "d", logged)
+        self.scaler.step(self.optimizers["d"])
+        self.scaler.update()
+        return logged
+
+    # -- the loop -------------------------------------------------------------------------------
+    def fit(self) -> Path:
+        """Train until the last epoch or `max_steps`; save a checkpoint at the end (or Ctrl-C)."""
+        total = self.total_steps()
+        bar = tqdm(total=total, initial=self.step, unit="step", dynamic_ncols=True,
+                   disable=self.progress is False or (self.progress is None and not
+                                                       sys.stderr.isatty()))
+        loader, running, started = self._loader(), {}, time.perf_counter()
+        self.model.train()
+        with _Interrupt() as interrupt, bar:
+            while (self.step < total and self.epoch < self.config.total_epochs
+                   and not interrupt.requested):
+                self._start_epoch()
+                for batch in loader:
+                    terms = self.train_step(self._to_device(batch))
+                    self.step += 1
+                    self.batch_in_epoch += 1
+                    for key, value in terms.items():
+                        running[key] = running.get(key, 0) + value
+                    bar.update(1)
+                    if self.step % self.config.log_every == 0 or self.step == total:
+                        self._log(running, bar, started)
+                        running = {}
+                    self._periodic()
+                    if self.step >= total or interrupt.requested:
+                        break
+                else:
+                    self.epoch += 1
+                    self.batch_in_epoch = 0
+        self.save_samples()
+        weights = self.save_checkpoint()
+        state = "stopped at" if self.step < total else "finished"
+        print(f"Training {state} step {self.step}/{total}; checkpoint {weights}", file=sys.stderr)
+        return self.run_dir
+
+    def _start_epoch(self) -> None:
+        self.sampler.set_epoch(self.epoch, skip=self.batch_in_epoch * self.config.batch_size)
+        for optimizer in self.optimizers.values():
+            for group in optimizer.param_groups:
+                group["lr"] = self.config.lr * lr_factor(self.config, self.epoch)
+
+    def _periodic(self) -> None:
+        every = self.config.sample_every
+        if every and self.step % every == 0:
+            self.save_samples()
+        every = self.config.checkpoint_every
+        if every and self.step % every == 0:
+            self.save_checkpoint()
+
+    def _log(self, running: dict[str, Tensor], bar: tqdm, started: float) -> None:
+        """Losses reach the host only here (no per-step synchronisation), averaged since the
+        last log line."""
+        steps = (self.step - 1) % self.config.log_every + 1
+        losses = {k: round(float(v) / steps, 5) for k, v in running.items()}
+        lr = self.optimizers["g"].param_groups[0]["lr"]
+        record = {"step": self.step, "epoch": self.epoch + 1, "lr": lr,
+                  "time": round(time.perf_counter() - started, 3), **losses}
+        runs.append_metrics(self.run_dir, record)
+        bar.set_postfix({"epoch": self.epoch + 1, **{k: f"{v:.3f}" for k, v in losses.items()}},
+                        refresh=False)
+        if bar.disable:
+            shown = " ".join(f"{k}={v:.4f}" for k, v in losses.items())
+            print(f"step {self.step} epoch {self.epoch + 1} {shown}", file=sys.stderr, flush=True)
+
+    # -- samples and checkpoints ----------------------------------------------------------------
+    @torch.no_grad()
+    def save_samples(self) -> Path:
+        """Grid of the fixed batch; RNG is forked so sampling never changes the training run."""
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            self.model.eval()
+            try:
+                with self._autocast():
+                    fakes = self.model.generate(self.fixed_batch)
+                columns = self.model.visuals(self.fixed_batch, fakes)
+            finally:
+                self.model.train()
+        path = self.run_dir / runs.SAMPLES / f"{runs.checkpoint_stem(self.step)}.png"
+        save_grid(path, columns)
+        return path
+
+    def save_checkpoint(self) -> Path:
+        state = {
+            "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
+            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+            "scaler": self.scaler.state_dict(), "rng": capture_rng(),
+            "model": self.model.extra_state(),
+        }
+        meta = {**self.record, "step": self.step}
+        return runs.save_checkpoint(self.run_dir, self.step, network_tensors(self.model), meta, state,
+                                    keep=self.config.keep_checkpoints)
+
+    def _restore(self, weights: Path) -> None:
+        load_networks(self.model, runs.load_weights(weights, self.device), weights)
+        state = runs.load_state(weights)
+        for key, optimizer in self.optimizers.items():
+            optimizer.load_state_dict(state["optimizers"][key])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.model.load_extra_state({k: v.to(self.device) for k, v in state["model"].items()})
+        self.step, self.epoch = state["step"], state["epoch"]
+        self.batch_in_epoch = state["batch_in_epoch"]
+        restore_rng(state["rng"])
+
+
+def _worker_init(worker_id: int) -> None:
+    """Each loader worker decodes on one thread: the workers are the parallelism."""
+    import cv2
+
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)

@@ -1,0 +1,103 @@
+"""CycleGAN: two ResNet generators (a -> b, b -> a) with instance norm, two 70x70 PatchGANs,
+least-squares GAN loss, cycle-consistency loss weighted 10 each way, identity loss at 0.5 of the
+cycle weight, and a pool of 50 past fakes per discriminator (Zhu et al. 2017).
+
+The generator loss arrives in four groups (a-cycle, b-cycle, each identity term); the trainer
+backpropagates each as it comes, so at most three generator passes hold activations at once
+instead of six. The gradient is the same as one backward of the summed loss."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch.nn.functional as F
+
+import img2img
+from img2img.losses import ImagePool
+from img2img.networks import GENERATORS, NORMS, PatchDiscriminator, build_generator, init_weights
+
+
+@dataclass(frozen=True)
+class Options:
+    generator: str = field(default="resnet-9", metadata={
+        "help": "generator network for both directions", "choices": GENERATORS})
+    ngf: int = field(default=64, metadata={"help": "generator width (filters in the first layer)"})
+    ndf: int = field(default=64, metadata={"help": "discriminator width"})
+    d_layers: int = field(default=3, metadata={"help": "PatchGAN layers (3 = 70x70 patches)"})
+    norm: str = field(default="instance", metadata={"help": "normalisation layers",
+                                                    "choices": NORMS})
+    dropout: bool = field(default=False, metadata={"help": "dropout in the residual blocks"})
+    lambda_cycle: float = field(default=10.0, metadata={
+        "help": "weight of the cycle-consistency loss (each direction)"})
+    lambda_identity: float = field(default=0.5, metadata={
+        "help": "weight of the identity loss, relative to --lambda-cycle (0 = off)"})
+    pool_size: int = field(default=50, metadata={
+        "help": "past fakes kept for the discriminators (0 = none)"})
+
+
+class CycleGAN(img2img.Model):
+    name = "cyclegan"
+    data = "unpaired"
+    summary = "unpaired translation a <-> b (two ResNet generators, cycle + identity losses)"
+    Options = Options
+    training_defaults = {"gan_loss": "lsgan"}
+    directions = ("a_to_b", "b_to_a")
+    smoke_options = {"generator": "resnet-6", "ngf": 8, "ndf": 8, "pool_size": 4}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.pools = {d: ImagePool(self.options.pool_size) for d in ("a", "b")}
+
+    def build_generators(self):
+        o, c = self.options, self.spec.channels
+        return {name: build_generator(o.generator, c, c, ngf=o.ngf, norm=o.norm,
+                                      dropout=o.dropout, size=self.spec.size)
+                for name in ("a_to_b", "b_to_a")}
+
+    def build_discriminators(self):
+        o, c = self.options, self.spec.channels
+        return {d: init_weights(PatchDiscriminator(c, o.ndf, o.d_layers, o.norm))
+                for d in ("a", "b")}
+
+    def generate(self, batch):
+        return {"fake_b": self.generators["a_to_b"](batch["a"]),
+                "fake_a": self.generators["b_to_a"](batch["b"])}
+
+    def generator_losses(self, batch, fakes):
+        g, d, o = self.generators, self.discriminators, self.options
+        gan = self.adversary.generator_loss
+        # Each group uses its own fake's graph only, so each can be freed after its backward.
+        yield {"gan_a_to_b": gan(d["b"](fakes["fake_b"])),
+               "cycle_a": o.lambda_cycle * F.l1_loss(g["b_to_a"](fakes["fake_b"]), batch["a"])}
+        yield {"gan_b_to_a": gan(d["a"](fakes["fake_a"])),
+               "cycle_b": o.lambda_cycle * F.l1_loss(g["a_to_b"](fakes["fake_a"]), batch["b"])}
+        weight = o.lambda_cycle * o.lambda_identity
+        if weight > 0:
+            yield {"idt_a": weight * F.l1_loss(g["b_to_a"](batch["a"]), batch["a"])}
+            yield {"idt_b": weight * F.l1_loss(g["a_to_b"](batch["b"]), batch["b"])}
+
+    def discriminator_losses(self, batch, fakes):
+        terms = {}
+        for domain in ("a", "b"):
+            fake = self.pools[domain].query(fakes[f"fake_{domain}"])
+            found = self.adversary.discriminator_losses(self.discriminators[domain],
+                                                        batch[domain], fake)
+            terms.update({f"{domain}_{k}": v for k, v in found.items()})
+        return terms
+
+    def translate(self, images, direction=None):
+        return self.generators[self.resolve_direction(direction)](images)
+
+    def visuals(self, batch, fakes):
+        g = self.generators
+        return {"a": batch["a"], "fake_b": fakes["fake_b"], "rec_a": g["b_to_a"](fakes["fake_b"]),
+                "b": batch["b"], "fake_a": fakes["fake_a"], "rec_b": g["a_to_b"](fakes["fake_a"])}
+
+    def extra_state(self):
+        return {f"pool_{d}.{k}": v for d, pool in self.pools.items()
+                for k, v in pool.state_dict().items()}
+
+    def load_extra_state(self, state):
+        for d, pool in self.pools.items():
+            prefix = f"pool_{d}."
+            pool.load_state_dict({k[len(prefix):]: v for k, v in state.items()
+                                  if k.startswith(prefix)})

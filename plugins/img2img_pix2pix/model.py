@@ -1,0 +1,76 @@
+"""Pix2Pix: a U-Net generator with dropout and batch norm, a conditional 70x70 PatchGAN that
+judges (a, b) pairs, the non-saturating GAN loss plus L1 weighted 100 (Isola et al. 2017).
+
+Inference: the paper trains at batch size 1, where batch norm's statistics are each image's own.
+At inference (eval mode) every batch-norm layer keeps using per-image statistics with its learned
+scale and shift, never the running averages the network was not trained with, so a converted
+image is the same whether it is translated alone or batched; dropout is off, so output is
+deterministic."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+import img2img
+from img2img.networks import (GENERATORS, NORMS, PatchDiscriminator, build_generator,
+                              init_weights, per_sample_batch_norm)
+
+
+@dataclass(frozen=True)
+class Options:
+    generator: str = field(default="unet-256", metadata={
+        "help": "generator network (unet-N fits N px crops)", "choices": GENERATORS})
+    ngf: int = field(default=64, metadata={"help": "generator width (filters in the first layer)"})
+    ndf: int = field(default=64, metadata={"help": "discriminator width"})
+    d_layers: int = field(default=3, metadata={"help": "PatchGAN layers (3 = 70x70 patches)"})
+    norm: str = field(default="batch", metadata={"help": "normalisation layers", "choices": NORMS})
+    dropout: bool = field(default=True, metadata={"help": "dropout in the generator (training)"})
+    lambda_l1: float = field(default=100.0, metadata={"help": "weight of the L1 loss to the target"})
+
+
+class Pix2Pix(img2img.Model):
+    name = "pix2pix"
+    data = "paired"
+    summary = "paired translation a -> b (U-Net + conditional PatchGAN, GAN + L1)"
+    Options = Options
+    training_defaults = {"gan_loss": "vanilla"}
+    directions = ("a_to_b",)
+    smoke_options = {"generator": "unet-32", "ngf": 8, "ndf": 8}
+
+    def build_generators(self):
+        o, c = self.options, self.spec.channels
+        net = build_generator(o.generator, c, c, ngf=o.ngf, norm=o.norm, dropout=o.dropout,
+                              size=self.spec.size)
+        return {"a_to_b": per_sample_batch_norm(net)}
+
+    def build_discriminators(self):
+        o, c = self.options, self.spec.channels
+        return {"b": init_weights(PatchDiscriminator(2 * c, o.ndf, o.d_layers, o.norm))}
+
+    def _critic(self, a: Tensor):
+        discriminator = self.discriminators["b"]
+        return lambda b: discriminator(torch.cat([a, b], dim=1))
+
+    def generate(self, batch):
+        return {"fake_b": self.generators["a_to_b"](batch["a"])}
+
+    def generator_losses(self, batch, fakes):
+        fake_b = fakes["fake_b"]
+        return {
+            "gan": self.adversary.generator_loss(self._critic(batch["a"])(fake_b)),
+            "l1": self.options.lambda_l1 * F.l1_loss(fake_b, batch["b"]),
+        }
+
+    def discriminator_losses(self, batch, fakes):
+        return self.adversary.discriminator_losses(self._critic(batch["a"]), batch["b"],
+                                                   fakes["fake_b"])
+
+    def translate(self, images, direction=None):
+        self.resolve_direction(direction)
+        return self.generators["a_to_b"](images)
+
+    def visuals(self, batch, fakes):
+        return {"a": batch["a"], "fake_b": fakes["fake_b"], "b": batch["b"]}
