@@ -111,8 +111,12 @@ def save_checkpoint(run_dir: Path, step: int, tensors: Mapping[str, torch.Tensor
     cpu = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     with atomic_path(weights) as tmp:
         save_file(cpu, str(tmp), metadata={META_KEY: json.dumps(metadata, default=str)})
-    with atomic_path(folder / f"{stem}{STATE_SUFFIX}") as tmp:
-        torch.save(dict(state), tmp)
+    try:
+        with atomic_path(folder / f"{stem}{STATE_SUFFIX}") as tmp:
+            torch.save(dict(state), tmp)
+    except BaseException:
+        weights.unlink(missing_ok=True)  # half a checkpoint is no checkpoint
+        raise
     write_text(folder / LATEST, stem + "\n")
     if keep > 0:
         prune_checkpoints(folder, keep)

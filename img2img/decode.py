@@ -1,0 +1,130 @@
+"""Decoding image files at the edge of the program, with OpenCV: EXIF orientation honoured, 8- and
+16-bit, grey, RGB and RGBA accepted, BGR turned RGB at once. `read_image` gives what training
+needs (8-bit, a fixed channel count); `read_native` keeps depth and alpha for `convert`. A file
+that cannot be read raises `DataError` naming it."""
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from .errors import DataError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def read_image(path: str | Path, channels: int) -> np.ndarray:
+    """Decode `path` to an HxWxC uint8 RGB (C = channels, 1 or 3) array, EXIF orientation applied.
+
+    16-bit images are scaled to 8 bits with rounding; RGBA is composited over white, then the
+    alpha is dropped; grey is replicated to RGB and RGB turned grey with luminance weights.
+    """
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels!r}")
+    data = _read_bytes(path)
+    try:
+        # IMREAD_UNCHANGED is the only flag that keeps 16 bits *and* alpha, and it is also the one
+        # flag for which OpenCV skips EXIF orientation, so the orientation is applied below.
+        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    except cv2.error as exc:
+        raise DataError(f"cannot read image {path}: {exc.err or exc}") from None
+    if image is None:
+        raise DataError(f"cannot read image {path}: not a decodable image file")
+    image = _orient(image, exif_orientation(data))
+    return convert_channels(_to_rgb8(image, path), channels)
+
+
+def _read_bytes(path: str | Path) -> np.ndarray:
+    # np.fromfile + imdecode rather than cv2.imread, which cannot open non-ASCII paths on Windows.
+    try:
+        data = np.fromfile(str(path), dtype=np.uint8)
+    except OSError as exc:
+        raise DataError(f"cannot read image {path}: {exc.strerror or exc}") from None
+    if data.size == 0:
+        raise DataError(f"cannot read image {path}: the file is empty")
+    return data
+
+
+def exif_orientation(data: np.ndarray) -> int:
+    """The EXIF orientation tag (1..8) of an encoded image; 1 when absent or unreadable."""
+    raw = data.tobytes()
+    is_tiff = raw[:4] in (b"II*\x00", b"MM\x00*")
+    # Only ask PIL when an EXIF block can be there: PIL decodes a whole PNG to look for one.
+    if not is_tiff and b"Exif" not in raw and b"eXIf" not in raw and b"EXIF" not in raw:
+        return 1
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(raw)) as img:
+                value = img.getexif().get(0x0112, 1)
+    except Exception:  # PIL cannot parse every file OpenCV can; no orientation is the safe answer
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def _orient(image: np.ndarray, orientation: int) -> np.ndarray:
+    """Undo EXIF `orientation` (1..8) so the array is upright; works for any channel layout."""
+    if orientation in (5, 6, 7, 8):
+        image = np.swapaxes(image, 0, 1)  # transpose, then each case is at most one flip
+    flips = {2: (1,), 3: (0, 1), 4: (0,), 6: (1,), 7: (0, 1), 8: (0,)}.get(orientation, ())
+    for axis in flips:
+        image = np.flip(image, axis)
+    return np.ascontiguousarray(image)
+
+
+def _to_rgb8(image: np.ndarray, path: str | Path) -> np.ndarray:
+    """HxWxC (C = 1 or 3) uint8 RGB from a decoded grey/BGR/BGRA array of any supported depth."""
+    if image.ndim == 2:
+        image = image[:, :, None]
+    peak = {"uint8": 255.0, "uint16": 65535.0, "float32": 1.0, "float64": 1.0}.get(image.dtype.name)
+    if peak is None:
+        raise DataError(f"cannot read image {path}: unsupported pixel type {image.dtype}")
+    if image.shape[2] in (2, 4):
+        # Transparent pixels become white: training data with alpha is usually a cut-out on paper.
+        pixels = image.astype(np.float32) / peak
+        alpha = np.clip(pixels[:, :, -1:], 0.0, 1.0)
+        image = np.rint(np.clip(pixels[:, :, :-1] * alpha + (1.0 - alpha), 0.0, 1.0) * 255.0)
+        image = image.astype(np.uint8)
+    elif image.dtype == np.uint16:
+        image = ((image.astype(np.uint32) + 128) // 257).astype(np.uint8)  # round(x * 255 / 65535)
+    elif image.dtype != np.uint8:
+        image = np.rint(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
+    if image.shape[2] == 3:
+        image = np.ascontiguousarray(image[:, :, ::-1])  # OpenCV decodes BGR
+    elif image.shape[2] != 1:
+        raise DataError(f"cannot read image {path}: {image.shape[2]} channels are not supported")
+    return image
+
+
+def convert_channels(image: np.ndarray, channels: int) -> np.ndarray:
+    if image.shape[2] == channels:
+        return image
+    if channels == 3:
+        return np.repeat(image, 3, axis=2)
+    return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)[:, :, None]  # ITU-R 601 luminance weights
+
+
+def read_native(path: str | Path) -> np.ndarray:
+    """Decode `path` upright as HxWxC with C = 1 (grey), 2 (grey+alpha), 3 (RGB) or 4 (RGBA),
+    keeping its bit depth (uint8 or uint16)."""
+    data = _read_bytes(path)
+    try:
+        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    except cv2.error as exc:
+        raise DataError(f"cannot read image {path}: {exc.err or exc}") from None
+    if image is None:
+        raise DataError(f"cannot read image {path}: not a decodable image file")
+    if image.dtype not in (np.uint8, np.uint16):
+        raise DataError(f"cannot read image {path}: unsupported pixel type {image.dtype}")
+    image = _orient(image, exif_orientation(data))
+    if image.ndim == 2:
+        image = image[:, :, None]
+    if image.shape[2] == 3:
+        image = image[:, :, ::-1]
+    elif image.shape[2] == 4:
+        image = image[:, :, [2, 1, 0, 3]]
+    return np.ascontiguousarray(image)

@@ -1,0 +1,124 @@
+"""The shared trainer: exact resume, the learning-rate schedule, grouped backward, settings."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from img2img import Img2ImgError, TrainConfig, Trainer
+from img2img.testing import write_sample_images
+from img2img.train_state import network_tensors
+from img2img.trainer import lr_factor
+from img2img_cyclegan import CycleGAN
+from img2img_pix2pix import Pix2Pix
+
+
+def _config(tmp_path, kind, **overrides):
+    folders = write_sample_images(kind, tmp_path / "data", n=4, size=40)
+    settings = dict(epochs=2, decay_epochs=2, batch_size=2, load_size=36, crop_size=32,
+                    workers=0, log_every=1, sample_every=0, checkpoint_every=0, device="cpu",
+                    runs_dir=tmp_path / "runs", seed=3)
+    settings.update(overrides)
+    return TrainConfig(**folders, **settings)
+
+
+@pytest.mark.parametrize("model_cls,workers", [(Pix2Pix, 0), (CycleGAN, 1)])
+def test_resume_gives_the_same_weights_as_one_run(tmp_path, model_cls, workers):
+    options = model_cls.Options(**model_cls.smoke_options)
+    straight = Trainer(model_cls, options, _config(tmp_path, model_cls.data, max_steps=5,
+                                                   name="straight", workers=workers),
+                       progress=False)
+    straight.fit()
+
+    first = Trainer(model_cls, options, _config(tmp_path, model_cls.data, max_steps=3,
+                                                name="split", workers=workers), progress=False)
+    run_dir = first.fit()
+    weights = run_dir / "checkpoints" / "step_00000003.safetensors"
+    second = Trainer(model_cls, options, _config(tmp_path, model_cls.data, max_steps=5,
+                                                 workers=workers),
+                     resume_from=weights, progress=False)
+    assert (second.step, second.epoch, second.batch_in_epoch) == (3, 1, 1)
+    second.fit()
+
+    expected, got = network_tensors(straight.model), network_tensors(second.model)
+    assert expected.keys() == got.keys()
+    for key in expected:
+        assert torch.allclose(expected[key].float(), got[key].float(), atol=1e-6), key
+    # The uninterrupted run and the resumed one really trained (weights moved from the start).
+    fresh = Trainer(model_cls, options, _config(tmp_path, model_cls.data, name="fresh"),
+                    progress=False)
+    assert any(not torch.equal(v, network_tensors(fresh.model)[k]) for k, v in got.items())
+
+
+def test_lr_schedule_is_constant_then_linear_to_zero():
+    config = TrainConfig(epochs=3, decay_epochs=3)
+    factors = [lr_factor(config, e) for e in range(6)]
+    assert factors[:3] == [1.0, 1.0, 1.0]
+    assert factors[3:] == pytest.approx([0.75, 0.5, 0.25])
+    cosine = dataclasses.replace(config, schedule="cosine")
+    assert [lr_factor(cosine, e) for e in range(3)] == [1.0, 1.0, 1.0]
+    decayed = [lr_factor(cosine, e) for e in range(3, 6)]
+    assert decayed == sorted(decayed, reverse=True) and 0 < decayed[-1] < 0.5
+
+
+def test_optimizer_learning_rate_follows_the_schedule(tmp_path):
+    trainer = Trainer(Pix2Pix, Pix2Pix.Options(**Pix2Pix.smoke_options),
+                      _config(tmp_path, "paired", epochs=1, decay_epochs=1, max_steps=3),
+                      progress=False)
+    trainer.fit()
+    assert trainer.epoch == 1
+    assert trainer.optimizers["g"].param_groups[0]["lr"] == pytest.approx(2e-4 * 0.5)
+
+
+@pytest.mark.parametrize("bad,flag", [
+    (dict(load_size=32, crop_size=64), "--load-size"),
+    (dict(batch_size=0), "--batch-size"),
+    (dict(max_steps=0), "--max-steps"),
+    (dict(workers=-1), "--workers"),
+])
+def test_bad_settings_name_the_flag(bad, flag):
+    with pytest.raises(Img2ImgError, match=flag):
+        TrainConfig(**bad)
+
+
+def test_generator_groups_sum_to_the_single_backward_gradient(tmp_path):
+    """CycleGAN yields its loss in groups; their summed gradient equals one backward of all."""
+    torch.manual_seed(0)
+    config = _config(tmp_path, "unpaired")
+    options = CycleGAN.Options(**{**CycleGAN.smoke_options, "pool_size": 0})
+    trainer = Trainer(CycleGAN, options, config, progress=False)
+    model = trainer.model
+    batch = trainer.fixed_batch
+    model.discriminators.requires_grad_(False)
+
+    def grads() -> dict[str, torch.Tensor]:
+        return {k: p.grad.clone() for k, p in model.generators.named_parameters()}
+
+    model.generators.zero_grad()
+    fakes = model.generate(batch)
+    for group in model.generator_losses(batch, fakes):
+        sum(group.values()).backward()
+    grouped = grads()
+
+    model.generators.zero_grad()
+    fakes = model.generate(batch)
+    total = sum(sum(g.values()) for g in model.generator_losses(batch, fakes))
+    total.backward()
+    summed = grads()
+    for key in summed:
+        assert torch.allclose(grouped[key], summed[key], atol=1e-6, rtol=1e-4), key
+
+
+def test_training_writes_samples_metrics_and_checkpoints(tmp_path):
+    config = _config(tmp_path, "paired", max_steps=4, sample_every=2, checkpoint_every=2,
+                     keep_checkpoints=1, log_every=2, name="files")
+    run_dir = Trainer(Pix2Pix, Pix2Pix.Options(**Pix2Pix.smoke_options), config,
+                      progress=False).fit()
+    assert sorted(p.name for p in (run_dir / "samples").iterdir()) == [
+        "step_00000002.png", "step_00000004.png"]
+    checkpoints = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
+    assert checkpoints == ["latest", "step_00000004.safetensors", "step_00000004.state.pt"]
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 2 and '"step": 4' in lines[1]
+    assert (run_dir / "config.json").exists()
