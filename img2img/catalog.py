@@ -97,9 +97,11 @@ def preset_problems(preset: Any, models: Mapping[str, type[Model]],
 def _collect(pm: PluginManager, hook: str) -> list[tuple[PluginInfo, Any]]:
     """Call `hook` on each plugin separately; a hook that raises is that plugin's error."""
     found = []
-    for impl in reversed(getattr(pm.hook, hook).get_hookimpls()):
+    # Load order, so the first plugin to claim a name keeps it (pluggy calls last-first).
+    for impl in getattr(pm.hook, hook).get_hookimpls():
         info = pm.infos.get(impl.plugin_name) or PluginInfo(impl.plugin_name, "local", "")
         items: list[Any] = []
+        pm.trace.root.get("hook")(f"{hook} from plugin '{impl.plugin_name}'")
         try:
             impl.function(register=items.append)
         except Exception as exc:

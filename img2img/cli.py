@@ -11,11 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import click
+from tqdm import tqdm
 
 from . import runs
 from .catalog import Catalog, build_catalog
 from .errors import Img2ImgError
+from .convert import convert as run_convert
 from .flags import collect, dataclass_options
+from .inference import DEFAULT_TILE, load
 from .plugins import PluginManager, load_plugins
 from .train_state import from_record
 from .trainer import TrainConfig, Trainer
@@ -63,7 +66,6 @@ def _setup_logging() -> None:
         handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
-        logger.propagate = False
 
 
 def build_cli(pm: PluginManager | None = None) -> click.Group:
@@ -91,7 +93,8 @@ def build_cli(pm: PluginManager | None = None) -> click.Group:
         ctx.obj = {"pm": pm, "catalog": catalog}
 
     cli.add_command(_train_group(catalog))
-    for command in (plugins_command(pm), models_command(catalog), presets_command(catalog)):
+    for command in (convert_command(catalog), plugins_command(pm), models_command(catalog),
+                    presets_command(catalog)):
         cli.add_command(command)
     for command in catalog.commands.values():
         cli.add_command(command)
@@ -170,6 +173,57 @@ def _resuming_trainer(model_cls: type, ref: str, config: dict[str, Any], typed_c
                    resume_from=weights, plugin=plugin)
 
 
+# -- convert ------------------------------------------------------------------------------------
+def convert_command(catalog: Catalog) -> click.Command:
+    @click.command("convert", context_settings={"show_default": True})
+    @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
+    @click.option("-o", "--out", type=click.Path(path_type=Path), default=None,
+                  help="output folder (default: converted/), or the output file for one input")
+    @click.option("--model", "model_ref", default="latest", metavar="RUN|CHECKPOINT",
+                  help="run folder or checkpoint; 'latest' is the newest run under --runs-dir")
+    @click.option("--runs-dir", type=click.Path(path_type=Path), default=Path("runs"),
+                  help="where 'latest' looks for runs")
+    @click.option("--direction", default=None,
+                  help="a_to_b or b_to_a for two-way models (default: the model's first)")
+    @click.option("--size", type=click.IntRange(min=8), default=None,
+                  help="translate at this short side, then resize back (default: as is)")
+    @click.option("--tile", type=click.IntRange(min=32), default=DEFAULT_TILE,
+                  help="images larger than this are translated in overlapping tiles, so "
+                       "memory stays bounded")
+    @click.option("--batch-size", type=click.IntRange(min=1), default=4,
+                  help="same-sized images translated together")
+    @click.option("--device", default="auto", help="cuda, cuda:N, mps, cpu or auto")
+    def convert(inputs: tuple[str, ...], out: Path | None, model_ref: str, runs_dir: Path,
+                direction: str | None, size: int | None, tile: int, batch_size: int,
+                device: str) -> None:
+        """Translate images (files, folders, globs) with a trained model.
+
+        Each output keeps its input's name, size and alpha channel; the format follows the
+        extension. Inputs are never overwritten.
+        """
+        translator = load(model_ref, device=device, runs_dir=runs_dir, catalog=catalog, tile=tile)
+        click.echo(f"Using {translator.checkpoint} ({translator.name})", err=True)
+        with tqdm(total=None, unit="image", disable=not sys.stderr.isatty()) as bar:
+            outcome = run_convert(translator, list(inputs), out, direction=direction, size=size,
+                                  batch_size=batch_size, progress=bar)
+        for src, message in outcome.failed:
+            click.echo(f"error: {src}: {message}", err=True)
+        if outcome.converted:
+            folders = sorted({str(dst.parent) for _, dst in outcome.converted})
+            click.echo(f"Converted {len(outcome.converted)} image(s) into {', '.join(folders)}",
+                       err=True)
+        for _, dst in outcome.converted:
+            click.echo(str(dst))
+        if outcome.failed:
+            raise _Failure(f"{len(outcome.failed)} input(s) failed", 1)
+    return convert
+
+
+def default_catalog() -> Catalog:
+    """The catalog of every installed plugin (what `img2img.load` uses)."""
+    return build_catalog(load_plugins(), TRAIN_FIELDS, BUILTIN_COMMANDS)
+
+
 # -- listings -----------------------------------------------------------------------------------
 def plugins_command(pm: PluginManager) -> click.Command:
     @click.command("plugins")
@@ -177,7 +231,7 @@ def plugins_command(pm: PluginManager) -> click.Command:
         """List loaded plugins: distribution, version, what each registered, and load errors."""
         if not pm.infos:
             click.echo("No plugins loaded (check IMG2IMG_LOAD_PLUGINS).")
-        for info in sorted(pm.infos.values(), key=lambda i: i.name):
+        for info in pm.all_infos():
             status = "FAILED" if info.errors else "ok"
             click.echo(f"{info.name}  ({info.distribution} {info.version})  {status}")
             if info.registered:

@@ -109,9 +109,14 @@ class Translator:
 
     # -- user-facing kinds ------------------------------------------------------------------------
     def __call__(self, image: Any, direction: str | None = None, size: int | None = None) -> Any:
-        kind, batch, extra = _to_batch(image)
-        out = self.translate(batch, direction, size)
-        return _from_batch(out, kind, extra)
+        return self.translate_many([image], direction, size)[0]
+
+    def translate_many(self, images: list[Any], direction: str | None = None,
+                       size: int | None = None) -> list[Any]:
+        """Translate same-sized images as one batch; each comes back as the kind it was."""
+        parts = [_to_batch(image) for image in images]
+        out = self.translate(torch.cat([batch for _, batch, _ in parts]), direction, size)
+        return [_from_batch(out[i:i + 1], kind, extra) for i, (kind, _, extra) in enumerate(parts)]
 
     def sample(self, labels: Any, n: int | None = None) -> Tensor:
         """Generated images for class `labels` (noise-to-image models), in [0, 1]."""
@@ -137,10 +142,15 @@ def _to_batch(image: Any) -> tuple[str, Tensor, Any]:
         raise Img2ImgError(f"cannot translate a {type(image).__name__}: pass a numpy array, a PIL "
                            "image or a torch tensor")
     array = image if image.ndim == 3 else image[..., None]
-    alpha = array[..., 3:] if array.shape[2] == 4 else None
+    if array.dtype not in (np.uint8, np.uint16) or array.shape[2] > 4:
+        raise Img2ImgError(f"expected an HxW or HxWxC (C <= 4) uint8/uint16 array, got "
+                           f"{array.shape} {array.dtype}")
+    has_alpha = array.shape[2] in (2, 4)
+    alpha = array[..., -1:] if has_alpha else None
+    colour = array[..., : array.shape[2] - has_alpha]
     peak = 65535.0 if array.dtype == np.uint16 else 255.0
-    rgb = torch.from_numpy(np.ascontiguousarray(array[..., :3])).permute(2, 0, 1)[None]
-    batch = rgb.float() / peak * 2 - 1
+    batch = torch.from_numpy(np.ascontiguousarray(colour)).permute(2, 0, 1)[None].float()
+    batch = batch / peak * 2 - 1
     return ("pil" if pil else "array"), batch, (pil, alpha, image.dtype, peak)
 
 

@@ -40,6 +40,7 @@ class PluginManager(pluggy.PluginManager):
         self.add_hookspecs(hookspecs)
         self.strict = strict
         self.infos: dict[str, PluginInfo] = {}
+        self.rejected: list[PluginInfo] = []  # plugins refused because their name was taken
 
     def add(self, module: object, info: PluginInfo) -> None:
         """Register one plugin object under `info.name`; a misspelled hook fails here."""
@@ -56,13 +57,17 @@ class PluginManager(pluggy.PluginManager):
     def fail(self, info: PluginInfo, message: str) -> None:
         """Record a plugin's error; strict mode (tests) raises it instead."""
         info.errors.append(message)
-        self.infos.setdefault(info.name, info)
+        if self.infos.setdefault(info.name, info) is not info and info not in self.rejected:
+            self.rejected.append(info)
         if self.strict:
             raise PluginError(f"plugin '{info.name}' ({info.distribution}): {message}")
 
     def errors(self) -> list[str]:
-        return [f"plugin '{i.name}' ({i.distribution}): {e}" for i in self.infos.values()
+        return [f"plugin '{i.name}' ({i.distribution}): {e}" for i in self.all_infos()
                 for e in i.errors]
+
+    def all_infos(self) -> list[PluginInfo]:
+        return sorted([*self.infos.values(), *self.rejected], key=lambda i: i.name)
 
 
 def _normalise(name: str) -> str:
@@ -73,7 +78,7 @@ def _wanted(env: Mapping[str, str]) -> set[str] | None:
     """Names from IMG2IMG_LOAD_PLUGINS (None: load all; empty set: load none)."""
     if LOAD_ENV not in env:
         return None
-    return {_normalise(n) for n in env[LOAD_ENV].split(",") if n.strip()}
+    return {_normalise(n.strip()) for n in env[LOAD_ENV].split(",") if n.strip()}
 
 
 def _distribution(ep: md.EntryPoint) -> tuple[str, str]:

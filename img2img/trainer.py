@@ -75,6 +75,10 @@ class TrainConfig:
     name: str | None = _f(None, "run folder name (default: <model>-<date>-<time>)")
 
     def __post_init__(self) -> None:
+        for name in ("data", "a", "b", "runs_dir"):  # accept str from Python callers
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, Path):
+                object.__setattr__(self, name, Path(value))
         positive = ("epochs", "batch_size", "load_size", "crop_size", "log_every")
         for name in positive:
             if getattr(self, name) < 1:

@@ -1,0 +1,143 @@
+"""`img2img convert`: translate files, folders and globs with a trained model. Each image keeps
+its size, channels (alpha is carried over) and bit depth where the output format allows; outputs
+are written atomically, an input is never overwritten, and a file that fails is reported while
+the rest are still converted."""
+from __future__ import annotations
+
+import dataclasses
+import glob
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from .decode import IMAGE_EXTENSIONS, read_native
+from .errors import DataError, Img2ImgError
+from .images import write_image
+from .inference import Translator
+
+EIGHT_BIT_FORMATS = (".jpg", ".jpeg", ".webp", ".bmp")
+
+
+@dataclasses.dataclass
+class Outcome:
+    converted: list[tuple[Path, Path]] = dataclasses.field(default_factory=list)
+    failed: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+
+
+def expand_inputs(inputs: list[str], outcome: Outcome) -> list[Path]:
+    """Files, the images directly inside folders, and glob patterns, in the order given."""
+    found: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            images = sorted(p for p in path.iterdir()
+                            if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+            if not images:
+                outcome.failed.append((item, "folder holds no images "
+                                             f"({', '.join(IMAGE_EXTENSIONS)})"))
+            found.extend(images)
+        elif path.is_file():
+            found.append(path)
+        elif glob.has_magic(item):
+            matches = sorted(Path(p) for p in glob.glob(item, recursive=True) if Path(p).is_file())
+            if not matches:
+                outcome.failed.append((item, "no file matches this pattern"))
+            found.extend(matches)
+        else:
+            outcome.failed.append((item, "no such file or folder"))
+    unique = list(dict.fromkeys(p.resolve() for p in found))
+    return [Path(p) for p in unique]
+
+
+def plan_outputs(inputs: list[Path], out: Path | None) -> dict[Path, Path]:
+    """Where each input goes: `out` itself for one input and an image suffix, else out/<name>."""
+    if out is not None and len(inputs) == 1 and out.suffix.lower() in IMAGE_EXTENSIONS \
+            and not out.is_dir():
+        return {inputs[0]: out}
+    folder = out or Path("converted")
+    plan, taken = {}, set()
+    for src in inputs:
+        dst = folder / src.name
+        n = 2
+        while dst.resolve() in taken:  # same name from two folders: keep both
+            dst = folder / f"{src.stem}-{n}{src.suffix}"
+            n += 1
+        taken.add(dst.resolve())
+        plan[src] = dst
+    return plan
+
+
+def _for_format(image: np.ndarray, suffix: str) -> np.ndarray:
+    if image.dtype == np.uint16 and suffix.lower() in EIGHT_BIT_FORMATS:
+        return ((image.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    if suffix.lower() in (".jpg", ".jpeg") and image.ndim == 3 and image.shape[2] == 4:
+        return image[..., :3]  # JPEG has no alpha channel
+    return image
+
+
+def _decoded(paths: list[Path]) -> Iterator[tuple[Path, np.ndarray | Exception]]:
+    """Decode ahead in a background thread so reading overlaps translating."""
+    def read(path: Path) -> np.ndarray | Exception:
+        try:
+            return read_native(path)
+        except DataError as exc:
+            return exc
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        yield from zip(paths, pool.map(read, paths))
+
+
+def _groups(decoded: Iterator[tuple[Path, np.ndarray | Exception]], batch_size: int
+            ) -> Iterator[list[tuple[Path, np.ndarray | Exception]]]:
+    """Consecutive images of one shape and depth, up to `batch_size`; failures travel alone."""
+    group: list = []
+    for item in decoded:
+        image = item[1]
+        fits = group and not isinstance(image, Exception) and len(group) < batch_size and \
+            not isinstance(group[0][1], Exception) and \
+            (group[0][1].shape, group[0][1].dtype) == (image.shape, image.dtype)
+        if group and not fits:
+            yield group
+            group = []
+        group.append(item)
+    if group:
+        yield group
+
+
+def convert(translator: Translator, inputs: list[str], out: Path | None = None, *,
+            direction: str | None = None, size: int | None = None, batch_size: int = 1,
+            progress: object = None) -> Outcome:
+    """Translate every input; failures are collected in the outcome, never raised."""
+    translator.model.resolve_direction(direction)  # refuse up front, not once per file
+    outcome = Outcome()
+    paths = expand_inputs(inputs, outcome)
+    plan = plan_outputs(paths, out)
+    inputs_set = {p.resolve() for p in paths}
+    for group in _groups(_decoded(paths), max(1, batch_size)):
+        todo = []
+        for src, image in group:
+            if plan[src].resolve() in inputs_set:
+                outcome.failed.append((str(src), f"refusing to overwrite the input {plan[src]}; "
+                                                 "choose another -o/--out"))
+            elif isinstance(image, Exception):
+                outcome.failed.append((str(src), str(image)))
+            else:
+                todo.append((src, image))
+        if todo:
+            results = translator.translate_many([im for _, im in todo], direction, size)
+            for (src, _), result in zip(todo, results):
+                _write(plan[src], result, src, outcome)
+        if progress is not None:
+            progress.update(len(group))
+    return outcome
+
+
+def _write(dst: Path, image: np.ndarray, src: Path, outcome: Outcome) -> None:
+    try:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        write_image(dst, _for_format(image, dst.suffix))
+        outcome.converted.append((src, dst))
+    except (Img2ImgError, OSError) as exc:
+        outcome.failed.append((str(src), f"cannot write {dst}: {exc}"))

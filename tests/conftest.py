@@ -1,0 +1,71 @@
+"""Shared helpers for the plugin, catalog and CLI tests: small plugin modules written into tmp_path
+with fake `img2img` entry points pointing at them, so a test sees exactly the plugins it made."""
+from __future__ import annotations
+
+import importlib
+import importlib.metadata as md
+import textwrap
+import uuid
+from typing import Any
+
+import pytest
+
+
+def model_source(model: str = "tiny", omit: tuple[str, ...] = (), frozen: bool = True) -> str:
+    """Source of a minimal model plugin module registering one model called `model`."""
+    methods = {
+        "build_generators": ("self", 'return {"a_to_b": torch.nn.Identity()}'),
+        "build_discriminators": ("self", 'return {"b": torch.nn.Identity()}'),
+        "generate": ("self, batch", 'return {"fake_b": batch["a"]}'),
+        "generator_losses": ("self, batch, fakes", 'return {"l1": fakes["fake_b"].abs().mean()}'),
+        "discriminator_losses": ("self, batch, fakes", 'return {"fake": fakes["fake_b"].mean()}'),
+    }
+    body = "".join(f"    def {m}({args}):\n        {code}\n"
+                   for m, (args, code) in methods.items() if m not in omit)
+    return (
+        "import dataclasses\nimport torch\nimport img2img\n\n"
+        f"@dataclasses.dataclass(frozen={frozen})\n"
+        "class Options:\n"
+        '    width: int = dataclasses.field(default=4, metadata={"help": "network width"})\n\n'
+        "class TinyModel(img2img.Model):\n"
+        f'    name = "{model}"\n'
+        '    data = "paired"\n'
+        f'    summary = "{model} test model"\n'
+        "    Options = Options\n"
+        '    directions = ("a_to_b",)\n'
+        f"{body}\n"
+        "@img2img.hookimpl\n"
+        "def register_models(register):\n"
+        "    register(TinyModel)\n"
+    )
+
+
+@pytest.fixture
+def make_plugin(tmp_path, monkeypatch):
+    """`make_plugin(source=None, name=None, dist=None, extra="", **model)` -> an entry point.
+
+    Writes a plugin module from `source` (default: `model_source(**model)`) plus `extra`, under a
+    fresh module name so nothing is cached between tests. With `dist` the entry point belongs to
+    a distribution of that name, version 1.0; without, its distribution is unknown."""
+    modules = tmp_path / "modules"
+    modules.mkdir()
+    monkeypatch.syspath_prepend(str(modules))
+
+    def make(source: str | None = None, name: str | None = None, dist: str | None = None,
+             extra: str = "", **model: Any) -> md.EntryPoint:
+        module = f"img2img_test_{uuid.uuid4().hex[:12]}"
+        source = model_source(**model) if source is None else textwrap.dedent(source)
+        (modules / f"{module}.py").write_text(source + textwrap.dedent(extra))
+        importlib.invalidate_caches()
+        name = name or module
+        if dist is None:
+            return md.EntryPoint(name, module, group="img2img")
+        # Kept off sys.path so a plain load_plugins() never discovers it.
+        info = tmp_path / "dists" / f"{module}.dist-info"
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.0\n")
+        (info / "entry_points.txt").write_text(f"[img2img]\n{name} = {module}\n")
+        (ep,) = md.PathDistribution(info).entry_points
+        return ep
+
+    return make
