@@ -71,7 +71,8 @@ def _check_outputs(model: Model, batch: dict[str, torch.Tensor], size: int) -> N
 
 
 def check_model(cls: type[Model], options: Any = None, *, size: int = 32, steps: int = 2,
-                workdir: Path | None = None) -> Path:
+                workdir: Path | None = None, device: str = "cpu",
+                precision: str = "auto") -> Path:
     """Train `cls` for `steps` at `size` px and check the model contract; returns the run folder.
 
     `options` defaults to `cls.Options(**cls.smoke_options)`. Raises AssertionError on failure.
@@ -84,7 +85,7 @@ def check_model(cls: type[Model], options: Any = None, *, size: int = 32, steps:
         config = TrainConfig(**folders, epochs=1, decay_epochs=0, max_steps=steps, batch_size=2,
                              load_size=size, crop_size=size, workers=0, log_every=1,
                              sample_every=0, checkpoint_every=0, runs_dir=root / "runs",
-                             device="cpu", name="check")
+                             device=device, precision=precision, name="check")
         trainer = Trainer(cls, options, config, progress=False)
         model = trainer.model
         g_before, d_before = _snapshot(model.generators), _snapshot(model.discriminators)
@@ -101,7 +102,7 @@ def check_model(cls: type[Model], options: Any = None, *, size: int = 32, steps:
         model.eval()
         _check_outputs(model, trainer.fixed_batch, size)
         weights = runs.resolve_checkpoint(run_dir)
-        restored = model_from_checkpoint(cls, weights)
+        restored = model_from_checkpoint(cls, weights, trainer.device)
         assert dataclasses.asdict(restored.options) == dataclasses.asdict(model.options)
         with torch.no_grad():
             for direction in model.directions:

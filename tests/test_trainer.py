@@ -122,3 +122,28 @@ def test_training_writes_samples_metrics_and_checkpoints(tmp_path):
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 2 and '"step": 4' in lines[1]
     assert (run_dir / "config.json").exists()
+
+
+def test_ctrl_c_saves_a_checkpoint_after_the_current_step_and_resumes(tmp_path):
+    import os
+    import signal
+
+    class Interrupted(Trainer):
+        def train_step(self, batch):
+            terms = super().train_step(batch)
+            if self.step == 1:  # counted after this returns: the interrupt lands in step 2
+                os.kill(os.getpid(), signal.SIGINT)
+            return terms
+
+    options = Pix2Pix.Options(**Pix2Pix.smoke_options)
+    trainer = Interrupted(Pix2Pix, options, _config(tmp_path, "paired", max_steps=6),
+                          progress=False)
+    run_dir = trainer.fit()
+    assert trainer.step == 2
+    latest = (run_dir / "checkpoints" / "latest").read_text().strip()
+    assert latest == "step_00000002"
+    resumed = Trainer(Pix2Pix, options, _config(tmp_path, "paired", max_steps=6),
+                      resume_from=run_dir / "checkpoints" / f"{latest}.safetensors",
+                      progress=False)
+    resumed.fit()
+    assert resumed.step == 6
