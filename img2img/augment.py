@@ -9,12 +9,17 @@ from typing import Any
 
 import numpy as np
 
-# albumentations otherwise asks PyPI for a newer version on import: a network call at import time,
-# which `img2img --help` and offline training machines should never make.
-os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+import cv2
 
-import albumentations as A  # noqa: E402
-import cv2  # noqa: E402
+
+def _albumentations() -> Any:
+    """Import albumentations on first use: it costs a second, and `img2img --help` needs none
+    of it. It would otherwise ask PyPI for a newer version on import, a network call that
+    offline training machines should never make."""
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+    import albumentations
+
+    return albumentations
 
 __all__ = ["AugmentRecipe", "build_transform", "apply"]
 
@@ -49,11 +54,12 @@ class AugmentRecipe:
             raise ValueError(f"--color-jitter must be between 0 and 1, got {self.color_jitter!r}")
 
 
-def build_transform(recipe: AugmentRecipe, paired: bool) -> A.Compose:
+def build_transform(recipe: AugmentRecipe, paired: bool) -> Any:
     """The albumentations pipeline for `recipe`; with `paired`, target "b" shares the draw of "image".
 
     Call it through `apply(transform, seed, image=..., b=...)` for reproducible draws.
     """
+    A = _albumentations()
     size = recipe.load_size
     # Bicubic like the pix2pix reference when enlarging; area averaging when shrinking avoids aliasing.
     steps: list[Any] = [A.Resize(size, size, interpolation=cv2.INTER_CUBIC, area_for_downscale="image")]
@@ -73,7 +79,7 @@ def build_transform(recipe: AugmentRecipe, paired: bool) -> A.Compose:
     )
 
 
-def apply(transform: A.Compose, seed: int, **images: np.ndarray) -> dict[str, np.ndarray]:
+def apply(transform: Any, seed: int, **images: np.ndarray) -> dict[str, np.ndarray]:
     """Run `transform` on `images` (HxWxC uint8) with the random draw fixed by `seed`.
 
     Returns albumentations' output dict (same keys as `images`). Not thread-safe: the transform
