@@ -7,9 +7,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 import cv2
+import numpy as np
 
 
 def _albumentations() -> Any:

@@ -15,8 +15,8 @@ from tqdm import tqdm
 
 from . import runs
 from .catalog import Catalog, build_catalog
-from .errors import Img2ImgError
 from .convert import convert as run_convert
+from .errors import Img2ImgError
 from .flags import collect, dataclass_options
 from .inference import DEFAULT_TILE, load
 from .plugins import PluginManager, load_plugins

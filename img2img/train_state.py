@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from . import runs
+from .ema import ema_tensors
 from .errors import CheckpointError
 from .model import ImageSpec, Model, option_fields
 
@@ -91,15 +92,20 @@ def spec_from_record(values: Mapping[str, Any]) -> ImageSpec:
 
 
 def model_from_checkpoint(model_cls: type[Model], weights: Path,
-                          device: str | torch.device = "cpu") -> Model:
-    """Rebuild a model from a checkpoint alone (no flags) and load its weights, in eval mode."""
+                          device: str | torch.device = "cpu", use_average: bool = True) -> Model:
+    """Rebuild a model from a checkpoint alone (no flags) and load its weights, in eval mode.
+    With `use_average`, the generators get the moving-average weights when the run kept them."""
     meta = runs.read_metadata(weights)
     if meta.get("model") != model_cls.name:
         raise CheckpointError(f"{weights} holds a '{meta.get('model')}' model, "
                               f"not '{model_cls.name}'")
     options = from_record(model_cls.Options, meta.get("options", {}), "model options")
     model = model_cls(options, spec=spec_from_record(meta.get("spec", {})))
-    load_networks(model, runs.load_weights(weights, device), weights)
+    tensors = runs.load_weights(weights, device)
+    load_networks(model, tensors, weights)
+    averaged = ema_tensors(tensors)
+    if averaged and use_average:
+        model.generators.load_state_dict(averaged)
     return model.to(device).eval()
 
 

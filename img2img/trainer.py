@@ -4,7 +4,6 @@ schedule, mixed precision, discriminator freezing, logging, sample grids, checkp
 resume. Models only say what to compute (see `img2img.model.Model`)."""
 from __future__ import annotations
 
-import dataclasses
 import math
 import random
 import signal
@@ -21,120 +20,21 @@ from tqdm import tqdm
 
 from . import runs
 from .augment import AugmentRecipe
+from .config import TrainConfig, autocast_dtype, lr_factor, resolve_device
 from .data import SeededSampler, open_dataset
+from .ema import GeneratorAverage, ema_tensors, using
 from .errors import Img2ImgError
 from .images import save_grid
-from .losses import GAN_LOSSES, Adversary
+from .losses import Adversary
 from .model import ImageSpec, Model
 from .ops import to_model_range
-from .train_state import (capture_rng, load_networks, network_tensors, restore_rng,
-                          settings_record)
-
-SCHEDULES = ("linear", "cosine")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-
-
-def _f(default: Any, help: str, **meta: Any) -> Any:
-    return dataclasses.field(default=default, metadata={"help": help, **meta})
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """Settings shared by every `img2img train <model>` command."""
-
-    data: Path | None = _f(None, "training folder (paired: a/ and b/ or side-by-side A|B images; "
-                                 "labelled: one sub-folder per class; unpaired: a/ and b/)")
-    a: Path | None = _f(None, "folder of domain A images (unpaired models)")
-    b: Path | None = _f(None, "folder of domain B images (unpaired models)")
-    epochs: int = _f(100, "epochs at the initial learning rate")
-    decay_epochs: int = _f(100, "further epochs while the learning rate decays to zero")
-    schedule: str = _f("linear", "shape of the decay", choices=SCHEDULES)
-    max_steps: int | None = _f(None, "stop after this many steps in all (default: run all epochs)")
-    batch_size: int = _f(1, "images per step")
-    load_size: int = _f(286, "resize images to this size before the random crop")
-    crop_size: int = _f(256, "train on random crops of this size")
-    flip: bool = _f(True, "random horizontal flips")
-    color_jitter: float = _f(0.0, "colour jitter strength, 0 to 1 (0 = off)")
-    channels: int = _f(3, "image channels: 1 (grey) or 3 (colour)", choices=(1, 3))
-    lr: float = _f(2e-4, "Adam learning rate")
-    beta1: float = _f(0.5, "Adam beta1")
-    beta2: float = _f(0.999, "Adam beta2")
-    gan_loss: str = _f("vanilla", "adversarial objective", choices=GAN_LOSSES)
-    gp_weight: float = _f(10.0, "gradient penalty weight (wgan-gp)")
-    r1_weight: float = _f(0.0, "R1 penalty weight on real images (0 = off)")
-    device: str = _f("auto", "cuda, cuda:N, mps, cpu, or auto (the best available)")
-    precision: str = _f("auto", "auto = bf16/fp16 mixed precision on CUDA, fp32 elsewhere",
-                        choices=PRECISIONS)
-    seed: int = _f(0, "random seed (data order, augmentation, initial weights)")
-    workers: int = _f(2, "data-loading worker processes (0 = load in the main process)")
-    log_every: int = _f(50, "log losses every N steps")
-    sample_every: int = _f(500, "save a sample grid every N steps (0 = only at the end)")
-    checkpoint_every: int = _f(2000, "save a checkpoint every N steps (0 = only at the end)")
-    keep_checkpoints: int = _f(3, "keep the newest N checkpoints (0 = keep all)")
-    runs_dir: Path = _f(Path("runs"), "folder that holds run folders")
-    name: str | None = _f(None, "run folder name (default: <model>-<date>-<time>)")
-
-    def __post_init__(self) -> None:
-        for name in ("data", "a", "b", "runs_dir"):  # accept str from Python callers
-            value = getattr(self, name)
-            if value is not None and not isinstance(value, Path):
-                object.__setattr__(self, name, Path(value))
-        positive = ("epochs", "batch_size", "load_size", "crop_size", "log_every")
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise Img2ImgError(f"--{name.replace('_', '-')} must be at least 1")
-        for name in ("decay_epochs", "workers", "sample_every", "checkpoint_every",
-                     "keep_checkpoints"):
-            if getattr(self, name) < 0:
-                raise Img2ImgError(f"--{name.replace('_', '-')} must not be negative")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise Img2ImgError("--max-steps must be at least 1")
-        if self.load_size < self.crop_size:
-            raise Img2ImgError(f"--load-size ({self.load_size}) must be at least --crop-size "
-                               f"({self.crop_size})")
-
-    @property
-    def total_epochs(self) -> int:
-        return self.epochs + self.decay_epochs
-
-
-def lr_factor(config: TrainConfig, epoch: int) -> float:
-    """Constant for `epochs`, then down to zero over `decay_epochs` (the published recipe)."""
-    done = epoch - config.epochs + 1
-    if done <= 0:
-        return 1.0
-    fraction = done / (config.decay_epochs + 1)
-    if config.schedule == "cosine":
-        return 0.5 * (1 + math.cos(math.pi * fraction))
-    return 1.0 - fraction
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise Img2ImgError(f"--device '{name}' is not a device (cuda, cuda:N, mps, cpu, auto)") \
-            from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise Img2ImgError("--device cuda: no CUDA GPU is available here")
-    return device
-
-
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """Mixed precision is a GPU lever: on CPUs without native bf16 it is several times slower."""
-    if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
-        return None
-    if precision == "fp16":
-        return torch.float16
-    if precision == "bf16" or torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    return torch.float16
+from .train_state import (
+    capture_rng,
+    load_networks,
+    network_tensors,
+    restore_rng,
+    settings_record,
+)
 
 
 class _Interrupt:
@@ -181,6 +81,7 @@ class Trainer:
                          tuple(getattr(self.dataset, "classes", ())))
         adversary = Adversary(config.gan_loss, config.gp_weight, config.r1_weight)
         self.model = model_cls(options, spec=spec, adversary=adversary).to(self.device)
+        self.ema = GeneratorAverage(self.model.generators, config.ema) if config.ema else None
         self.optimizers = {
             "g": self._adam(self.model.generators.parameters()),
             "d": self._adam(self.model.discriminators.parameters()),
@@ -271,6 +172,8 @@ class Trainer:
             self._backward(group, "g", logged)
             del group
         self.scaler.step(self.optimizers["g"])
+        if self.ema is not None:
+            self.ema.update(model.generators)
         model.discriminators.requires_grad_(True)
         fakes = {k: v.detach() for k, v in fakes.items()}
         with self._autocast():
@@ -350,11 +253,12 @@ class Trainer:
         """Grid of the fixed batch; RNG is forked so sampling never changes the training run."""
         devices = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
+            average = self.ema.average if self.ema is not None else None
             self.model.eval()
             try:
-                with self._autocast():
-                    fakes = self.model.generate(self.fixed_batch)
-                columns = self.model.visuals(self.fixed_batch, fakes)
+                with using(self.model, average) as model, self._autocast():
+                    fakes = model.generate(self.fixed_batch)
+                    columns = model.visuals(self.fixed_batch, fakes)
             finally:
                 self.model.train()
         path = self.run_dir / runs.SAMPLES / f"{runs.checkpoint_stem(self.step)}.png"
@@ -369,11 +273,17 @@ class Trainer:
             "model": self.model.extra_state(),
         }
         meta = {**self.record, "step": self.step}
-        return runs.save_checkpoint(self.run_dir, self.step, network_tensors(self.model), meta, state,
+        tensors = network_tensors(self.model)
+        if self.ema is not None:
+            tensors.update(self.ema.tensors())
+        return runs.save_checkpoint(self.run_dir, self.step, tensors, meta, state,
                                     keep=self.config.keep_checkpoints)
 
     def _restore(self, weights: Path) -> None:
-        load_networks(self.model, runs.load_weights(weights, self.device), weights)
+        tensors = runs.load_weights(weights, self.device)
+        load_networks(self.model, tensors, weights)
+        if self.ema is not None and ema_tensors(tensors):
+            self.ema.average.load_state_dict(ema_tensors(tensors))
         state = runs.load_state(weights)
         for key, optimizer in self.optimizers.items():
             optimizer.load_state_dict(state["optimizers"][key])

@@ -147,3 +147,43 @@ def test_ctrl_c_saves_a_checkpoint_after_the_current_step_and_resumes(tmp_path):
                       progress=False)
     resumed.fit()
     assert resumed.step == 6
+
+
+def test_ema_averages_generator_weights_and_is_used_for_inference(tmp_path):
+    from img2img import runs
+    from img2img.train_state import model_from_checkpoint
+
+    options = Pix2Pix.Options(**Pix2Pix.smoke_options)
+    trainer = Trainer(Pix2Pix, options, _config(tmp_path, "paired", ema=0.9, max_steps=1),
+                      progress=False)
+    start = {k: v.clone() for k, v in trainer.model.generators.state_dict().items()}
+    run_dir = trainer.fit()
+    now = trainer.model.generators.state_dict()
+    averaged = trainer.ema.average.state_dict()
+    name = next(k for k, v in start.items() if v.is_floating_point() and "weight" in k)
+    assert torch.allclose(averaged[name], 0.9 * start[name] + 0.1 * now[name], atol=1e-6)
+
+    weights = runs.resolve_checkpoint(run_dir)
+    tensors = runs.load_weights(weights)
+    assert any(k.startswith("ema.") for k in tensors)
+    model = model_from_checkpoint(Pix2Pix, weights)
+    assert torch.equal(model.generators.state_dict()[name], averaged[name])
+    raw = model_from_checkpoint(Pix2Pix, weights, use_average=False)
+    assert torch.equal(raw.generators.state_dict()[name], now[name])
+
+
+def test_resume_restores_the_average_too(tmp_path):
+    options = Pix2Pix.Options(**Pix2Pix.smoke_options)
+    straight = Trainer(Pix2Pix, options, _config(tmp_path, "paired", ema=0.5, max_steps=3,
+                                                  name="s"), progress=False)
+    straight.fit()
+    first = Trainer(Pix2Pix, options, _config(tmp_path, "paired", ema=0.5, max_steps=2,
+                                               name="f"), progress=False)
+    run_dir = first.fit()
+    second = Trainer(Pix2Pix, options, _config(tmp_path, "paired", ema=0.5, max_steps=3),
+                     resume_from=run_dir / "checkpoints" / "step_00000002.safetensors",
+                     progress=False)
+    second.fit()
+    for key, value in straight.ema.average.state_dict().items():
+        assert torch.allclose(value.float(), second.ema.average.state_dict()[key].float(),
+                              atol=1e-6), key

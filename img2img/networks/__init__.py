@@ -3,7 +3,12 @@ and PatchGAN discriminator, normalisation by name, and their weight initialisati
 knows about a particular model or the trainer."""
 from img2img.networks.factory import GENERATORS, build_generator
 from img2img.networks.init import init_weights
-from img2img.networks.norm import NORMS, PerSampleNorm2d, norm_layer, per_sample_batch_norm
+from img2img.networks.norm import (
+    NORMS,
+    PerSampleNorm2d,
+    norm_layer,
+    per_sample_batch_norm,
+)
 from img2img.networks.patchgan import PatchDiscriminator, receptive_field
 from img2img.networks.resnet import ResnetBlock, ResnetGenerator
 from img2img.networks.unet import UnetGenerator

@@ -1,0 +1,123 @@
+"""Training settings shared by every model: `TrainConfig` (each field is a `train` flag with its
+help text), the learning-rate schedule, and how a device and a mixed-precision type are chosen."""
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import Img2ImgError
+from .losses import GAN_LOSSES
+
+SCHEDULES = ("linear", "cosine")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def _f(default: Any, help: str, **meta: Any) -> Any:
+    return dataclasses.field(default=default, metadata={"help": help, **meta})
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Settings shared by every `img2img train <model>` command."""
+
+    data: Path | None = _f(None, "training folder (paired: a/ and b/ or side-by-side A|B images; "
+                                 "labelled: one sub-folder per class; unpaired: a/ and b/)")
+    a: Path | None = _f(None, "folder of domain A images (unpaired models)")
+    b: Path | None = _f(None, "folder of domain B images (unpaired models)")
+    epochs: int = _f(100, "epochs at the initial learning rate")
+    decay_epochs: int = _f(100, "further epochs while the learning rate decays to zero")
+    schedule: str = _f("linear", "shape of the decay", choices=SCHEDULES)
+    max_steps: int | None = _f(None, "stop after this many steps in all (default: run all epochs)")
+    batch_size: int = _f(1, "images per step")
+    load_size: int = _f(286, "resize images to this size before the random crop")
+    crop_size: int = _f(256, "train on random crops of this size")
+    flip: bool = _f(True, "random horizontal flips")
+    color_jitter: float = _f(0.0, "colour jitter strength, 0 to 1 (0 = off)")
+    channels: int = _f(3, "image channels: 1 (grey) or 3 (colour)", choices=(1, 3))
+    lr: float = _f(2e-4, "Adam learning rate")
+    beta1: float = _f(0.5, "Adam beta1")
+    beta2: float = _f(0.999, "Adam beta2")
+    gan_loss: str = _f("vanilla", "adversarial objective", choices=GAN_LOSSES)
+    gp_weight: float = _f(10.0, "gradient penalty weight (wgan-gp)")
+    r1_weight: float = _f(0.0, "R1 penalty weight on real images (0 = off)")
+    ema: float = _f(0.0, "keep a moving average of the generator weights with this decay, e.g. "
+                         "0.999, used for samples and convert (0 = off)")
+    device: str = _f("auto", "cuda, cuda:N, mps, cpu, or auto (the best available)")
+    precision: str = _f("auto", "auto = bf16/fp16 mixed precision on CUDA, fp32 elsewhere",
+                        choices=PRECISIONS)
+    seed: int = _f(0, "random seed (data order, augmentation, initial weights)")
+    workers: int = _f(2, "data-loading worker processes (0 = load in the main process)")
+    log_every: int = _f(50, "log losses every N steps")
+    sample_every: int = _f(500, "save a sample grid every N steps (0 = only at the end)")
+    checkpoint_every: int = _f(2000, "save a checkpoint every N steps (0 = only at the end)")
+    keep_checkpoints: int = _f(3, "keep the newest N checkpoints (0 = keep all)")
+    runs_dir: Path = _f(Path("runs"), "folder that holds run folders")
+    name: str | None = _f(None, "run folder name (default: <model>-<date>-<time>)")
+
+    def __post_init__(self) -> None:
+        for name in ("data", "a", "b", "runs_dir"):  # accept str from Python callers
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, Path):
+                object.__setattr__(self, name, Path(value))
+        positive = ("epochs", "batch_size", "load_size", "crop_size", "log_every")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise Img2ImgError(f"--{name.replace('_', '-')} must be at least 1")
+        for name in ("decay_epochs", "workers", "sample_every", "checkpoint_every",
+                     "keep_checkpoints"):
+            if getattr(self, name) < 0:
+                raise Img2ImgError(f"--{name.replace('_', '-')} must not be negative")
+        if not 0.0 <= self.ema < 1.0:
+            raise Img2ImgError(f"--ema must be 0 (off) or a decay in (0, 1), got {self.ema}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise Img2ImgError("--max-steps must be at least 1")
+        if self.load_size < self.crop_size:
+            raise Img2ImgError(f"--load-size ({self.load_size}) must be at least --crop-size "
+                               f"({self.crop_size})")
+
+    @property
+    def total_epochs(self) -> int:
+        return self.epochs + self.decay_epochs
+
+
+def lr_factor(config: TrainConfig, epoch: int) -> float:
+    """Constant for `epochs`, then down to zero over `decay_epochs` (the published recipe)."""
+    done = epoch - config.epochs + 1
+    if done <= 0:
+        return 1.0
+    fraction = done / (config.decay_epochs + 1)
+    if config.schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * fraction))
+    return 1.0 - fraction
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise Img2ImgError(f"--device '{name}' is not a device (cuda, cuda:N, mps, cpu, auto)") \
+            from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise Img2ImgError("--device cuda: no CUDA GPU is available here")
+    return device
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """Mixed precision is a GPU lever: on CPUs without native bf16 it is several times slower."""
+    if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
+        return None
+    if precision == "fp16":
+        return torch.float16
+    if precision == "bf16" or torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float16
