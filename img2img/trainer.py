@@ -28,6 +28,7 @@ from .images import save_grid
 from .losses import Adversary
 from .model import ImageSpec, Model
 from .ops import to_model_range
+from .report import write_report
 from .train_state import (
     capture_rng,
     load_networks,
@@ -88,7 +89,12 @@ class Trainer:
         }
         scaler_on = self.amp_dtype == torch.float16
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=scaler_on)
-        self.sampler = SeededSampler(len(self.dataset), config.seed)
+        labels = getattr(self.dataset, "labels", None) if config.balance_classes else None
+        if config.balance_classes and labels is None:
+            raise Img2ImgError(f"--balance-classes needs labelled data (one sub-folder per "
+                               f"class); '{model_cls.name}' trains on {model_cls.data} data")
+        # Balanced or not, the order derives from (seed, epoch) alone, so resume stays exact.
+        self.sampler = SeededSampler(len(self.dataset), config.seed, labels=labels)
         self.step = self.epoch = self.batch_in_epoch = 0
         self.record = settings_record(self.model, config, plugin or {})
         if resume_from is not None:
@@ -214,6 +220,7 @@ class Trainer:
                     self.batch_in_epoch = 0
         self.save_samples()
         weights = self.save_checkpoint()
+        write_report(self.run_dir)
         state = "stopped at" if self.step < total else "finished"
         print(f"Training {state} step {self.step}/{total}; checkpoint {weights}", file=sys.stderr)
         return self.run_dir
@@ -225,12 +232,17 @@ class Trainer:
                 group["lr"] = self.config.lr * lr_factor(self.config, self.epoch)
 
     def _periodic(self) -> None:
+        saved = False
         every = self.config.sample_every
         if every and self.step % every == 0:
             self.save_samples()
+            saved = True
         every = self.config.checkpoint_every
         if every and self.step % every == 0:
             self.save_checkpoint()
+            saved = True
+        if saved:
+            write_report(self.run_dir)
 
     def _log(self, running: dict[str, Tensor], bar: tqdm, started: float) -> None:
         """Losses reach the host only here (no per-step synchronisation), averaged since the

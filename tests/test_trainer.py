@@ -122,6 +122,8 @@ def test_training_writes_samples_metrics_and_checkpoints(tmp_path):
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 2 and '"step": 4' in lines[1]
     assert (run_dir / "config.json").exists()
+    page = (run_dir / "index.html").read_text()
+    assert "samples/step_00000002.png" in page and "samples/step_00000004.png" in page
 
 
 def test_ctrl_c_saves_a_checkpoint_after_the_current_step_and_resumes(tmp_path):
