@@ -4,6 +4,7 @@ are one line on stderr with a non-zero exit code, tracebacks only with `--debug`
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import sys
@@ -16,14 +17,16 @@ from tqdm import tqdm
 from . import runs
 from .catalog import Catalog, build_catalog
 from .convert import convert as run_convert
+from .evaluate import INCEPTION_HELP, evaluate, inception_features, load_eval_set
 from .errors import Img2ImgError
 from .flags import collect, dataclass_options
 from .inference import DEFAULT_TILE, load
 from .plugins import PluginManager, load_plugins
+from .scaffold import create_plugin
 from .train_state import from_record
 from .trainer import TrainConfig, Trainer
 
-BUILTIN_COMMANDS = {"train", "plugins", "models", "presets", "convert"}
+BUILTIN_COMMANDS = {"train", "plugins", "models", "presets", "convert", "eval"}
 TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
 
 
@@ -93,7 +96,8 @@ def build_cli(pm: PluginManager | None = None) -> click.Group:
         ctx.obj = {"pm": pm, "catalog": catalog}
 
     cli.add_command(_train_group(catalog))
-    for command in (convert_command(catalog), plugins_command(pm), models_command(catalog),
+    for command in (convert_command(catalog), eval_command(catalog), plugins_command(pm),
+                    models_command(catalog),
                     presets_command(catalog)):
         cli.add_command(command)
     for command in catalog.commands.values():
@@ -219,16 +223,62 @@ def convert_command(catalog: Catalog) -> click.Command:
     return convert
 
 
+# -- eval ---------------------------------------------------------------------------------------
+def eval_command(catalog: Catalog) -> click.Command:
+    @click.command("eval", context_settings={"show_default": True})
+    @click.argument("run", default="latest", metavar="[RUN|CHECKPOINT]")
+    @click.option("--data", type=click.Path(path_type=Path), required=True,
+                  help="held-out data in the layout the model trains on")
+    @click.option("--runs-dir", type=click.Path(path_type=Path), default=Path("runs"),
+                  help="where 'latest' looks for runs")
+    @click.option("--inception-weights", type=click.Path(path_type=Path), default=None,
+                  help="local torchvision Inception-v3 weights file, for FID and KID")
+    @click.option("--limit", type=click.IntRange(min=2), default=None,
+                  help="evaluate at most this many items")
+    @click.option("--batch-size", type=click.IntRange(min=1), default=8)
+    @click.option("--device", default="auto", help="cuda, cuda:N, mps, cpu or auto")
+    @click.option("--out", type=click.Path(path_type=Path), default=None,
+                  help="where to write the metrics JSON (default: RUN/metrics.json)")
+    def evaluate_run(run: str, data: Path, runs_dir: Path, inception_weights: Path | None,
+                     limit: int | None, batch_size: int, device: str, out: Path | None) -> None:
+        """Measure a trained run on held-out data: PSNR/SSIM/L1 for paired data, sliced
+        Wasserstein distance for unpaired and labelled data, FID/KID with --inception-weights.
+        """
+        translator = load(run, device=device, runs_dir=runs_dir, catalog=catalog)
+        features = inception_features(inception_weights, translator.device) \
+            if inception_weights else None
+        click.echo(f"Evaluating {translator.checkpoint} on {data}", err=True)
+        eval_set = load_eval_set(translator.model, data, limit)
+        results = evaluate(translator.model, eval_set, batch_size=batch_size, features=features)
+        if features is None:
+            click.echo(f"(no FID/KID: {INCEPTION_HELP})", err=True)
+        target = out or runs.run_dir_of(translator.checkpoint) / "metrics.json"
+        record = {"checkpoint": str(translator.checkpoint), "data": str(data),
+                  "items": len(next(iter(eval_set.values()))), **results}
+        runs.write_text(target, json.dumps(record, indent=2) + "\n")
+        width = max(len(k) for k in results)
+        for key, value in results.items():
+            click.echo(f"{key:<{width}}  {value:.4f}")
+        click.echo(f"Wrote {target}", err=True)
+    return evaluate_run
+
+
 def default_catalog() -> Catalog:
     """The catalog of every installed plugin (what `img2img.load` uses)."""
     return build_catalog(load_plugins(), TRAIN_FIELDS, BUILTIN_COMMANDS)
 
 
 # -- listings -----------------------------------------------------------------------------------
-def plugins_command(pm: PluginManager) -> click.Command:
-    @click.command("plugins")
-    def plugins() -> None:
-        """List loaded plugins: distribution, version, what each registered, and load errors."""
+def plugins_command(pm: PluginManager) -> click.Group:
+    @click.group("plugins", cls=Img2ImgGroup, invoke_without_command=True)
+    @click.pass_context
+    def plugins(ctx: click.Context) -> None:
+        """List loaded plugins: distribution, version, what each registered, and load errors.
+
+        `img2img plugins new NAME` starts a new plugin package.
+        """
+        if ctx.invoked_subcommand is not None:
+            return
         if not pm.infos:
             click.echo("No plugins loaded (check IMG2IMG_LOAD_PLUGINS).")
         for info in pm.all_infos():
@@ -238,6 +288,25 @@ def plugins_command(pm: PluginManager) -> click.Command:
                 click.echo(f"    registers: {', '.join(info.registered)}")
             for error in info.errors:
                 click.echo(f"    error: {error}")
+
+    @plugins.command("new")
+    @click.argument("name")
+    @click.option("--dir", "parent", type=click.Path(file_okay=False, path_type=Path),
+                  default=Path("."), show_default=True,
+                  help="folder to write the package folder in")
+    def new(name: str, parent: Path) -> None:
+        """Write a ready-to-install plugin package for a model called NAME.
+
+        `img2img plugins new my-model` writes img2img-my-model/: a pyproject with the entry
+        point, a working paired model in img2img_my_model/model.py, and a test calling
+        img2img.testing.check_model. An existing folder is never overwritten.
+        """
+        folder = create_plugin(name, parent)
+        click.echo(f"Created {folder}/ with the model '{name}'. Next:\n"
+                   f"  pip install -e {folder}        # then: img2img plugins\n"
+                   f"  pytest {folder}\n"
+                   f"  img2img train {name} --help", err=True)
+        click.echo(str(folder))
     return plugins
 
 

@@ -26,6 +26,7 @@ METRICS = "metrics.jsonl"
 CHECKPOINTS = "checkpoints"
 SAMPLES = "samples"
 LATEST = "latest"
+BEST = "best"
 WEIGHTS_SUFFIX = ".safetensors"
 STATE_SUFFIX = ".state.pt"
 META_KEY = "img2img"
@@ -123,6 +124,14 @@ def save_checkpoint(run_dir: Path, step: int, tensors: Mapping[str, torch.Tensor
     return weights
 
 
+def save_best(weights: Path) -> Path:
+    """Keep a copy of `weights` as the run's best checkpoint (weights only)."""
+    best = weights.with_name(f"{BEST}{WEIGHTS_SUFFIX}")
+    with atomic_path(best) as tmp:
+        tmp.write_bytes(weights.read_bytes())
+    return best
+
+
 def list_checkpoints(folder: Path) -> list[str]:
     """Checkpoint stems in step order."""
     stems = {p.name[: -len(WEIGHTS_SUFFIX)] for p in folder.glob(f"step_*{WEIGHTS_SUFFIX}")}
@@ -163,9 +172,18 @@ def newest_run(runs_dir: Path, model: str | None = None) -> Path:
 
 def resolve_checkpoint(ref: str | Path, runs_dir: Path = Path("runs"),
                        model: str | None = None) -> Path:
-    """Weights file for `ref`: "latest" (newest run), a run folder, or a checkpoint file."""
+    """Weights file for `ref`: "latest" (newest run), a run folder, or a checkpoint file; a
+    run folder may end in ":best" for its best-evaluated checkpoint."""
     if str(ref) == LATEST:
         ref = newest_run(runs_dir, model)
+    if str(ref).endswith(":" + BEST):
+        run = Path(str(ref)[: -len(BEST) - 1])
+        best = (run / CHECKPOINTS if (run / CHECKPOINTS).is_dir() else run) / \
+            f"{BEST}{WEIGHTS_SUFFIX}"
+        if not best.is_file():
+            raise CheckpointError(f"{run} has no best checkpoint: train with --eval-every N "
+                                  "--eval-data DIR to keep one")
+        return best
     path = Path(ref)
     if path.is_dir():
         folder = path / CHECKPOINTS if (path / CHECKPOINTS).is_dir() else path

@@ -111,3 +111,16 @@ def test_config_json_is_readable(tmp_path):
     (run_dir / "config.json").write_text("{broken")
     with pytest.raises(CheckpointError, match="not valid JSON"):
         runs.read_config(run_dir)
+
+
+def test_best_checkpoint_is_addressed_as_run_colon_best(tmp_path):
+    run_dir = runs.create_run(tmp_path, "r")
+    with pytest.raises(CheckpointError, match="--eval-every"):
+        runs.resolve_checkpoint(f"{run_dir}:best")
+    good = _save(run_dir, 1, value=3.0)
+    runs.save_best(good)
+    _save(run_dir, 2, value=4.0, keep=1)  # pruning never removes the best copy
+    best = runs.resolve_checkpoint(f"{run_dir}:best")
+    assert best.name == "best.safetensors"
+    assert runs.load_weights(best)["generators.a_to_b.weight"].eq(3.0).all()
+    assert runs.resolve_checkpoint(run_dir).name == "step_00000002.safetensors"

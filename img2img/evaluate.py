@@ -1,0 +1,116 @@
+"""Measuring a trained model on held-out data: PSNR, SSIM and L1 against targets for paired data,
+the sliced Wasserstein distance between generated and real images for unpaired and labelled
+data, and FID/KID when the user supplies local Inception-v3 weights (nothing is downloaded).
+Used by `img2img eval` and by the trainer's `--eval-every`."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from .augment import AugmentRecipe
+from .data import open_dataset
+from .ema import using
+from .errors import Img2ImgError
+from .metrics import frechet_distance, kernel_distance, l1, psnr, ssim, swd
+from .model import Model
+from .ops import to_model_range
+
+INCEPTION_HELP = ("FID and KID need Inception-v3 weights on disk; img2img never downloads them. "
+                  "On a machine with internet, save torchvision's file "
+                  "(https://download.pytorch.org/models/inception_v3_google-0cc3c7bd.pth) and pass "
+                  "--inception-weights FILE.")
+
+
+def primary_metric(model: Model) -> tuple[str, bool]:
+    """The metric that picks the `best` checkpoint, and whether higher is better."""
+    return ("psnr", True) if model.data in ("paired", "images") else ("swd", False)
+
+
+def load_eval_set(model: Model, data: Path, limit: int | None = None) -> dict[str, Tensor]:
+    """Every held-out item at the model's training size (resize only: no crop, no flip)."""
+    size = model.spec.size
+    dataset = open_dataset(model.data, data=data, channels=model.spec.channels,
+                           recipe=AugmentRecipe(size, size, flip=False))
+    count = len(dataset) if limit is None else min(limit, len(dataset))
+    items = [dataset[(i, i)] for i in range(count)]
+    return {k: torch.stack([item[k] for item in items]) for k in items[0]}
+
+
+def _batched(fn: Callable[[Tensor], Tensor], x: Tensor, batch_size: int, device: torch.device
+             ) -> Tensor:
+    return torch.cat([fn(x[i:i + batch_size].to(device)).float().cpu()
+                      for i in range(0, len(x), batch_size)])
+
+
+@torch.inference_mode()
+def evaluate(model: Model, eval_set: dict[str, Tensor], *, batch_size: int = 8,
+             features: Callable[[Tensor], Tensor] | None = None) -> dict[str, float]:
+    """Metrics of `model` (eval mode) on a held-out set from `load_eval_set`."""
+    device = next(model.generators.parameters()).device
+    model.eval()
+    real = {k: to_model_range(v) if v.dtype == torch.uint8 else v for k, v in eval_set.items()}
+    results: dict[str, float] = {}
+    if model.data in ("paired", "images"):
+        source, target = (real["a"], real["b"]) if model.data == "paired" else \
+            (real["image"], real["image"])
+        fake = _batched(lambda x: model.translate(x), source, batch_size, device)
+        results.update(psnr=float(psnr(fake, target).mean()), ssim=float(ssim(fake, target).mean()),
+                       l1=float(l1(fake, target).mean()))
+        pairs = [(fake, target)]
+    elif model.data == "unpaired":
+        pairs = []
+        for direction, (src, dst) in (("a_to_b", ("a", "b")), ("b_to_a", ("b", "a"))):
+            if direction in model.directions:
+                fake = _batched(lambda x, d=direction: model.translate(x, d), real[src],
+                                batch_size, device)
+                results[f"swd_{direction}"] = swd(fake, real[dst])["swd"]
+                pairs.append((fake, real[dst]))
+        results["swd"] = sum(results.values()) / max(len(results), 1)
+    else:
+        labels = real["label"]
+        fake = _batched(lambda y: model.sample(y), labels, batch_size, device)
+        results.update(swd=swd(fake, real["image"])["swd"])
+        pairs = [(fake, real["image"])]
+    if features is not None:
+        generated = torch.cat([_batched(features, f, batch_size, device) for f, _ in pairs])
+        reference = torch.cat([_batched(features, r, batch_size, device) for _, r in pairs])
+        results["fid"] = frechet_distance(generated, reference)
+        if min(len(generated), len(reference)) >= 2:
+            results["kid"] = kernel_distance(generated, reference, subset_size=100)
+    return results
+
+
+def inception_features(weights: Path, device: torch.device) -> Callable[[Tensor], Tensor]:
+    """2048-d pool features of torchvision's Inception-v3 loaded from a local file."""
+    if not Path(weights).is_file():
+        raise Img2ImgError(f"--inception-weights {weights}: no such file. {INCEPTION_HELP}")
+    from torchvision.models import inception_v3
+
+    net = inception_v3(weights=None, aux_logits=True, init_weights=False)
+    try:
+        net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    except Exception as exc:
+        raise Img2ImgError(f"--inception-weights {weights} is not torchvision Inception-v3 "
+                           f"weights ({type(exc).__name__}). {INCEPTION_HELP}") from None
+    net.fc = torch.nn.Identity()
+    net = net.eval().to(device)
+    mean = torch.tensor([0.485, 0.456, 0.406], device=device).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225], device=device).view(1, 3, 1, 1)
+
+    def extract(x: Tensor) -> Tensor:
+        x = ((x.float() + 1) / 2).expand(-1, 3, -1, -1)
+        x = torch.nn.functional.interpolate(x, size=(299, 299), mode="bilinear",
+                                            antialias=True)
+        return net((x - mean) / std)
+
+    return extract
+
+
+def evaluate_with_average(model: Model, average: torch.nn.ModuleDict | None,
+                          eval_set: dict[str, Tensor], **kwargs) -> dict[str, float]:
+    """Evaluate with the moving-average generators when the run keeps them."""
+    with using(model, average):
+        return evaluate(model, eval_set, **kwargs)
