@@ -206,6 +206,7 @@ def convert_command(catalog: Catalog) -> click.Command:
         extension. Inputs are never overwritten.
         """
         translator = load(model_ref, device=device, runs_dir=runs_dir, catalog=catalog, tile=tile)
+        translator.model.resolve_direction(direction)
         click.echo(f"Using {translator.checkpoint} ({translator.name})", err=True)
         with tqdm(total=None, unit="image", disable=not sys.stderr.isatty()) as bar:
             outcome = run_convert(translator, list(inputs), out, direction=direction, size=size,

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import dataclasses
 import glob
+from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from .decode import IMAGE_EXTENSIONS, read_native
@@ -18,6 +20,7 @@ from .images import write_image
 from .inference import Translator
 
 EIGHT_BIT_FORMATS = (".jpg", ".jpeg", ".webp", ".bmp")
+READ_AHEAD = 8  # decoded images waiting for the model: enough to overlap, few enough for memory
 
 
 @dataclasses.dataclass
@@ -53,9 +56,12 @@ def expand_inputs(inputs: list[str], outcome: Outcome) -> list[Path]:
 
 def plan_outputs(inputs: list[Path], out: Path | None) -> dict[Path, Path]:
     """Where each input goes: `out` itself for one input and an image suffix, else out/<name>."""
-    if out is not None and len(inputs) == 1 and out.suffix.lower() in IMAGE_EXTENSIONS \
-            and not out.is_dir():
+    names_a_file = out is not None and out.suffix.lower() in IMAGE_EXTENSIONS and not out.is_dir()
+    if names_a_file and len(inputs) == 1:
         return {inputs[0]: out}
+    if names_a_file and len(inputs) > 1:
+        raise Img2ImgError(f"-o {out} names one image file, but {len(inputs)} images were given; "
+                           "pass a folder to -o")
     folder = out or Path("converted")
     plan, taken = {}, set()
     for src in inputs:
@@ -77,16 +83,28 @@ def _for_format(image: np.ndarray, suffix: str) -> np.ndarray:
     return image
 
 
-def _decoded(paths: list[Path]) -> Iterator[tuple[Path, np.ndarray | Exception]]:
-    """Decode ahead in a background thread so reading overlaps translating."""
-    def read(path: Path) -> np.ndarray | Exception:
-        try:
-            return read_native(path)
-        except DataError as exc:
-            return exc
+def _read(path: Path) -> np.ndarray | Exception:
+    try:
+        return read_native(path)
+    except DataError as exc:
+        return exc
+    except Exception as exc:  # a hostile or truncated file must not stop the other inputs
+        return DataError(f"cannot read image {path}: {type(exc).__name__}: {exc}")
 
+
+def _decoded(paths: list[Path]) -> Iterator[tuple[Path, np.ndarray | Exception]]:
+    """Decode ahead in a background thread so reading overlaps translating. At most READ_AHEAD
+    images wait at once: `pool.map` would decode a whole folder into memory up front."""
     with ThreadPoolExecutor(max_workers=1) as pool:
-        yield from zip(paths, pool.map(read, paths))
+        pending: deque[tuple[Path, Future]] = deque()
+        for path in paths:
+            pending.append((path, pool.submit(_read, path)))
+            if len(pending) > READ_AHEAD:
+                done, future = pending.popleft()
+                yield done, future.result()
+        while pending:
+            done, future = pending.popleft()
+            yield done, future.result()
 
 
 def _groups(decoded: Iterator[tuple[Path, np.ndarray | Exception]], batch_size: int
@@ -109,7 +127,8 @@ def _groups(decoded: Iterator[tuple[Path, np.ndarray | Exception]], batch_size: 
 def convert(translator: Translator, inputs: list[str], out: Path | None = None, *,
             direction: str | None = None, size: int | None = None, batch_size: int = 1,
             progress: object = None) -> Outcome:
-    """Translate every input; failures are collected in the outcome, never raised."""
+    """Translate every input. A file that fails is collected in the outcome and the rest go on;
+    what would fail them all (a wrong direction, -o naming one file for many) raises at once."""
     translator.model.resolve_direction(direction)  # refuse up front, not once per file
     outcome = Outcome()
     paths = expand_inputs(inputs, outcome)
@@ -126,12 +145,25 @@ def convert(translator: Translator, inputs: list[str], out: Path | None = None, 
             else:
                 todo.append((src, image))
         if todo:
-            results = translator.translate_many([im for _, im in todo], direction, size)
-            for (src, _), result in zip(todo, results):
-                _write(plan[src], result, src, outcome)
+            _translate(translator, todo, plan, outcome, direction, size)
         if progress is not None:
             progress.update(len(group))
     return outcome
+
+
+def _translate(translator: Translator, todo: list[tuple[Path, np.ndarray]],
+               plan: dict[Path, Path], outcome: Outcome, direction: str | None,
+               size: int | None) -> None:
+    try:
+        results = translator.translate_many([image for _, image in todo], direction, size)
+    except (Img2ImgError, RuntimeError, ValueError) as exc:
+        # An image the model cannot take (out of device memory, a size a network rejects)
+        # fails alone, with torch's message, rather than ending a long folder conversion.
+        for src, _ in todo:
+            outcome.failed.append((str(src), f"cannot translate: {exc}"))
+        return
+    for (src, _), result in zip(todo, results):
+        _write(plan[src], result, src, outcome)
 
 
 def _write(dst: Path, image: np.ndarray, src: Path, outcome: Outcome) -> None:
@@ -139,5 +171,5 @@ def _write(dst: Path, image: np.ndarray, src: Path, outcome: Outcome) -> None:
         dst.parent.mkdir(parents=True, exist_ok=True)
         write_image(dst, _for_format(image, dst.suffix))
         outcome.converted.append((src, dst))
-    except (Img2ImgError, OSError) as exc:
+    except (Img2ImgError, OSError, cv2.error) as exc:
         outcome.failed.append((str(src), f"cannot write {dst}: {exc}"))

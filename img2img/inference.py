@@ -5,6 +5,7 @@ smooth weights, so memory stays bounded at any input size and no seam shows."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,12 @@ from .train_state import model_from_checkpoint
 from .trainer import resolve_device
 
 DEFAULT_TILE = 512
-DEFAULT_OVERLAP = 64
+# Width of the band two neighbouring tiles share. Its outer quarters are each tile's own border
+# (padding effects reach ~20 px into a ResNet's output), the middle half is a smooth cross-fade.
+DEFAULT_OVERLAP = 128
+
+# A batch in [-1, 1] plus the function that turns the translated batch back into the caller's kind.
+Restore = Callable[[Tensor], Any]
 
 
 def size_multiple(model: Model) -> int:
@@ -29,11 +35,28 @@ def size_multiple(model: Model) -> int:
     return max([getattr(g, "required_multiple", 1) for g in model.generators.values()] + [1])
 
 
-def _ramp(length: int, overlap: int) -> Tensor:
-    """Blend weights along one tile side: rising over `overlap` pixels at each end, never 0."""
-    x = torch.arange(length, dtype=torch.float32) + 0.5
-    edge = torch.minimum(x, length - x) / max(overlap, 1)
-    return edge.clamp(1e-3, 1.0)
+def minimum_size(model: Model) -> int:
+    """The smallest side every generator accepts: its `minimum_size` where it says, else 8 px or
+    its multiple. 8 because a ResNet generator reflection-pads by 1 px at a quarter of the
+    resolution, which needs at least 2 px there."""
+    return max([getattr(g, "minimum_size", max(getattr(g, "required_multiple", 1), 8))
+                for g in model.generators.values()] + [1])
+
+
+def _window(length: int, overlap: int, rise: bool, fall: bool) -> Tensor:
+    """Blend weights along one tile side. Toward a side another tile shares: 0 over the outer
+    quarter of the overlap, where the tile's own border effects are, then a raised cosine across
+    the middle half. Two neighbours' weights then sum to 1 across the band, so the mix is
+    seamless; a side on the image border keeps full weight, since nothing else covers it."""
+    margin = overlap // 4
+    ramp = max(overlap - 2 * margin, 1)
+    position = torch.arange(length, dtype=torch.float32)
+    weight = torch.ones(length)
+    for is_shared, distance in ((rise, position), (fall, length - 1 - position)):
+        if is_shared:
+            weight = weight * (0.5 - 0.5 * torch.cos(math.pi * ((distance - margin + 0.5) / ramp)
+                                                     .clamp(0, 1)))
+    return weight
 
 
 def _starts(total: int, tile: int, stride: int) -> list[int]:
@@ -47,14 +70,17 @@ class Translator:
     """A trained model ready to convert images; what `img2img.load()` returns.
 
     `translator(image)` takes a numpy array (HxW or HxWxC, uint8/uint16), a PIL image, or a
-    tensor ((C,H,W) or (B,C,H,W), float in [0, 1] or uint8) and returns the same kind."""
+    tensor ((C,H,W) or (B,C,H,W), float in [0, 1] or uint8) and returns the same kind, the same
+    size, depth and alpha; its colour channels are the model's (a colour model makes grey
+    inputs colour)."""
 
     def __init__(self, model: Model, checkpoint: Path, device: torch.device, *,
                  tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP):
         self.model, self.checkpoint, self.device = model, checkpoint, device
         self.multiple = size_multiple(model)
+        self.minimum = minimum_size(model)
         self.tile = max(self.multiple, math.ceil(tile / self.multiple) * self.multiple)
-        self.overlap = min(overlap, self.tile // 4)
+        self.overlap = max(0, min(overlap, self.tile // 2))
 
     @property
     def name(self) -> str:
@@ -70,9 +96,10 @@ class Translator:
     # -- tensors in [-1, 1] -----------------------------------------------------------------------
     @torch.inference_mode()
     def translate(self, x: Tensor, direction: str | None = None, size: int | None = None) -> Tensor:
-        """(B,C,H,W) in [-1, 1] -> translated (B,C',H,W); `size` translates at that short side."""
+        """(B,C,H,W) in [-1, 1] -> translated (B,C',H,W) on x's device; `size` translates at that
+        short side. Only tiles visit the model's device, so a huge image needs no huge GPU."""
         direction = self.model.resolve_direction(direction)
-        x = match_channels(x.to(self.device, torch.float32), self.channels)
+        x = match_channels(x.float(), self.channels)
         height, width = x.shape[-2:]
         if size is not None and min(height, width) != size:
             scale = size / min(height, width)
@@ -83,29 +110,37 @@ class Translator:
         return out.clamp(-1, 1)
 
     def _run(self, x: Tensor, direction: str) -> Tensor:
-        padded, padding = pad_to_multiple(x, self.multiple)
-        return unpad(self.model.translate(padded, direction), padding)
+        padded, padding = pad_to_multiple(x.to(self.device), self.multiple)
+        if min(padded.shape[-2:]) < self.minimum:
+            # Padding to a multiple of the minimum takes a short side exactly to it (rounded up
+            # to the network's multiple); a long side already fits and at most grows a little.
+            step = math.ceil(self.minimum / self.multiple) * self.multiple
+            padded, more = pad_to_multiple(padded, step)
+            padding = tuple(a + b for a, b in zip(padding, more))
+        return unpad(self.model.translate(padded, direction), padding).float().to(x.device)
 
     def _tiled(self, x: Tensor, direction: str) -> Tensor:
         height, width = x.shape[-2:]
         tile = self.tile
         if height <= tile and width <= tile:
             return self._run(x, direction)
-        stride = tile - 2 * self.overlap
+        stride = tile - self.overlap
+        rows, cols = _starts(height, tile, stride), _starts(width, tile, stride)
         out = weight = None
-        for top in _starts(height, tile, stride):
-            for left in _starts(width, tile, stride):
+        for top in rows:
+            for left in cols:
                 patch = x[..., top:top + tile, left:left + tile]
                 y = self._run(patch, direction)
-                w = _ramp(patch.shape[-2], self.overlap)[:, None] * \
-                    _ramp(patch.shape[-1], self.overlap)[None, :]
-                w = w.to(y.device)
+                h, w = patch.shape[-2:]
+                mask = _window(h, self.overlap, top > 0, top + h < height)[:, None] * \
+                    _window(w, self.overlap, left > 0, left + w < width)[None, :]
+                mask = mask.to(y.device)
                 if out is None:
                     out = y.new_zeros(*y.shape[:2], height, width)
                     weight = y.new_zeros(height, width)
-                out[..., top:top + tile, left:left + tile] += y * w
-                weight[top:top + tile, left:left + tile] += w
-        return out / weight
+                out[..., top:top + h, left:left + w] += y * mask
+                weight[top:top + h, left:left + w] += mask
+        return out / weight.clamp_min(1e-6)
 
     # -- user-facing kinds ------------------------------------------------------------------------
     def __call__(self, image: Any, direction: str | None = None, size: int | None = None) -> Any:
@@ -113,10 +148,21 @@ class Translator:
 
     def translate_many(self, images: list[Any], direction: str | None = None,
                        size: int | None = None) -> list[Any]:
-        """Translate same-sized images as one batch; each comes back as the kind it was."""
+        """Translate images, batching those of one size; each comes back as the kind it was."""
         parts = [_to_batch(image) for image in images]
-        out = self.translate(torch.cat([batch for _, batch, _ in parts]), direction, size)
-        return [_from_batch(out[i:i + 1], kind, extra) for i, (kind, _, extra) in enumerate(parts)]
+        results: list[Any] = [None] * len(parts)
+        by_size: dict[tuple[int, int], list[int]] = {}
+        for i, (batch, _) in enumerate(parts):
+            by_size.setdefault(tuple(batch.shape[-2:]), []).append(i)
+        for indices in by_size.values():
+            device = parts[indices[0]][0].device  # tensors may live elsewhere than arrays
+            batches = [match_channels(parts[i][0].to(device), self.channels) for i in indices]
+            out = self.translate(torch.cat(batches), direction, size)
+            offset = 0
+            for i, batch in zip(indices, batches):
+                results[i] = parts[i][1](out[offset:offset + batch.shape[0]])
+                offset += batch.shape[0]
+        return results
 
     def sample(self, labels: Any, n: int | None = None) -> Tensor:
         """Generated images for class `labels` (noise-to-image models), in [0, 1]."""
@@ -125,59 +171,106 @@ class Translator:
             return (self.model.sample(labels, n).float().clamp(-1, 1) + 1) / 2
 
 
-def _to_batch(image: Any) -> tuple[str, Tensor, Any]:
-    """Any supported image kind -> (kind, (B,C,H,W) float in [-1, 1], what is needed to undo)."""
+def _split_alpha(batch: Tensor) -> tuple[Tensor, Tensor | None]:
+    """(B,C,H,W) with C = 2 or 4 carries alpha last; it bypasses the model unchanged."""
+    if batch.shape[1] in (2, 4):
+        return batch[:, :-1], batch[:, -1:]
+    return batch, None
+
+
+def _to_batch(image: Any) -> tuple[Tensor, Restore]:
+    """Any supported image kind -> ((B,C,H,W) float in [-1, 1], how to give the result back)."""
     if isinstance(image, Tensor):
-        if image.dim() not in (3, 4):
-            raise Img2ImgError(f"expected a (C,H,W) or (B,C,H,W) tensor, got {tuple(image.shape)}")
-        batch = image if image.dim() == 4 else image[None]
-        unit = batch.float() / 255 if batch.dtype == torch.uint8 else batch.float()
-        return "tensor", unit * 2 - 1, (image.dim(), image.dtype, image.device)
-    pil = None
+        return _tensor_to_batch(image)
     if type(image).__module__.startswith("PIL."):
-        pil = image.mode
-        image = np.asarray(image.convert("RGBA" if "A" in image.mode else
-                                         ("L" if image.mode in ("L", "1", "I;16") else "RGB")))
+        return _pil_to_batch(image)
     if not isinstance(image, np.ndarray):
         raise Img2ImgError(f"cannot translate a {type(image).__name__}: pass a numpy array, a PIL "
                            "image or a torch tensor")
+    return _array_to_batch(image)
+
+
+def _tensor_to_batch(image: Tensor) -> tuple[Tensor, Restore]:
+    if image.dim() not in (3, 4) or not 1 <= image.shape[-3] <= 4:
+        raise Img2ImgError(f"expected a (C,H,W) or (B,C,H,W) tensor with C <= 4, got "
+                           f"{tuple(image.shape)}")
+    if image.dtype != torch.uint8 and not image.is_floating_point():
+        raise Img2ImgError(f"expected a float tensor in [0, 1] or a uint8 tensor, got "
+                           f"{image.dtype}")
+    batch = image if image.dim() == 4 else image[None]
+    unit = batch.float() / 255 if image.dtype == torch.uint8 else batch.float()
+    colour, alpha = _split_alpha(unit)
+
+    def restore(out: Tensor) -> Tensor:
+        result = ((out + 1) / 2).to(image.device)
+        if alpha is not None:
+            result = torch.cat([result, alpha.to(result.device)], dim=1)
+        if image.dtype == torch.uint8:
+            result = (result * 255).round().to(torch.uint8)
+        else:
+            result = result.to(image.dtype)
+        return result if image.dim() == 4 else result[0]
+
+    return colour * 2 - 1, restore
+
+
+def _array_to_batch(image: np.ndarray) -> tuple[Tensor, Restore]:
     array = image if image.ndim == 3 else image[..., None]
-    if array.dtype not in (np.uint8, np.uint16) or array.shape[2] > 4:
+    if array.ndim != 3 or array.dtype not in (np.uint8, np.uint16) or array.shape[2] > 4:
         raise Img2ImgError(f"expected an HxW or HxWxC (C <= 4) uint8/uint16 array, got "
-                           f"{array.shape} {array.dtype}")
-    has_alpha = array.shape[2] in (2, 4)
-    alpha = array[..., -1:] if has_alpha else None
-    colour = array[..., : array.shape[2] - has_alpha]
+                           f"{image.shape} {image.dtype}")
     peak = 65535.0 if array.dtype == np.uint16 else 255.0
-    batch = torch.from_numpy(np.ascontiguousarray(colour)).permute(2, 0, 1)[None].float()
-    batch = batch / peak * 2 - 1
-    return ("pil" if pil else "array"), batch, (pil, alpha, image.dtype, peak)
+    batch = torch.tensor(array).permute(2, 0, 1)[None].float() / peak  # a copy: PIL's are read-only
+    colour, alpha = _split_alpha(batch)
+    dtype = array.dtype
+
+    def restore(out: Tensor) -> np.ndarray:
+        result = ((out[0] + 1) / 2).permute(1, 2, 0).cpu().numpy()
+        result = (result * peak).round().astype(dtype)
+        if alpha is not None:
+            if result.shape[2] == 1:  # grey + alpha is written as RGBA: not every format has LA
+                result = np.repeat(result, 3, axis=2)
+            result = np.concatenate([result, array[..., -1:]], axis=2)
+        return result[..., 0] if result.shape[2] == 1 else result
+
+    return colour * 2 - 1, restore
 
 
-def _from_batch(out: Tensor, kind: str, extra: Any) -> Any:
-    unit = (out + 1) / 2
-    if kind == "tensor":
-        dims, dtype, device = extra
-        unit = unit.to(device)
-        result = (unit * 255).round().to(torch.uint8) if dtype == torch.uint8 else unit.to(dtype)
-        return result if dims == 4 else result[0]
-    pil, alpha, dtype, peak = extra
-    array = (unit[0].permute(1, 2, 0).cpu().numpy() * peak).round().astype(dtype)
-    if alpha is not None:
-        if array.shape[2] == 1:
-            array = np.repeat(array, 3, axis=2)
-        array = np.concatenate([array, alpha], axis=2)
-    elif array.shape[2] == 1:
-        array = array[..., 0]
-    if kind == "pil":
-        from PIL import Image
+def _pil_to_batch(image: Any) -> tuple[Tensor, Restore]:
+    """PIL keeps its mode where the model's colour allows: an RGB model turns L into RGB and LA
+    into RGBA. 16-bit grey stays 16-bit; palette images come back RGB(A), as no palette fits."""
+    from PIL import Image
 
-        return Image.fromarray(array)
-    return array
+    mode = image.mode
+    if mode.startswith("I;16") or mode == "I":
+        array = np.asarray(image).astype(np.int64).clip(0, 65535).astype(np.uint16)
+    elif mode in ("L", "LA", "RGB", "RGBA"):
+        array = np.asarray(image)
+    else:
+        has_alpha = "A" in mode or "transparency" in image.info
+        array = np.asarray(image.convert(("LA" if mode == "1" else "RGBA") if has_alpha else
+                                         ("L" if mode == "1" else "RGB")))
+    batch, restore_array = _array_to_batch(array)
+    channels_in = array.shape[2] if array.ndim == 3 else 1
+
+    def restore(out: Tensor) -> Any:
+        result = restore_array(out)
+        if result.dtype == np.uint16 and result.ndim == 3:  # PIL has no 16-bit colour mode
+            result = ((result.astype(np.uint32) + 128) // 257).astype(np.uint8)
+        if channels_in == 2 and out.shape[1] == 1:
+            result = result[..., [0, 3]]  # back to LA from the RGBA the array path makes
+        pil = Image.fromarray(result)
+        if mode in ("I", "1") and pil.mode in ("I;16", "L"):
+            # 1: threshold rather than dither, which would sprinkle noise over flat areas
+            pil = pil.convert(mode) if mode == "I" else pil.point(lambda v: 255 * (v >= 128), "1")
+        return pil
+
+    return batch, restore
 
 
 def load(ref: str | Path = "latest", *, device: str = "auto", runs_dir: str | Path = "runs",
-         catalog: Catalog | None = None, tile: int = DEFAULT_TILE) -> Translator:
+         catalog: Catalog | None = None, tile: int = DEFAULT_TILE,
+         overlap: int = DEFAULT_OVERLAP) -> Translator:
     """A `Translator` for a run folder, a checkpoint file, or "latest" (newest run in runs_dir)."""
     weights = runs.resolve_checkpoint(str(ref), Path(runs_dir))
     meta = runs.read_metadata(weights)
@@ -191,4 +284,4 @@ def load(ref: str | Path = "latest", *, device: str = "auto", runs_dir: str | Pa
                            f"provides (plugin: {meta.get('plugin', {}).get('distribution', '?')})")
     torch_device = resolve_device(device)
     model = model_from_checkpoint(catalog.models[name], weights, torch_device)
-    return Translator(model, weights, torch_device, tile=tile)
+    return Translator(model, weights, torch_device, tile=tile, overlap=overlap)

@@ -69,3 +69,15 @@ def make_plugin(tmp_path, monkeypatch):
         return ep
 
     return make
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    """Tests use tiny images, where a second OpenMP thread costs more than it gains, and on a
+    busy 2-core machine two threads fighting each other made single ops 100x slower."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -35,6 +35,7 @@ class ResnetGenerator(nn.Module):
     """
 
     required_multiple = 4
+    minimum_size = 8  # the reflection padding needs at least 2 px at quarter resolution
 
     def __init__(self, in_channels: int = 3, out_channels: int = 3, ngf: int = 64,
                  n_blocks: int = 9, norm: str = "instance", dropout: bool = False):
