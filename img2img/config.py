@@ -38,6 +38,8 @@ class TrainConfig:
     flip: bool = _f(True, "random horizontal flips")
     color_jitter: float = _f(0.0, "colour jitter strength, 0 to 1 (0 = off)")
     channels: int = _f(3, "image channels: 1 (grey) or 3 (colour)", choices=(1, 3))
+    balance_classes: bool = _f(False, "labelled data: draw every class equally often in each "
+                                      "epoch, however many images it has")
     lr: float = _f(2e-4, "Adam learning rate")
     beta1: float = _f(0.5, "Adam beta1")
     beta2: float = _f(0.999, "Adam beta2")
@@ -49,6 +51,13 @@ class TrainConfig:
     device: str = _f("auto", "cuda, cuda:N, mps, cpu, or auto (the best available)")
     precision: str = _f("auto", "auto = bf16/fp16 mixed precision on CUDA, fp32 elsewhere",
                         choices=PRECISIONS)
+    channels_last: str = _f("auto", "channels-last memory format (auto = on CUDA only, where "
+                                    "it speeds up convolutions)", choices=("auto", "on", "off"))
+    compile: bool = _f(False, "compile the networks with torch.compile (slower start, faster "
+                              "steps on a GPU)")
+    augment_on: str = _f("cpu", "where random crops and flips run: cpu (loader workers) or "
+                                "device (kornia, batched on the training device)",
+                         choices=("cpu", "device"))
     seed: int = _f(0, "random seed (data order, augmentation, initial weights)")
     workers: int = _f(2, "data-loading worker processes (0 = load in the main process)")
     log_every: int = _f(50, "log losses every N steps")

@@ -126,3 +126,34 @@ class PairedAugment(torch.nn.Module):
             raise ValueError(f"a pair must share batch and image size: {tuple(a.shape)} vs {tuple(b.shape)}")
         out_a, out_b = self.augment(a, b)
         return out_a, out_b
+
+
+class DeviceAugment(torch.nn.Module):
+    """The CPU recipe's random crop and flip, done batched on the training device instead: the
+    loader only resizes to `load_size`, and each sample here gets a `crop_size` crop (no
+    resampling: the crop keeps the pixel scale) and a flip. Images of a paired batch share
+    their draw; unpaired images each get their own. Inputs: float (B,C,H,W)."""
+
+    def __init__(self, load_size: int, crop_size: int, flip: bool) -> None:
+        super().__init__()
+        area = (crop_size / load_size) ** 2
+
+        def sequence(inputs: int) -> K.AugmentationSequential:
+            steps = [K.RandomResizedCrop((crop_size, crop_size), scale=(area, area),
+                                         ratio=(1.0, 1.0))]
+            if flip:
+                steps.append(K.RandomHorizontalFlip())
+            return K.AugmentationSequential(*steps, data_keys=["input"] * inputs)
+
+        self.single, self.pair = sequence(1), sequence(2)
+
+    def forward(self, batch: dict[str, torch.Tensor], paired: bool) -> dict[str, torch.Tensor]:
+        out = dict(batch)
+        images = [k for k, v in batch.items() if v.dim() == 4]
+        if paired and len(images) == 2:
+            first, second = images
+            out[first], out[second] = self.pair(batch[first], batch[second])
+        else:
+            for key in images:
+                out[key] = self.single(batch[key])
+        return out

@@ -31,6 +31,9 @@ def write_sample_images(kind: str, root: Path, n: int = 4, size: int = 40,
             shape = (size, size) if channels == 1 else (size, size, 3)
             cv2.imwrite(str(folder / f"{i:03d}.png"), rng.integers(0, 256, shape, np.uint8))
 
+    if kind == "images":
+        write(root, n)
+        return {"data": root}
     if kind == "labelled":
         for label in ("class_0", "class_1"):
             write(root / label, n)
@@ -72,20 +75,22 @@ def _check_outputs(model: Model, batch: dict[str, torch.Tensor], size: int) -> N
 
 def check_model(cls: type[Model], options: Any = None, *, size: int = 32, steps: int = 2,
                 workdir: Path | None = None, device: str = "cpu",
-                precision: str = "auto") -> Path:
+                precision: str = "auto", **training: Any) -> Path:
     """Train `cls` for `steps` at `size` px and check the model contract; returns the run folder.
 
-    `options` defaults to `cls.Options(**cls.smoke_options)`. Raises AssertionError on failure.
+    `options` defaults to `cls.Options(**cls.smoke_options)`; `training` overrides TrainConfig
+    fields (e.g. `compile=True`). Raises AssertionError on failure.
     """
     if options is None:
         options = cls.Options(**cls.smoke_options)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(workdir or tmp)
         folders = write_sample_images(cls.data, root / "data", size=size + 8)
-        config = TrainConfig(**folders, epochs=1, decay_epochs=0, max_steps=steps, batch_size=2,
-                             load_size=size, crop_size=size, workers=0, log_every=1,
-                             sample_every=0, checkpoint_every=0, runs_dir=root / "runs",
-                             device=device, precision=precision, name="check")
+        settings = dict(epochs=1, decay_epochs=0, max_steps=steps, batch_size=2, load_size=size,
+                        crop_size=size, workers=0, log_every=1, sample_every=0,
+                        checkpoint_every=0, runs_dir=root / "runs", device=device,
+                        precision=precision, name="check")
+        config = TrainConfig(**folders, **{**settings, **training})
         trainer = Trainer(cls, options, config, progress=False)
         model = trainer.model
         g_before, d_before = _snapshot(model.generators), _snapshot(model.discriminators)

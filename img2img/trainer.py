@@ -27,7 +27,7 @@ from .errors import Img2ImgError
 from .images import save_grid
 from .losses import Adversary
 from .model import ImageSpec, Model
-from .ops import to_model_range
+from .ops import DeviceAugment, to_model_range
 from .report import write_report
 from .train_state import (
     capture_rng,
@@ -75,13 +75,21 @@ class Trainer:
         self.amp_dtype = autocast_dtype(config.precision, self.device)
         torch.manual_seed(config.seed)
         random.seed(config.seed)
-        recipe = AugmentRecipe(config.load_size, config.crop_size, config.flip, config.color_jitter)
+        on_device = config.augment_on == "device"
+        # With device augmentation the loader only resizes; crops and flips happen batched.
+        recipe = AugmentRecipe(config.load_size, config.load_size if on_device else config.crop_size,
+                               config.flip and not on_device, config.color_jitter)
+        self.device_augment = DeviceAugment(config.load_size, config.crop_size, config.flip) \
+            if on_device else None
         self.dataset = open_dataset(model_cls.data, data=config.data, a=config.a, b=config.b,
                                     channels=config.channels, recipe=recipe)
         spec = ImageSpec(config.channels, config.crop_size,
                          tuple(getattr(self.dataset, "classes", ())))
         adversary = Adversary(config.gan_loss, config.gp_weight, config.r1_weight)
         self.model = model_cls(options, spec=spec, adversary=adversary).to(self.device)
+        self.channels_last = config.channels_last == "on" or (
+            config.channels_last == "auto" and self.device.type == "cuda")
+        self._speed_up(config)
         self.ema = GeneratorAverage(self.model.generators, config.ema) if config.ema else None
         self.optimizers = {
             "g": self._adam(self.model.generators.parameters()),
@@ -106,6 +114,15 @@ class Trainer:
             runs.write_config(self.run_dir, self.record)
         self.fixed_batch = self._fixed_batch()
 
+    def _speed_up(self, config: TrainConfig) -> None:
+        """Memory format and compilation, applied to every network of every model."""
+        networks = [*self.model.generators.values(), *self.model.discriminators.values()]
+        for net in networks:
+            if self.channels_last:
+                net.to(memory_format=torch.channels_last)
+            if config.compile:
+                net.compile()  # in place: parameter names (and checkpoints) stay the same
+
     def _adam(self, params: Any) -> torch.optim.Adam:
         params = [p for p in params if p.requires_grad]
         fused = self.device.type == "cuda"
@@ -123,17 +140,25 @@ class Trainer:
             # resumed run would drift from an uninterrupted one.
             generator=torch.Generator().manual_seed(self.config.seed))
 
-    def _to_device(self, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    def _to_device(self, batch: Mapping[str, Tensor], augment: bool = True) -> dict[str, Tensor]:
         moved = {}
         for key, value in batch.items():
             value = value.to(self.device, non_blocking=True)
-            moved[key] = to_model_range(value) if value.dtype == torch.uint8 else value
+            if value.dtype == torch.uint8:
+                value = to_model_range(value)
+                if self.channels_last:
+                    value = value.contiguous(memory_format=torch.channels_last)
+            moved[key] = value
+        if augment and self.device_augment is not None:
+            moved = self.device_augment(moved, paired=self.model.data == "paired")
         return moved
 
     def _fixed_batch(self) -> dict[str, Tensor]:
         """The same few samples for every grid, so progress is comparable step to step."""
         items = [self.dataset[(i, i)] for i in range(min(4, len(self.dataset)))]
-        return self._to_device(torch.utils.data.default_collate(items))
+        with torch.random.fork_rng(devices=[]):  # device crops draw here, not from the run's RNG
+            torch.manual_seed(0)
+            return self._to_device(torch.utils.data.default_collate(items))
 
     def steps_per_epoch(self) -> int:
         return math.ceil(len(self.dataset) / self.config.batch_size)

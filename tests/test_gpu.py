@@ -19,3 +19,9 @@ MODELS = sorted(build_catalog(load_plugins(strict=True), TRAIN_FIELDS).models.it
 @pytest.mark.parametrize("name,model_cls", MODELS, ids=[n for n, _ in MODELS])
 def test_model_trains_on_cuda(name, model_cls, precision, tmp_path):
     check_model(model_cls, workdir=tmp_path, device="cuda", precision=precision, steps=3)
+
+
+@pytest.mark.parametrize("name,model_cls", MODELS, ids=[n for n, _ in MODELS])
+def test_speed_switches_on_cuda(name, model_cls, tmp_path):
+    check_model(model_cls, workdir=tmp_path, device="cuda", steps=3, compile=True,
+                channels_last="on", augment_on="device")

@@ -189,3 +189,38 @@ def test_resume_restores_the_average_too(tmp_path):
     for key, value in straight.ema.average.state_dict().items():
         assert torch.allclose(value.float(), second.ema.average.state_dict()[key].float(),
                               atol=1e-6), key
+
+
+def test_device_augmentation_crops_on_the_device_and_trains(tmp_path):
+    options = Pix2Pix.Options(**Pix2Pix.smoke_options)
+    config = _config(tmp_path, "paired", augment_on="device", load_size=40, crop_size=32,
+                     max_steps=2)
+    trainer = Trainer(Pix2Pix, options, config, progress=False)
+    assert trainer.dataset[(0, 0)]["a"].shape[-1] == 40  # the loader only resizes
+    assert trainer.fixed_batch["a"].shape[-2:] == (32, 32)
+    trainer.fit()
+    assert trainer.step == 2
+
+
+def test_device_augment_shares_the_draw_within_a_pair_only():
+    from img2img.ops import DeviceAugment
+
+    torch.manual_seed(0)
+    augment = DeviceAugment(load_size=24, crop_size=16, flip=True)
+    x = torch.rand(8, 3, 24, 24)
+    paired = augment({"a": x, "b": x.clone()}, paired=True)
+    assert paired["a"].shape == (8, 3, 16, 16) and torch.allclose(paired["a"], paired["b"])
+    unpaired = augment({"a": x, "b": x.clone()}, paired=False)
+    assert not torch.allclose(unpaired["a"], unpaired["b"])
+
+
+def test_channels_last_trains_to_the_same_weights(tmp_path):
+    options = Pix2Pix.Options(**Pix2Pix.smoke_options)
+    results = []
+    for setting in ("off", "on"):
+        trainer = Trainer(Pix2Pix, options, _config(tmp_path, "paired", channels_last=setting,
+                                                    max_steps=2, name=setting), progress=False)
+        trainer.fit()
+        results.append(network_tensors(trainer.model))
+    for key, value in results[0].items():
+        assert torch.allclose(value.float(), results[1][key].float(), atol=1e-4), key
