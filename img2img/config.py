@@ -63,12 +63,15 @@ class TrainConfig:
     log_every: int = _f(50, "log losses every N steps")
     sample_every: int = _f(500, "save a sample grid every N steps (0 = only at the end)")
     checkpoint_every: int = _f(2000, "save a checkpoint every N steps (0 = only at the end)")
+    eval_every: int = _f(0, "evaluate on --eval-data every N steps, log the metrics and keep "
+                            "the best checkpoint as RUN:best (0 = off)")
+    eval_data: Path | None = _f(None, "held-out data for --eval-every, in the training layout")
     keep_checkpoints: int = _f(3, "keep the newest N checkpoints (0 = keep all)")
     runs_dir: Path = _f(Path("runs"), "folder that holds run folders")
     name: str | None = _f(None, "run folder name (default: <model>-<date>-<time>)")
 
     def __post_init__(self) -> None:
-        for name in ("data", "a", "b", "runs_dir"):  # accept str from Python callers
+        for name in ("data", "a", "b", "runs_dir", "eval_data"):  # accept str from Python callers
             value = getattr(self, name)
             if value is not None and not isinstance(value, Path):
                 object.__setattr__(self, name, Path(value))
@@ -77,9 +80,11 @@ class TrainConfig:
             if getattr(self, name) < 1:
                 raise Img2ImgError(f"--{name.replace('_', '-')} must be at least 1")
         for name in ("decay_epochs", "workers", "sample_every", "checkpoint_every",
-                     "keep_checkpoints"):
+                     "keep_checkpoints", "eval_every"):
             if getattr(self, name) < 0:
                 raise Img2ImgError(f"--{name.replace('_', '-')} must not be negative")
+        if self.eval_every and self.eval_data is None:
+            raise Img2ImgError("--eval-every needs --eval-data DIR (held-out images)")
         if not 0.0 <= self.ema < 1.0:
             raise Img2ImgError(f"--ema must be 0 (off) or a decay in (0, 1), got {self.ema}")
         if self.max_steps is not None and self.max_steps < 1:

@@ -24,6 +24,7 @@ from .config import TrainConfig, autocast_dtype, lr_factor, resolve_device
 from .data import SeededSampler, open_dataset
 from .ema import GeneratorAverage, ema_tensors, using
 from .errors import Img2ImgError
+from .evaluate import evaluate_with_average, load_eval_set, primary_metric
 from .images import save_grid
 from .losses import Adversary
 from .model import ImageSpec, Model
@@ -104,6 +105,7 @@ class Trainer:
         # Balanced or not, the order derives from (seed, epoch) alone, so resume stays exact.
         self.sampler = SeededSampler(len(self.dataset), config.seed, labels=labels)
         self.step = self.epoch = self.batch_in_epoch = 0
+        self.best: float | None = None  # the best evaluation so far (primary metric)
         self.record = settings_record(self.model, config, plugin or {})
         if resume_from is not None:
             self.run_dir = runs.run_dir_of(resume_from)
@@ -113,6 +115,7 @@ class Trainer:
                                            config.name or runs.default_run_name(model_cls.name))
             runs.write_config(self.run_dir, self.record)
         self.fixed_batch = self._fixed_batch()
+        self.eval_set = load_eval_set(self.model, config.eval_data) if config.eval_every else None
 
     def _speed_up(self, config: TrainConfig) -> None:
         """Memory format and compilation, applied to every network of every model."""
@@ -266,8 +269,28 @@ class Trainer:
         if every and self.step % every == 0:
             self.save_checkpoint()
             saved = True
+        every = self.config.eval_every
+        if every and self.step % every == 0:
+            self.run_evaluation()
+            saved = True
         if saved:
             write_report(self.run_dir)
+
+    def run_evaluation(self) -> dict[str, float]:
+        """Metrics on the held-out set, logged as eval/<name>; a new best is kept as RUN:best."""
+        average = self.ema.average if self.ema is not None else None
+        try:
+            results = evaluate_with_average(self.model, average, self.eval_set)
+        finally:
+            self.model.train()
+        runs.append_metrics(self.run_dir, {"step": self.step, "epoch": self.epoch + 1,
+                                           **{f"eval/{k}": v for k, v in results.items()}})
+        name, higher = primary_metric(self.model)
+        value = results[name]
+        if self.best is None or (value > self.best if higher else value < self.best):
+            self.best = value
+            runs.save_best(self.save_checkpoint())
+        return results
 
     def _log(self, running: dict[str, Tensor], bar: tqdm, started: float) -> None:
         """Losses reach the host only here (no per-step synchronisation), averaged since the
@@ -307,7 +330,7 @@ class Trainer:
             "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
             "scaler": self.scaler.state_dict(), "rng": capture_rng(),
-            "model": self.model.extra_state(),
+            "model": self.model.extra_state(), "best": self.best,
         }
         meta = {**self.record, "step": self.step}
         tensors = network_tensors(self.model)
@@ -329,6 +352,7 @@ class Trainer:
         self.model.load_extra_state({k: v.to(self.device) for k, v in state["model"].items()})
         self.step, self.epoch = state["step"], state["epoch"]
         self.batch_in_epoch = state["batch_in_epoch"]
+        self.best = state.get("best")
         restore_rng(state["rng"])
 
 

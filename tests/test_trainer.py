@@ -224,3 +224,25 @@ def test_channels_last_trains_to_the_same_weights(tmp_path):
         results.append(network_tensors(trainer.model))
     for key, value in results[0].items():
         assert torch.allclose(value.float(), results[1][key].float(), atol=1e-4), key
+
+
+def test_eval_every_logs_metrics_and_keeps_the_best_checkpoint(tmp_path):
+    from img2img import runs
+
+    held_out = write_sample_images("paired", tmp_path / "held_out", n=2, size=40, seed=9)
+    options = Pix2Pix.Options(**Pix2Pix.smoke_options)
+    trainer = Trainer(Pix2Pix, options, _config(tmp_path, "paired", eval_every=1, max_steps=3,
+                                                eval_data=held_out["data"]), progress=False)
+    run_dir = trainer.fit()
+    evals = [r for r in runs.read_metrics(run_dir) if "eval/psnr" in r]
+    assert [r["step"] for r in evals] == [1, 2, 3]
+    best_step = max(evals, key=lambda r: r["eval/psnr"])["step"]
+    best = runs.resolve_checkpoint(f"{run_dir}:best")
+    assert runs.read_metadata(best)["step"] == best_step
+    assert trainer.best == max(r["eval/psnr"] for r in evals)
+    assert "eval/psnr" in (run_dir / "index.html").read_text()
+
+
+def test_eval_every_without_eval_data_is_a_clear_error():
+    with pytest.raises(Img2ImgError, match="--eval-data"):
+        TrainConfig(eval_every=10)
