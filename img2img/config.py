@@ -60,6 +60,8 @@ class TrainConfig:
                          choices=("cpu", "device"))
     seed: int = _f(0, "random seed (data order, augmentation, initial weights)")
     workers: int = _f(2, "data-loading worker processes (0 = load in the main process)")
+    logger: str = _f("none", "also write TensorBoard logs (needs `pip install tensorboard`)",
+                     choices=("none", "tensorboard"))
     log_every: int = _f(50, "log losses every N steps")
     sample_every: int = _f(500, "save a sample grid every N steps (0 = only at the end)")
     checkpoint_every: int = _f(2000, "save a checkpoint every N steps (0 = only at the end)")

@@ -19,7 +19,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from .errors import CheckpointError
+from .errors import CheckpointError, Img2ImgError
 
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
@@ -89,6 +89,28 @@ def read_config(run_dir: Path) -> dict[str, Any]:
 def append_metrics(run_dir: Path, record: Mapping[str, Any]) -> None:
     with open(run_dir / METRICS, "a", encoding="utf-8") as f:
         f.write(json.dumps(record) + "\n")
+
+
+class MetricsLog:
+    """Appends records to `metrics.jsonl` and, when asked, to TensorBoard in `RUN/tensorboard`."""
+
+    def __init__(self, run_dir: Path, tensorboard: bool = False):
+        self.run_dir, self.writer = run_dir, None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                raise Img2ImgError("--logger tensorboard needs the tensorboard package: "
+                                   "pip install tensorboard") from None
+            self.writer = SummaryWriter(str(run_dir / "tensorboard"))
+
+    def write(self, record: Mapping[str, Any]) -> None:
+        append_metrics(self.run_dir, record)
+        if self.writer is not None:
+            for key, value in record.items():
+                if key not in ("step", "epoch", "time") and isinstance(value, (int, float)):
+                    self.writer.add_scalar(key, value, record["step"])
+            self.writer.flush()
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:

@@ -114,6 +114,7 @@ class Trainer:
             self.run_dir = runs.create_run(config.runs_dir,
                                            config.name or runs.default_run_name(model_cls.name))
             runs.write_config(self.run_dir, self.record)
+        self.metrics = runs.MetricsLog(self.run_dir, tensorboard=config.logger == "tensorboard")
         self.fixed_batch = self._fixed_batch()
         self.eval_set = load_eval_set(self.model, config.eval_data) if config.eval_every else None
 
@@ -283,7 +284,7 @@ class Trainer:
             results = evaluate_with_average(self.model, average, self.eval_set)
         finally:
             self.model.train()
-        runs.append_metrics(self.run_dir, {"step": self.step, "epoch": self.epoch + 1,
+        self.metrics.write({"step": self.step, "epoch": self.epoch + 1,
                                            **{f"eval/{k}": v for k, v in results.items()}})
         name, higher = primary_metric(self.model)
         value = results[name]
@@ -300,7 +301,7 @@ class Trainer:
         lr = self.optimizers["g"].param_groups[0]["lr"]
         record = {"step": self.step, "epoch": self.epoch + 1, "lr": lr,
                   "time": round(time.perf_counter() - started, 3), **losses}
-        runs.append_metrics(self.run_dir, record)
+        self.metrics.write(record)
         bar.set_postfix({"epoch": self.epoch + 1, **{k: f"{v:.3f}" for k, v in losses.items()}},
                         refresh=False)
         if bar.disable:

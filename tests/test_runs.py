@@ -124,3 +124,19 @@ def test_best_checkpoint_is_addressed_as_run_colon_best(tmp_path):
     assert best.name == "best.safetensors"
     assert runs.load_weights(best)["generators.a_to_b.weight"].eq(3.0).all()
     assert runs.resolve_checkpoint(run_dir).name == "step_00000002.safetensors"
+
+
+def test_tensorboard_logger_needs_the_package_or_writes_events(tmp_path):
+    run_dir = runs.create_run(tmp_path, "tb")
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        from img2img import Img2ImgError
+
+        with pytest.raises(Img2ImgError, match="pip install tensorboard"):
+            runs.MetricsLog(run_dir, tensorboard=True)
+        return
+    log = runs.MetricsLog(run_dir, tensorboard=True)
+    log.write({"step": 1, "g/l1": 0.5})
+    assert list((run_dir / "tensorboard").iterdir())
+    assert runs.read_metrics(run_dir) == [{"step": 1, "g/l1": 0.5}]
