@@ -23,8 +23,10 @@ class Preset:
     """Domain know-how as data: option and training values for one model.
 
     Precedence when training: field default < model's training defaults < preset < typed flag.
-    `pipeline` may carry code (face crop and paste-back, glyph rendering) used by convert and
-    data preparation."""
+    A run remembers its preset. `pipeline` may carry code for `convert` on such runs: an object
+    with `convert(translate, image, **options) -> image` (numpy HxWxC arrays; `translate` runs
+    the model on an array) and `convert_options`, a list of click options that become
+    `img2img convert` flags and arrive as `options` (e.g. face detection and paste-back)."""
 
     name: str
     model: str

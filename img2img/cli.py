@@ -19,7 +19,7 @@ from .catalog import Catalog, build_catalog
 from .convert import convert as run_convert
 from .evaluate import INCEPTION_HELP, evaluate, inception_features, load_eval_set
 from .errors import Img2ImgError
-from .flags import collect, dataclass_options
+from .flags import TYPED, collect, dataclass_options
 from .inference import DEFAULT_TILE, load
 from .plugins import PluginManager, load_plugins
 from .scaffold import create_plugin
@@ -147,7 +147,7 @@ def _train_command(catalog: Catalog, name: str) -> click.Command:
             trainer = _resuming_trainer(model_cls, resume, config, typed_cfg, typed_opts, plugin)
         else:
             trainer = Trainer(model_cls, model_cls.Options(**options), TrainConfig(**config),
-                              plugin=plugin)
+                              plugin=plugin, preset=preset.name if preset else None)
             click.echo(f"Run folder: {trainer.run_dir}", err=True)
         run_dir = trainer.fit()
         click.echo(str(run_dir))
@@ -174,7 +174,7 @@ def _resuming_trainer(model_cls: type, ref: str, config: dict[str, Any], typed_c
     overrides = {k: config[k] for k in typed_cfg}
     click.echo(f"Resuming {weights}", err=True)
     return Trainer(model_cls, options, dataclasses.replace(saved, **overrides),
-                   resume_from=weights, plugin=plugin)
+                   resume_from=weights, plugin=plugin, preset=meta.get("preset"))
 
 
 # -- convert ------------------------------------------------------------------------------------
@@ -197,9 +197,10 @@ def convert_command(catalog: Catalog) -> click.Command:
     @click.option("--batch-size", type=click.IntRange(min=1), default=4,
                   help="same-sized images translated together")
     @click.option("--device", default="auto", help="cuda, cuda:N, mps, cpu or auto")
-    def convert(inputs: tuple[str, ...], out: Path | None, model_ref: str, runs_dir: Path,
-                direction: str | None, size: int | None, tile: int, batch_size: int,
-                device: str) -> None:
+    @click.pass_context
+    def convert(ctx: click.Context, inputs: tuple[str, ...], out: Path | None, model_ref: str,
+                runs_dir: Path, direction: str | None, size: int | None, tile: int,
+                batch_size: int, device: str, **pipeline_flags: Any) -> None:
         """Translate images (files, folders, globs) with a trained model.
 
         Each output keeps its input's name, size and alpha channel; the format follows the
@@ -208,9 +209,11 @@ def convert_command(catalog: Catalog) -> click.Command:
         translator = load(model_ref, device=device, runs_dir=runs_dir, catalog=catalog, tile=tile)
         translator.model.resolve_direction(direction)
         click.echo(f"Using {translator.checkpoint} ({translator.name})", err=True)
+        pipeline_options = _pipeline_options(ctx, translator, pipeline_flags)
         with tqdm(total=None, unit="image", disable=not sys.stderr.isatty()) as bar:
             outcome = run_convert(translator, list(inputs), out, direction=direction, size=size,
-                                  batch_size=batch_size, progress=bar)
+                                  batch_size=batch_size, progress=bar,
+                                  pipeline_options=pipeline_options)
         for src, message in outcome.failed:
             click.echo(f"error: {src}: {message}", err=True)
         if outcome.converted:
@@ -221,7 +224,29 @@ def convert_command(catalog: Catalog) -> click.Command:
             click.echo(str(dst))
         if outcome.failed:
             raise _Failure(f"{len(outcome.failed)} input(s) failed", 1)
+
+    # Presets that carry a convert pipeline add their own flags (e.g. --faces).
+    for preset in catalog.presets.values():
+        for option in getattr(preset.pipeline, "convert_options", ()):
+            if option.name not in {p.name for p in convert.params}:
+                convert.params.append(option)
     return convert
+
+
+def _pipeline_options(ctx: click.Context, translator: Any, flags: dict[str, Any]
+                      ) -> dict[str, Any] | None:
+    """The flags the run's pipeline takes; a typed flag it does not take is an error."""
+    pipeline = translator.pipeline
+    accepted = {o.name for o in getattr(pipeline, "convert_options", ())}
+    typed = {k for k in flags if ctx.get_parameter_source(k) in TYPED}
+    foreign = typed - accepted
+    if foreign:
+        names = ", ".join("--" + k.replace("_", "-") for k in sorted(foreign))
+        raise Img2ImgError(f"{names} does not apply to this run ({translator.name}"
+                           f"{', preset ' + str(pipeline.__class__.__name__) if pipeline else ''})")
+    if pipeline is None:
+        return None
+    return {k: v for k, v in flags.items() if k in accepted}
 
 
 # -- eval ---------------------------------------------------------------------------------------

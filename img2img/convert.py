@@ -126,9 +126,11 @@ def _groups(decoded: Iterator[tuple[Path, np.ndarray | Exception]], batch_size: 
 
 def convert(translator: Translator, inputs: list[str], out: Path | None = None, *,
             direction: str | None = None, size: int | None = None, batch_size: int = 1,
-            progress: object = None) -> Outcome:
+            progress: object = None, pipeline_options: dict | None = None) -> Outcome:
     """Translate every input. A file that fails is collected in the outcome and the rest go on;
-    what would fail them all (a wrong direction, -o naming one file for many) raises at once."""
+    what would fail them all (a wrong direction, -o naming one file for many) raises at once.
+    A run whose preset carries a pipeline converts image by image through it, with
+    `pipeline_options`."""
     translator.model.resolve_direction(direction)  # refuse up front, not once per file
     outcome = Outcome()
     paths = expand_inputs(inputs, outcome)
@@ -144,7 +146,11 @@ def convert(translator: Translator, inputs: list[str], out: Path | None = None, 
                 outcome.failed.append((str(src), str(image)))
             else:
                 todo.append((src, image))
-        if todo:
+        if todo and translator.pipeline is not None:
+            for item in todo:
+                _translate(translator, [item], plan, outcome, direction, size,
+                           pipeline_options or {})
+        elif todo:
             _translate(translator, todo, plan, outcome, direction, size)
         if progress is not None:
             progress.update(len(group))
@@ -153,9 +159,12 @@ def convert(translator: Translator, inputs: list[str], out: Path | None = None, 
 
 def _translate(translator: Translator, todo: list[tuple[Path, np.ndarray]],
                plan: dict[Path, Path], outcome: Outcome, direction: str | None,
-               size: int | None) -> None:
+               size: int | None, pipeline_options: dict | None = None) -> None:
     try:
-        results = translator.translate_many([image for _, image in todo], direction, size)
+        if pipeline_options is not None:
+            results = [translator.convert_image(todo[0][1], direction, size, **pipeline_options)]
+        else:
+            results = translator.translate_many([image for _, image in todo], direction, size)
     except (Img2ImgError, RuntimeError, ValueError) as exc:
         # An image the model cannot take (out of device memory, a size a network rejects)
         # fails alone, with torch's message, rather than ending a long folder conversion.

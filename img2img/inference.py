@@ -75,8 +75,10 @@ class Translator:
     inputs colour)."""
 
     def __init__(self, model: Model, checkpoint: Path, device: torch.device, *,
-                 tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP):
+                 tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP,
+                 pipeline: Any = None):
         self.model, self.checkpoint, self.device = model, checkpoint, device
+        self.pipeline = pipeline  # the run's preset pipeline (see convert_image), if any
         self.multiple = size_multiple(model)
         self.minimum = minimum_size(model)
         self.tile = max(self.multiple, math.ceil(tile / self.multiple) * self.multiple)
@@ -163,6 +165,15 @@ class Translator:
                 results[i] = parts[i][1](out[offset:offset + batch.shape[0]])
                 offset += batch.shape[0]
         return results
+
+    def convert_image(self, image: np.ndarray, direction: str | None = None,
+                      size: int | None = None, **options: Any) -> np.ndarray:
+        """What `img2img convert` does to one decoded image: the run's preset pipeline when it
+        has one (e.g. find faces, translate each, paste them back), else a plain translation.
+        `options` are the pipeline's own convert flags."""
+        if self.pipeline is None:
+            return self(image, direction, size)
+        return self.pipeline.convert(lambda im: self(im, direction, size), image, **options)
 
     def sample(self, labels: Any, n: int | None = None) -> Tensor:
         """Generated images for class `labels` (noise-to-image models), in [0, 1]."""
@@ -284,4 +295,6 @@ def load(ref: str | Path = "latest", *, device: str = "auto", runs_dir: str | Pa
                            f"provides (plugin: {meta.get('plugin', {}).get('distribution', '?')})")
     torch_device = resolve_device(device)
     model = model_from_checkpoint(catalog.models[name], weights, torch_device)
-    return Translator(model, weights, torch_device, tile=tile, overlap=overlap)
+    preset = catalog.presets.get((name, meta.get("preset") or ""))
+    return Translator(model, weights, torch_device, tile=tile, overlap=overlap,
+                      pipeline=getattr(preset, "pipeline", None))

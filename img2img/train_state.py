@@ -52,9 +52,11 @@ def jsonable(obj: Any) -> Any:
     return obj
 
 
-def settings_record(model: Model, config: Any, plugin: Mapping[str, str]) -> dict[str, Any]:
+def settings_record(model: Model, config: Any, plugin: Mapping[str, str],
+                    preset: str | None = None) -> dict[str, Any]:
     return {
         "model": model.name,
+        "preset": preset,
         "plugin": dict(plugin),
         "img2img_version": img2img_version(),
         "options": jsonable(model.options),

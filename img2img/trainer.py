@@ -70,6 +70,7 @@ class Trainer:
 
     def __init__(self, model_cls: type[Model], options: Any, config: TrainConfig, *,
                  resume_from: Path | None = None, plugin: Mapping[str, str] | None = None,
+                 preset: str | None = None,
                  progress: bool | None = None):
         self.config, self.progress = config, progress
         self.device = resolve_device(config.device)
@@ -106,7 +107,7 @@ class Trainer:
         self.sampler = SeededSampler(len(self.dataset), config.seed, labels=labels)
         self.step = self.epoch = self.batch_in_epoch = 0
         self.best: float | None = None  # the best evaluation so far (primary metric)
-        self.record = settings_record(self.model, config, plugin or {})
+        self.record = settings_record(self.model, config, plugin or {}, preset)
         if resume_from is not None:
             self.run_dir = runs.run_dir_of(resume_from)
             self._restore(resume_from)
