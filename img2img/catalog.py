@@ -41,6 +41,7 @@ class Catalog:
     models: dict[str, type[Model]] = dataclasses.field(default_factory=dict)
     presets: dict[tuple[str, str], Preset] = dataclasses.field(default_factory=dict)
     commands: dict[str, click.Command] = dataclasses.field(default_factory=dict)
+    prepare_commands: dict[str, click.Command] = dataclasses.field(default_factory=dict)
     owners: dict[tuple[str, str], PluginInfo] = dataclasses.field(default_factory=dict)
 
     def model(self, name: str) -> type[Model]:
@@ -146,13 +147,16 @@ def build_catalog(pm: PluginManager, training_fields: set[str],
         elif _claim(cat, pm, info, ("preset", f"{preset.model}/{preset.name}"),
                     f"preset {preset.model}/{preset.name}"):
             cat.presets[(preset.model, preset.name)] = preset
-    for info, command in _collect(pm, "register_commands"):
-        if not isinstance(command, click.Command) or not command.name:
-            pm.fail(info, f"{command!r} is not a named click command")
-        elif command.name in reserved_commands:
-            pm.fail(info, f"command '{command.name}' is a built-in command; skipped")
-        elif _claim(cat, pm, info, ("command", command.name), f"command {command.name}"):
-            cat.commands[command.name] = command
+    for hook, found, label, reserved in (
+            ("register_commands", cat.commands, "command", reserved_commands),
+            ("register_prepare_commands", cat.prepare_commands, "prepare command", set())):
+        for info, command in _collect(pm, hook):
+            if not isinstance(command, click.Command) or not command.name:
+                pm.fail(info, f"{command!r} is not a named click command")
+            elif command.name in reserved:
+                pm.fail(info, f"command '{command.name}' is a built-in command; skipped")
+            elif _claim(cat, pm, info, (label, command.name), f"{label} {command.name}"):
+                found[command.name] = command
     return cat
 
 

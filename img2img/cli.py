@@ -26,7 +26,7 @@ from .scaffold import create_plugin
 from .train_state import from_record
 from .trainer import TrainConfig, Trainer
 
-BUILTIN_COMMANDS = {"train", "plugins", "models", "presets", "convert", "eval"}
+BUILTIN_COMMANDS = {"train", "prepare", "plugins", "models", "presets", "convert", "eval"}
 TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
 
 
@@ -96,6 +96,7 @@ def build_cli(pm: PluginManager | None = None) -> click.Group:
         ctx.obj = {"pm": pm, "catalog": catalog}
 
     cli.add_command(_train_group(catalog))
+    cli.add_command(_prepare_group(catalog))
     for command in (convert_command(catalog), eval_command(catalog), plugins_command(pm),
                     models_command(catalog),
                     presets_command(catalog)):
@@ -114,6 +115,16 @@ def _train_group(catalog: Catalog) -> click.Group:
     for name in sorted(catalog.models):
         train.add_command(_train_command(catalog, name))
     return train
+
+
+def _prepare_group(catalog: Catalog) -> click.Group:
+    @click.group("prepare", cls=Img2ImgGroup)
+    def prepare() -> None:
+        """Prepare training data (the sub-commands come from plugins: `img2img prepare --help`)."""
+
+    for command in catalog.prepare_commands.values():
+        prepare.add_command(command)
+    return prepare
 
 
 def _train_command(catalog: Catalog, name: str) -> click.Command:

@@ -23,3 +23,8 @@ def register_presets(register):
 @hookspec
 def register_commands(register):
     """Call `register(click_command)` for each top-level `img2img` command the plugin adds."""
+
+
+@hookspec
+def register_prepare_commands(register):
+    """Call `register(click_command)` for each `img2img prepare` sub-command (data preparation)."""

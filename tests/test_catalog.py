@@ -213,3 +213,21 @@ def test_builtin_models_honour_the_contract():
         assert model_problems(cat.model(name)) == []
     assert cat.model("pix2pix").data == "paired"
     assert cat.model("cyclegan").data == "unpaired"
+
+
+def test_prepare_commands_are_indexed_and_mounted_under_prepare():
+    from img2img.cli import build_cli
+
+    @click.command("widgets")
+    def widgets():
+        """Prepare widgets."""
+        click.echo("prepared")
+
+    obj = types.SimpleNamespace(register_prepare_commands=plugin(commands=[widgets])
+                                .register_commands)
+    pm, cat = catalog_with(obj)
+    assert cat.prepare_commands == {"widgets": widgets}
+    from click.testing import CliRunner
+
+    result = CliRunner().invoke(build_cli(pm), ["prepare", "widgets"])
+    assert result.exit_code == 0 and "prepared" in result.output
