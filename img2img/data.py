@@ -1,5 +1,5 @@
-"""The folder datasets (paired, unpaired, labelled) the trainer reads from, and the seeded sampler
-that makes their order and augmentation reproducible. Files are checked once when a dataset is built: unreadable ones are skipped with one warning and
+"""The folder datasets (paired, unpaired, labelled, images) the trainer reads from, and the seeded
+sampler that makes their order and augmentation reproducible. Files are checked once when a dataset is built: unreadable ones are skipped with one warning and
 layout problems raise `DataError`. Items are uint8 (C,H,W) tensors, augmented with a per-item seed."""
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from .errors import DataError
 
 __all__ = [
     "IMAGE_EXTENSIONS", "read_image", "list_images", "PairedDataset", "UnpairedDataset",
-    "LabelledDataset", "open_dataset", "SeededSampler",
+    "LabelledDataset", "ImageFolderDataset", "open_dataset", "SeededSampler",
 ]
 
 log = logging.getLogger("img2img")
@@ -31,6 +31,7 @@ PAIRED_LAYOUT = ("expected a/ and b/ folders with matching file names, "
 UNPAIRED_LAYOUT = ("expected one folder of images per domain (--a and --b, "
                    "or --data holding a/ and b/ or trainA/ and trainB/)")
 LABELLED_LAYOUT = "expected one sub-folder of images per class"
+IMAGES_LAYOUT = "expected one folder of images (--data)"
 
 
 def list_images(folder: str | Path) -> list[Path]:
@@ -152,7 +153,14 @@ class PairedDataset(_SeededDataset):
     folder of side-by-side A|B images (`mode == "side_by_side"`). Items: {"a", "b"} uint8 (C,H,W).
 
     `channels` is one count for both sides or an (a, b) pair, e.g. (1, 3) for colourisation.
+
+    Styles (`mode == "styles"`): a root holding no images but sub-folders that each hold a/ and
+    b/ (`root/<style>/a`, `root/<style>/b`). Sorted folder names are `.classes`, `.labels` gives
+    each item's style index, and items gain "style", an int64 scalar.
     """
+
+    classes: tuple[str, ...] = ()
+    labels: list[int] | None = None
 
     def __init__(self, root: str | Path, recipe: AugmentRecipe = AugmentRecipe(),
                  channels: int | tuple[int, int] = 3) -> None:
@@ -162,15 +170,24 @@ class PairedDataset(_SeededDataset):
         if (self.root / "a").is_dir() and (self.root / "b").is_dir():
             self.mode = "folders"
             self.items = self._match_folders()
+        elif styles := _style_folders(self.root):
+            self.mode = "styles"
+            self.classes = tuple(p.name for p in styles)
+            self.items, self.labels = [], []
+            for label, folder in enumerate(styles):
+                pairs = self._match_folders(folder)
+                self.items += pairs
+                self.labels += [label] * len(pairs)
         else:
             self.mode = "side_by_side"
             self.items = [(p, p) for p in self._side_by_side_files()]
 
-    def _match_folders(self) -> list[tuple[Path, Path]]:
-        side_a, side_b = (_by_stem(self.root / side) for side in "ab")
+    def _match_folders(self, root: Path | None = None) -> list[tuple[Path, Path]]:
+        root = root or self.root
+        side_a, side_b = (_by_stem(root / side) for side in "ab")
         common = sorted(side_a.keys() & side_b.keys())
         if not common:
-            a, b = self.root / "a", self.root / "b"
+            a, b = root / "a", root / "b"
             raise DataError(f"no file names in {a} match any in {b}: {PAIRED_LAYOUT}")
         lonely = [side_a.get(s) or side_b[s] for s in sorted(side_a.keys() ^ side_b.keys())]
         _warn_skipped(lonely, "image(s) without a partner of the same name")
@@ -179,7 +196,7 @@ class PairedDataset(_SeededDataset):
         _warn_skipped(bad)
         pairs = [(a, b) for a, b in pairs if a in good and b in good]
         if not pairs:
-            raise DataError(f"no readable image pair in {self.root}: {PAIRED_LAYOUT}")
+            raise DataError(f"no readable image pair in {root}: {PAIRED_LAYOUT}")
         return pairs
 
     def _side_by_side_files(self) -> list[Path]:
@@ -198,7 +215,7 @@ class PairedDataset(_SeededDataset):
     def _load(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         path_a, path_b = self.items[i]
         ca, cb = self.channels
-        if self.mode == "folders":
+        if self.mode != "side_by_side":
             return read_image(path_a, ca), read_image(path_b, cb)
         image = read_image(path_a, ca if ca == cb else 3)
         if image.shape[1] % 2:  # checked at construction; only a file changed since then gets here
@@ -210,7 +227,18 @@ class PairedDataset(_SeededDataset):
         i, seed = self._split(index)
         a, b = self._load(i)
         out = apply(self.transform, seed, image=a, b=b)
-        return {"a": _to_tensor(out["image"]), "b": _to_tensor(out["b"])}
+        item = {"a": _to_tensor(out["image"]), "b": _to_tensor(out["b"])}
+        if self.labels is not None:
+            item["style"] = torch.tensor(self.labels[i], dtype=torch.int64)
+        return item
+
+
+def _style_folders(root: Path) -> list[Path]:
+    """Sub-folders of `root` holding a/ and b/, when `root` itself holds no images."""
+    if list_images(root):
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
+                  and (p / "a").is_dir() and (p / "b").is_dir())
 
 
 def _by_stem(folder: Path) -> dict[str, Path]:
@@ -270,6 +298,11 @@ class LabelledDataset(_SeededDataset):
             skipped += bad
         _warn_skipped(skipped)
 
+    @property
+    def labels(self) -> list[int]:
+        """The class index of every item, in item order (what class-balanced sampling needs)."""
+        return [label for _, label in self.items]
+
     def __getitem__(self, index) -> dict[str, torch.Tensor]:
         i, seed = self._split(index)
         path, label = self.items[i]
@@ -277,12 +310,31 @@ class LabelledDataset(_SeededDataset):
         return {"image": _to_tensor(image), "label": torch.tensor(label, dtype=torch.int64)}
 
 
+class ImageFolderDataset(_SeededDataset):
+    """One folder of images, for models that derive their own inputs (colourisation from the
+    photo's grey version, for instance). Items: {"image": uint8 (C,H,W)}."""
+
+    def __init__(self, root: str | Path, recipe: AugmentRecipe = AugmentRecipe(), channels: int = 3) -> None:
+        if channels not in (1, 3):
+            raise ValueError(f"channels must be 1 or 3, got {channels!r}")
+        self.root, self.channels = Path(root), channels
+        self.transform = build_transform(recipe, paired=False)
+        self.items, bad = _readable_images(self.root, IMAGES_LAYOUT)
+        _warn_skipped(bad)
+
+    def __getitem__(self, index) -> dict[str, torch.Tensor]:
+        i, seed = self._split(index)
+        image = apply(self.transform, seed, image=read_image(self.items[i], self.channels))["image"]
+        return {"image": _to_tensor(image)}
+
+
 def open_dataset(kind: str, *, data: str | Path | None = None, a: str | Path | None = None,
                  b: str | Path | None = None, channels: int | tuple[int, int] = 3,
                  recipe: AugmentRecipe = AugmentRecipe()) -> Dataset:
-    """The dataset a model's `data` kind ("paired", "unpaired", "labelled") reads, from CLI folders."""
-    if kind not in ("paired", "unpaired", "labelled"):
-        raise ValueError(f"unknown data kind {kind!r}: expected paired, unpaired or labelled")
+    """The dataset a model's `data` kind ("paired", "unpaired", "labelled", "images") reads,
+    from CLI folders."""
+    if kind not in ("paired", "unpaired", "labelled", "images"):
+        raise ValueError(f"unknown data kind {kind!r}: expected paired, unpaired, labelled or images")
     if kind == "unpaired":
         root_a, root_b = _unpaired_roots(data, a, b)
         return UnpairedDataset(root_a, root_b, recipe, channels)
@@ -290,6 +342,8 @@ def open_dataset(kind: str, *, data: str | Path | None = None, a: str | Path | N
         raise DataError(f"{kind} data needs --data")
     if kind == "paired":
         return PairedDataset(data, recipe, channels)
+    if kind == "images":
+        return ImageFolderDataset(data, recipe, channels)  # type: ignore[arg-type]
     return LabelledDataset(data, recipe, channels)  # type: ignore[arg-type]
 
 
@@ -312,13 +366,26 @@ class SeededSampler(Sampler):
 
     `set_epoch(epoch, skip)` picks the epoch and drops its first `skip` items without touching
     them, so a run resumed mid-epoch sees exactly the samples it would have seen.
+
+    With `labels` (one class index per item) an epoch is class-balanced: its `length` draws are
+    split evenly between the classes (counts differ by at most one), small classes repeat their
+    items and large ones contribute a fresh random subset each epoch.
     """
 
-    def __init__(self, length: int, seed: int, shuffle: bool = True) -> None:
+    def __init__(self, length: int, seed: int, shuffle: bool = True,
+                 labels: Sequence[int] | None = None) -> None:
         if length <= 0:
             raise ValueError(f"length must be positive, got {length}")
         self.length, self.seed, self.shuffle = length, int(seed), shuffle
         self.epoch, self.skip = 0, 0
+        self.classes: list[torch.Tensor] | None = None
+        if labels is not None:
+            if len(labels) != length:
+                raise ValueError(f"got {len(labels)} labels for {length} items")
+            by_class: dict[int, list[int]] = {}
+            for index, label in enumerate(labels):
+                by_class.setdefault(int(label), []).append(index)
+            self.classes = [torch.tensor(by_class[c]) for c in sorted(by_class)]
 
     def set_epoch(self, epoch: int, skip: int = 0) -> None:
         if not 0 <= skip <= self.length:
@@ -332,10 +399,28 @@ class SeededSampler(Sampler):
         generator = torch.Generator()
         high, low = _child_seeds(self.seed, 2, self.epoch)
         generator.manual_seed(high << 32 | low)
-        if self.shuffle:
+        if self.classes is not None:
+            order = self._balanced_order(generator)
+        elif self.shuffle:
             order = torch.randperm(self.length, generator=generator).tolist()
         else:
             order = list(range(self.length))
         # Seeds follow the position in the epoch, drawn after the permutation from the same stream.
         seeds = torch.randint(0, 2**62, (self.length,), generator=generator).tolist()
         yield from zip(order[self.skip:], seeds[self.skip:])
+
+    def _balanced_order(self, generator: torch.Generator) -> list[int]:
+        assert self.classes is not None
+        count = len(self.classes)
+        quota = torch.full((count,), self.length // count)
+        quota[torch.randperm(count, generator=generator)[: self.length % count]] += 1
+        picks = []
+        for members, wanted in zip(self.classes, quota.tolist()):
+            rounds = -(-wanted // len(members))
+            shuffled = [members[torch.randperm(len(members), generator=generator)]
+                        for _ in range(rounds)]
+            picks.append(torch.cat(shuffled)[:wanted])
+        order = torch.cat(picks)
+        if self.shuffle:
+            order = order[torch.randperm(len(order), generator=generator)]
+        return order.tolist()

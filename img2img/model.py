@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from .errors import Img2ImgError
 from .losses import Adversary
 
-DATA_KINDS = ("paired", "unpaired", "labelled")
+DATA_KINDS = ("paired", "unpaired", "labelled", "images")
 Batch = Mapping[str, Tensor]
 Losses = Mapping[str, Tensor]
 
@@ -37,8 +37,9 @@ class Model(abc.ABC):
     """Base class of every model. Subclasses set:
 
     - `name`: the command name (`img2img train <name>`).
-    - `data`: "paired" (batches hold `a`, `b`), "unpaired" (`a`, `b`, unrelated) or "labelled"
-      (`image`, `label`). Images are float (B,C,H,W) in [-1, 1] on the training device.
+    - `data`: "paired" (batches hold `a`, `b`), "unpaired" (`a`, `b`, unrelated), "labelled"
+      (`image`, `label`) or "images" (`image` only: one folder; the model derives its inputs).
+      Images are float (B,C,H,W) in [-1, 1] on the training device.
     - `Options`: a frozen dataclass; each field becomes a `--flag` whose help is
       `field(metadata={"help": ...})`.
     - `summary`: one line for `img2img models`.

@@ -141,6 +141,9 @@ class Trainer:
             self.dataset, batch_size=self.config.batch_size, sampler=self.sampler,
             num_workers=workers, pin_memory=self.device.type == "cuda",
             persistent_workers=workers > 0, worker_init_fn=_worker_init if workers else None,
+            # Workers start from a clean forkserver process, not a fork of this one: a fork
+            # taken while OpenCV's or OpenMP's thread pool is running can deadlock the worker.
+            multiprocessing_context=_worker_context() if workers else None,
             # Its own generator: creating an iterator must not consume the global RNG, or a
             # resumed run would drift from an uninterrupted one.
             generator=torch.Generator().manual_seed(self.config.seed))
@@ -356,6 +359,12 @@ class Trainer:
         self.batch_in_epoch = state["batch_in_epoch"]
         self.best = state.get("best")
         restore_rng(state["rng"])
+
+
+def _worker_context() -> str | None:
+    import multiprocessing
+
+    return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else None
 
 
 def _worker_init(worker_id: int) -> None:

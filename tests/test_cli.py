@@ -18,6 +18,9 @@ import img2img.cli
 from img2img.cli import build_cli
 from img2img.plugins import add_plugin, load_plugins
 
+# The two models these tests describe, whatever else is installed (presets, examples).
+BUILTIN_MODELS_ONLY = {"IMG2IMG_LOAD_PLUGINS": "img2img_pix2pix,img2img_cyclegan"}
+
 PIX2PIX_PRESET = img2img.Preset("tiny", "pix2pix", "small crops for tests",
                                 options={"lambda_l1": 5.0},
                                 training={"crop_size": 32, "load_size": 32})
@@ -51,13 +54,13 @@ def runner():
 @pytest.fixture
 def cli():
     """The installed built-ins only, loaded strictly."""
-    return build_cli(load_plugins(strict=True, env={}))
+    return build_cli(load_plugins(strict=True, env=BUILTIN_MODELS_ONLY))
 
 
 @pytest.fixture
 def cli_with_extras():
     """Built-ins plus a plugin with presets and a command."""
-    pm = load_plugins(strict=True, env={})
+    pm = load_plugins(strict=True, env=BUILTIN_MODELS_ONLY)
     extras = types.SimpleNamespace(register_presets=register_presets,
                                    register_commands=register_commands)
     add_plugin(pm, extras, "test_extras", distribution="img2img-test-extras", version="9.9")

@@ -246,3 +246,30 @@ def test_eval_every_logs_metrics_and_keeps_the_best_checkpoint(tmp_path):
 def test_eval_every_without_eval_data_is_a_clear_error():
     with pytest.raises(Img2ImgError, match="--eval-data"):
         TrainConfig(eval_every=10)
+
+
+def test_loader_workers_do_not_hang_after_opencv_started_its_threads(tmp_path):
+    """A forked worker could deadlock inside OpenCV when the parent's OpenCV thread pool was
+    running; the trainer's workers start from a clean process instead. Run in a subprocess so
+    a regression fails on the timeout instead of hanging the suite."""
+    import subprocess
+    import sys
+    import textwrap
+
+    folders = write_sample_images("paired", tmp_path / "data", n=4, size=40)
+    script = textwrap.dedent(f"""
+        import cv2, numpy as np, torch
+        from img2img import TrainConfig, Trainer
+        from img2img_pix2pix import Pix2Pix
+        cv2.setNumThreads(2)
+        big = np.random.default_rng(0).integers(0, 255, (2000, 2000, 3), np.uint8)
+        cv2.resize(big, (1000, 1000), interpolation=cv2.INTER_AREA)
+        config = TrainConfig(data={str(folders['data'])!r}, load_size=32, crop_size=32,
+                             batch_size=2, workers=1, max_steps=3, device="cpu",
+                             runs_dir={str(tmp_path / 'runs')!r}, sample_every=0)
+        Trainer(Pix2Pix, Pix2Pix.Options(**Pix2Pix.smoke_options), config, progress=False).fit()
+        print("trained")
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=240)
+    assert result.returncode == 0 and "trained" in result.stdout, result.stderr[-2000:]
