@@ -3,7 +3,9 @@
 import img2img
 
 from .demo import demo
-from .model import Pix2Pix
+from .model import Pix2Pix, use_style
+
+__all__ = ["Pix2Pix", "use_style"]
 
 
 @img2img.hookimpl

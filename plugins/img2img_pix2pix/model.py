@@ -5,18 +5,76 @@ Inference: the paper trains at batch size 1, where batch norm's statistics are e
 At inference (eval mode) every batch-norm layer keeps using per-image statistics with its learned
 scale and shift, never the running averages the network was not trained with, so a converted
 image is the same whether it is translated alone or batched; dropout is off, so output is
-deterministic."""
+deterministic.
+
+Styles: trained on paired data with style sub-folders (DATA/<style>/a, DATA/<style>/b), the U-Net
+gains a learned embedding per style added at its bottleneck (equivalent to joining a one-hot label
+there), so one model writes in several hands; `with use_style(name):` picks one for translate.
+Without style folders the networks are exactly the published ones."""
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 import img2img
 from img2img.networks import (GENERATORS, NORMS, PatchDiscriminator, build_generator,
                               init_weights, per_sample_batch_norm)
+from img2img.networks.unet import UnetGenerator, UnetLevel
+
+# The style `translate` uses when none is passed (set with `use_style`); None = the first style.
+_STYLE: ContextVar[str | None] = ContextVar("pix2pix_style", default=None)
+
+
+@contextmanager
+def use_style(name: str | None) -> Iterator[None]:
+    """Within the block, translations of style-trained pix2pix runs use style `name`; a run
+    trained without styles refuses a name. Thread- and context-local, so a pipeline that only
+    holds a `translate` function can still choose the style."""
+    token = _STYLE.set(name)
+    try:
+        yield
+    finally:
+        _STYLE.reset(token)
+
+
+class _AddStyle(nn.Module):
+    """Sits at the U-Net bottleneck: adds the current style's embedding to every position."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shift: Tensor | None = None
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x if self.shift is None else x + self.shift.to(x.dtype)
+
+
+class StyledUnet(nn.Module):
+    """A U-Net whose bottleneck also sees a learned embedding of an integer style label."""
+
+    def __init__(self, unet: UnetGenerator, styles: int):
+        super().__init__()
+        level = unet.model
+        while isinstance(level.inner, UnetLevel):
+            level = level.inner
+        level.inner = _AddStyle()
+        self.unet, self.bottleneck = unet, level.inner
+        self.embedding = nn.Embedding(styles, level.down[-1].out_channels)
+        self.required_multiple = unet.required_multiple
+
+    def forward(self, x: Tensor, style: Tensor | None = None) -> Tensor:
+        if style is None:
+            style = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
+        self.bottleneck.shift = self.embedding(style.to(x.device))[:, :, None, None]
+        try:
+            return self.unet(x)
+        finally:
+            self.bottleneck.shift = None
 
 
 @dataclass(frozen=True)
@@ -44,7 +102,31 @@ class Pix2Pix(img2img.Model):
         o, c = self.options, self.spec.channels
         net = build_generator(o.generator, c, c, ngf=o.ngf, norm=o.norm, dropout=o.dropout,
                               size=self.spec.size)
+        if self.spec.classes:  # style sub-folders in the data: one embedding per style
+            if not isinstance(net, UnetGenerator):
+                raise img2img.Img2ImgError(f"style labels need a U-Net generator, not "
+                                           f"--generator {o.generator}")
+            net = StyledUnet(net, len(self.spec.classes))
         return {"a_to_b": per_sample_batch_norm(net)}
+
+    def style_index(self, name: str | None, count: int, device: torch.device) -> Tensor | None:
+        """Labels (count,) for style `name` (None: the first), or None for a run without styles."""
+        styles = self.spec.classes
+        if not styles:
+            if name is not None:
+                raise img2img.Img2ImgError(f"style '{name}': this run was trained without "
+                                           "styles (no style sub-folders in its data)")
+            return None
+        if name is None:
+            return torch.zeros(count, dtype=torch.long, device=device)
+        if name not in styles:
+            raise img2img.Img2ImgError(f"unknown style '{name}'; this run knows: "
+                                       f"{', '.join(styles)}")
+        return torch.full((count,), styles.index(name), dtype=torch.long, device=device)
+
+    def _generator(self, a: Tensor, style: Tensor | None) -> Tensor:
+        net = self.generators["a_to_b"]
+        return net(a) if not self.spec.classes else net(a, style)
 
     def build_discriminators(self):
         o, c = self.options, self.spec.channels
@@ -55,7 +137,7 @@ class Pix2Pix(img2img.Model):
         return lambda b: discriminator(torch.cat([a, b], dim=1))
 
     def generate(self, batch):
-        return {"fake_b": self.generators["a_to_b"](batch["a"])}
+        return {"fake_b": self._generator(batch["a"], batch.get("style"))}
 
     def generator_losses(self, batch, fakes):
         fake_b = fakes["fake_b"]
@@ -70,7 +152,8 @@ class Pix2Pix(img2img.Model):
 
     def translate(self, images, direction=None):
         self.resolve_direction(direction)
-        return self.generators["a_to_b"](images)
+        style = self.style_index(_STYLE.get(), images.shape[0], images.device)
+        return self._generator(images, style)
 
     def visuals(self, batch, fakes):
         return {"a": batch["a"], "fake_b": fakes["fake_b"], "b": batch["b"]}

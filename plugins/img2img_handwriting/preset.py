@@ -1,0 +1,61 @@
+"""The `handwriting` preset for pix2pix (printed glyph -> handwritten glyph) and its convert
+pipeline: a glyph image of any size or polarity is normalised to dark ink on white, fitted into
+the 64 px canvas the model trained on, translated (in a chosen style), mapped back onto the
+input's frame and, with `--binarize`, thresholded with Otsu's method."""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import click
+import numpy as np
+from img2img_pix2pix import use_style
+
+import img2img
+
+from .glyphs import binarize, fade_border, fit, normalise_ink, to_grey
+
+GLYPH_SIZE = 64
+MARGIN = 8  # px of paper around the ink box on every glyph canvas, printed and handwritten alike
+
+STYLE_OPTION = click.Option(["--style"], default=None, metavar="NAME",
+                            help="handwriting runs trained on style sub-folders: the hand to "
+                                 "write in (default: the first style)")
+BINARIZE_OPTION = click.Option(["--binarize/--no-binarize"], default=False,
+                               help="handwriting runs: threshold outputs to pure black ink on "
+                                    "white paper (Otsu)")
+
+
+class GlyphPipeline:
+    """`convert` for handwriting runs: one glyph per image, as the model saw glyphs in training."""
+
+    convert_options = (BINARIZE_OPTION, STYLE_OPTION)
+
+    def __init__(self, size: int = GLYPH_SIZE, margin: int = MARGIN):
+        self.size, self.margin = size, margin
+
+    def convert(self, translate: Callable[[np.ndarray], np.ndarray], image: np.ndarray,
+                binarize: bool = False, style: str | None = None) -> np.ndarray:
+        grey = normalise_ink(image)
+        placement = fit(grey, self.size, self.margin)
+        with use_style(style):
+            canvas = to_grey(translate(placement.apply(grey)))  # a colour model's output too
+        canvas = fade_border(canvas, self.margin // 2)
+        out = placement.invert(canvas, grey.shape)
+        return _binarize(out) if binarize else out
+
+
+def _binarize(grey: np.ndarray) -> np.ndarray:
+    return binarize(grey) if grey.min() < grey.max() else grey
+
+
+HANDWRITING = img2img.Preset(
+    "handwriting", "pix2pix",
+    "printed -> handwritten glyphs: grey 64 px, U-Net-64, no flips; convert fits each glyph "
+    "and can --binarize (geometric jitter: `img2img prepare handwriting --jitter`)",
+    options={"generator": "unet-64"},
+    training={"channels": 1, "load_size": GLYPH_SIZE, "crop_size": GLYPH_SIZE, "flip": False,
+              "color_jitter": 0.0},
+    pipeline=GlyphPipeline(),
+)
+
+
