@@ -1,0 +1,170 @@
+"""Conversion speed and peak memory: images per second of `img2img.convert.convert` (what
+`img2img convert` runs) on a folder of JPEG files, against a loop written the way the published
+reference's test script works, for the pix2pix U-Net-256 and the CycleGAN ResNet-9 generators at
+their published widths (random weights: speed does not depend on what was learned).
+
+At 256 px both translate every file at its size. At 1024 px ours splits each image into
+overlapping tiles (default 512, so memory stays bounded) and the reference runs the whole image
+through the generator at once (its `--preprocess none`); the figure to look at there is memory.
+Each (model, size, variant) runs in its own fresh process for its peak RSS; at 256 px the variants
+alternate over `--rounds`.
+
+    python benchmarks/convert_speed.py               # about 5 minutes on a 2-core CPU
+    python benchmarks/convert_speed.py --smoke       # tiny networks and images: seconds
+"""
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+import benchlib
+
+TARGET = 1.2  # ours / reference images per second at 256 px
+GENERATORS = {"pix2pix": "unet-256", "cyclegan": "resnet-9"}
+
+
+def _model(job: dict):
+    import torch
+
+    from img2img.cli import default_catalog
+    from img2img.model import ImageSpec
+
+    torch.manual_seed(0)
+    cls = default_catalog().model(job["model"])
+    options = cls.Options(generator=job["generator"], ngf=job["width"], ndf=job["width"])
+    return cls(options, spec=ImageSpec(3, job["train_size"])).to(job["device"]).eval()
+
+
+def reference_convert(model, paths: list[Path], out: Path, device) -> None:
+    """The reference test loop: a batch-1 loader that opens each file with PIL, converts to RGB,
+    resizes to the load size (bicubic), ToTensor + Normalize(0.5, 0.5); the generator under
+    torch.no_grad(); tensor2im ((x + 1) / 2 * 255, cast to uint8); PIL save. Our network in eval
+    mode stands in for its generator (same layers; at batch 1 its train-mode batch norm computes
+    the same per-image statistics). The reference saves PNG; this saves the input's format, as
+    ours does, so both pay the same encoder (PIL's PNG encoder is slower than JPEG)."""
+    import numpy as np
+    import torch
+    from PIL import Image
+    from torchvision import transforms
+
+    generator = model.generators[model.directions[0]]
+    for path in paths:
+        image = Image.open(path).convert("RGB")
+        transform = transforms.Compose([
+            transforms.Resize([image.height, image.width], transforms.InterpolationMode.BICUBIC),
+            transforms.ToTensor(),
+            transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))])
+        real = transform(image).unsqueeze(0).to(device)
+        with torch.no_grad():
+            fake = generator(real)
+        array = (np.transpose(fake[0].cpu().float().numpy(), (1, 2, 0)) + 1) / 2.0 * 255.0
+        Image.fromarray(array.astype(np.uint8)).save(out / path.name)
+
+
+def measure(job: dict) -> dict:
+    """Warm up on the first file, then convert the folder; report images/s and peak memory."""
+    import torch
+
+    from img2img.convert import convert
+    from img2img.inference import Translator
+
+    device = benchlib.resolve_device(job["device"])
+    job = {**job, "device": str(device)}
+    model = _model(job)
+    paths = sorted(Path(job["folder"]).glob("*.jpg"))
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        if job["variant"] == "ours":
+            translator = Translator(model, Path("random-weights"), device, tile=job["tile"])
+            run = lambda files: convert(translator, [str(p) for p in files], out,
+                                        batch_size=job["batch"])
+        else:
+            run = lambda files: reference_convert(model, files, out, device)
+        run(paths[:1])
+        for stale in out.iterdir():
+            stale.unlink()
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        seconds = benchlib.timed(lambda: run(paths), device)
+        written = len(list(out.iterdir()))
+    if written != len(paths):
+        raise RuntimeError(f"{job['variant']} wrote {written} of {len(paths)} images")
+    return {**job, "images": len(paths), "seconds": round(seconds, 3),
+            "images_per_s": len(paths) / seconds, "peak_rss_mb": benchlib.peak_rss_mb(),
+            "gpu_peak_mb": benchlib.gpu_peak_mb(device)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = benchlib.parser("convert_speed", __doc__.split("\n\n")[0])
+    p.add_argument("--count", type=int, default=16, help="images per run at 256 px")
+    p.add_argument("--large-count", type=int, default=2, help="images per run at 1024 px")
+    p.add_argument("--sizes", default="256,1024", help="image sizes (square JPEGs)")
+    p.add_argument("--rounds", type=int, default=2, help="alternating runs per variant at 256 px")
+    p.add_argument("--batch-size", type=int, default=4, help="ours: images per batch (CLI default)")
+    p.add_argument("--tile", type=int, default=512, help="ours: tile size (CLI default)")
+    p.add_argument("--models", default="pix2pix,cyclegan", help="comma-separated subset")
+    p.add_argument("--width", type=int, default=64, help="ngf = ndf (64 = published)")
+    args = p.parse_args(argv)
+    benchlib.setup_torch(args.threads)
+    train_size, generators = 256, dict(GENERATORS)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    if args.smoke:
+        args.count, args.large_count, args.rounds, args.width, args.tile = 3, 1, 1, 8, 64
+        sizes, train_size, generators = [32, 96], 32, {"pix2pix": "unet-32", "cyclegan": "resnet-9"}
+    quiet = benchlib.wait_for_quiet(args.wait_load)
+    machine = benchlib.machine()
+    rows, runs = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for size in sizes:
+            count = args.count if size == sizes[0] else args.large_count
+            folder = Path(tmp) / f"jpeg{size}"
+            benchlib.write_jpegs(folder, count, size, size)
+            for model in args.models.split(","):
+                rounds = args.rounds if size == sizes[0] else 1
+                found = {"reference": [], "ours": []}
+                for r in range(rounds):
+                    order = ("reference", "ours") if r % 2 == 0 else ("ours", "reference")
+                    for variant in order:
+                        job = {"model": model, "generator": generators[model], "variant": variant,
+                               "size": size, "train_size": train_size, "folder": str(folder),
+                               "width": args.width, "batch": args.batch_size, "tile": args.tile,
+                               "device": args.device}
+                        print(f"  {model} {size} px {variant} (round {r + 1}/{rounds})",
+                              file=sys.stderr, flush=True)
+                        result = benchlib.isolated(measure, job, args.threads,
+                                                   args.passive_wait)
+                        found[variant].append(result)
+                        runs.append(result)
+                row = {"model": model, "size": size}
+                for variant, results in found.items():
+                    images = sum(x["images"] for x in results)
+                    seconds = sum(x["seconds"] for x in results)
+                    row[f"{variant} img/s"] = images / seconds
+                    row[f"{variant} peak RSS MB"] = max(x["peak_rss_mb"] for x in results)
+                    gpu = [x["gpu_peak_mb"] for x in results if x["gpu_peak_mb"] is not None]
+                    row[f"{variant} GPU peak MB"] = max(gpu) if gpu else None
+                row["speed ours/ref"] = benchlib.ratio(row["ours img/s"], row["reference img/s"])
+                row["memory ours/ref"] = benchlib.ratio(row["ours peak RSS MB"],
+                                                        row["reference peak RSS MB"])
+                rows.append(row)
+    columns = ["model", "size", "reference img/s", "ours img/s", "speed ours/ref",
+               "reference peak RSS MB", "ours peak RSS MB", "memory ours/ref"]
+    if any(row["ours GPU peak MB"] is not None for row in rows):
+        columns += ["reference GPU peak MB", "ours GPU peak MB"]
+    benchlib.print_table(rows, columns, f"convert, device {args.device}, ours batch "
+                                        f"{args.batch_size}, tile {args.tile}")
+    checks = [{"target": f"{row['model']} convert at {row['size']} px, ours/reference img/s",
+               "limit": f">= {TARGET}", "measured": row["speed ours/ref"],
+               "met": row["speed ours/ref"] >= TARGET} for row in rows if row["size"] == sizes[0]]
+    benchlib.print_table(checks, ["target", "limit", "measured", "met"], "Targets")
+    benchlib.write_json(args.out, {
+        "benchmark": "convert_speed", "machine": machine, "quiet": quiet,
+        "load_average_after": benchlib.machine()["load_average"],
+        "settings": {k: v for k, v in vars(args).items() if k != "out"},
+        "rows": rows, "runs": runs, "targets": checks})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""The benchmark scripts run end to end in their smoke mode (tiny images, narrow networks), so they
+never rot: each must exit 0, print its table and write JSON holding its figures."""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def run_smoke(script: str, tmp_path: Path, *extra: str) -> dict:
+    out = tmp_path / f"{script}.json"
+    # One torch thread: the smoke networks are tiny, and on a busy 2-core machine two threads per
+    # process spend their time waiting for each other.
+    command = [sys.executable, str(BENCHMARKS / f"{script}.py"), "--smoke", "--threads", "1",
+               "--out", str(out), *extra]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path,
+                          check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "|" in done.stdout, "no table was printed"
+    payload = json.loads(out.read_text())
+    assert payload["machine"]["cores"] >= 1
+    return payload
+
+
+def test_train_speed_smoke(tmp_path):
+    payload = run_smoke("train_speed", tmp_path)
+    rows = payload["rows"]
+    assert {(r["model"], r["variant"]) for r in rows} == {
+        (m, v) for m in ("cyclegan", "pix2pix") for v in ("reference", "ours")} | {
+        ("cyclegan", "lazy-fakes")}
+    for row in rows:
+        assert row["s/step"] > 0 and row["peak RSS MB"] > 0
+    cyclegan = next(c for c in payload["comparisons"] if c["model"] == "cyclegan"
+                    and c["batch"] == 1)
+    gradients = cyclegan["gradients"]
+    # Grouped backward and one summed backward give the same gradients, to float rounding.
+    assert gradients["same_parameters"]
+    assert gradients["max_rel_diff_per_tensor"] < 1e-3
+    assert cyclegan["lazy-fakes_gradients"]["max_rel_diff_per_tensor"] < 1e-3
+    assert any(t["target"].startswith("pix2pix") for t in payload["targets"])
+
+
+def test_convert_speed_smoke(tmp_path):
+    payload = run_smoke("convert_speed", tmp_path)
+    rows = payload["rows"]
+    assert {(r["model"], r["size"]) for r in rows} == {
+        (m, s) for m in ("pix2pix", "cyclegan") for s in (32, 96)}
+    for row in rows:
+        assert row["ours img/s"] > 0 and row["reference img/s"] > 0
+        assert row["ours peak RSS MB"] > 0
+
+
+def test_loader_speed_smoke(tmp_path):
+    payload = run_smoke("loader_speed", tmp_path)
+    assert [r["loader"] for r in payload["rows"]] == ["paired", "unpaired"]
+    for row in payload["rows"]:
+        assert row["ours samples/s"] > 0 and row["reference samples/s"] > 0
+
+
+def test_quality_smoke(tmp_path):
+    payload = run_smoke("quality", tmp_path)
+    pix2pix, cyclegan = payload["rows"]
+    assert pix2pix["model"] == "pix2pix" and pix2pix["steps"] >= 1
+    assert math.isfinite(pix2pix["psnr"]) and 0 < pix2pix["psnr"] < 100
+    assert -1 <= pix2pix["ssim"] <= 1
+    assert cyclegan["model"] == "cyclegan" and cyclegan["steps"] >= 1
+    for key in ("swd", "swd_untranslated", "swd_real_trainB"):
+        assert math.isfinite(cyclegan[key]) and cyclegan[key] >= 0
+
+
+@pytest.mark.parametrize("script", ["train_speed", "convert_speed", "loader_speed", "quality"])
+def test_help(script):
+    done = subprocess.run([sys.executable, str(BENCHMARKS / f"{script}.py"), "--help"],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0 and "--smoke" in done.stdout
