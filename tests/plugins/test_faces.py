@@ -96,6 +96,18 @@ def test_the_detector_finds_a_face_in_at_least_90_percent_of_the_photos():
     assert len(names) >= 20 and rate >= 0.9, sorted(set(names) - set(found))
 
 
+def test_every_face_of_a_group_photo_is_found():
+    rng = np.random.default_rng(1)
+    group = cv2.resize(rng.integers(40, 220, (12, 18, 3)).astype(np.uint8), (1500, 1000),
+                       interpolation=cv2.INTER_CUBIC)
+    names = sorted(p.name for p in FACES.glob("caltech_*.jpg"))[:6]
+    for i, name in enumerate(names):
+        side = 150 + 40 * i  # faces of different sizes score very differently: all are kept
+        top, left = 60 + (i // 3) * 480, 40 + (i % 3) * 490
+        group[top:top + side, left:left + side] = cv2.resize(photo(name), (side, side))
+    assert len(HaarDetector()(group)) == 6
+
+
 @pytest.mark.parametrize("degrees", [-10, 10])
 def test_the_crop_levels_the_eyes(degrees):
     scene = in_scene(photo("caltech_photo_003.jpg"))
