@@ -24,9 +24,11 @@ class Preset:
 
     Precedence when training: field default < model's training defaults < preset < typed flag.
     A run remembers its preset. `pipeline` may carry code for `convert` on such runs: an object
-    with `convert(translate, image, **options) -> image` (numpy HxWxC arrays; `translate` runs
-    the model on an array) and `convert_options`, a list of click options that become
-    `img2img convert` flags and arrive as `options` (e.g. face detection and paste-back)."""
+    with `convert(translate, image, *, source=None, **options) -> image` (numpy HxWxC arrays;
+    `translate` runs the model on an array; `source`, if it takes it, is the input file, for
+    messages) and
+    `convert_options`, a list of click options that become `img2img convert` flags and arrive
+    as `options` (e.g. face detection and paste-back)."""
 
     name: str
     model: str
@@ -141,6 +143,10 @@ def build_catalog(pm: PluginManager, training_fields: set[str],
         elif _claim(cat, pm, info, ("model", cls.name), f"model {cls.name}"):
             cat.models[cls.name] = cls
     for info, preset in _collect(pm, "register_presets"):
+        if pm.incomplete and isinstance(preset, Preset) and preset.model not in cat.models:
+            pm.trace.root.get("hook")(f"preset {preset.model}/{preset.name} skipped: model "
+                                      f"'{preset.model}' is not loaded")
+            continue
         problems = preset_problems(preset, cat.models, training_fields)
         if problems:
             pm.fail(info, "; ".join(problems))

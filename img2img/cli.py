@@ -202,6 +202,9 @@ def convert_command(catalog: Catalog) -> click.Command:
                   help="a_to_b or b_to_a for two-way models (default: the model's first)")
     @click.option("--size", type=click.IntRange(min=8), default=None,
                   help="translate at this short side, then resize back (default: as is)")
+    @click.option("--style", "--label", "label", default=None, metavar="NAME",
+                  help="runs trained on style or class sub-folders (e.g. several writers): "
+                       "which one to produce (default: the first)")
     @click.option("--tile", type=click.IntRange(min=32), default=DEFAULT_TILE,
                   help="images larger than this are translated in overlapping tiles, so "
                        "memory stays bounded")
@@ -210,8 +213,8 @@ def convert_command(catalog: Catalog) -> click.Command:
     @click.option("--device", default="auto", help="cuda, cuda:N, mps, cpu or auto")
     @click.pass_context
     def convert(ctx: click.Context, inputs: tuple[str, ...], out: Path | None, model_ref: str,
-                runs_dir: Path, direction: str | None, size: int | None, tile: int,
-                batch_size: int, device: str, **pipeline_flags: Any) -> None:
+                runs_dir: Path, direction: str | None, size: int | None, label: str | None,
+                tile: int, batch_size: int, device: str, **pipeline_flags: Any) -> None:
         """Translate images (files, folders, globs) with a trained model.
 
         Each output keeps its input's name, size and alpha channel; the format follows the
@@ -219,11 +222,12 @@ def convert_command(catalog: Catalog) -> click.Command:
         """
         translator = load(model_ref, device=device, runs_dir=runs_dir, catalog=catalog, tile=tile)
         translator.model.resolve_direction(direction)
+        translator.model.resolve_label(label)
         click.echo(f"Using {translator.checkpoint} ({translator.name})", err=True)
         pipeline_options = _pipeline_options(ctx, translator, pipeline_flags)
         with tqdm(total=None, unit="image", disable=not sys.stderr.isatty()) as bar:
             outcome = run_convert(translator, list(inputs), out, direction=direction, size=size,
-                                  batch_size=batch_size, progress=bar,
+                                  label=label, batch_size=batch_size, progress=bar,
                                   pipeline_options=pipeline_options)
         for src, message in outcome.failed:
             click.echo(f"error: {src}: {message}", err=True)

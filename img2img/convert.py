@@ -10,6 +10,7 @@ from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -125,13 +126,16 @@ def _groups(decoded: Iterator[tuple[Path, np.ndarray | Exception]], batch_size: 
 
 
 def convert(translator: Translator, inputs: list[str], out: Path | None = None, *,
-            direction: str | None = None, size: int | None = None, batch_size: int = 1,
-            progress: object = None, pipeline_options: dict | None = None) -> Outcome:
+            direction: str | None = None, size: int | None = None, label: str | None = None,
+            batch_size: int = 1, progress: object = None,
+            pipeline_options: dict | None = None) -> Outcome:
     """Translate every input. A file that fails is collected in the outcome and the rest go on;
     what would fail them all (a wrong direction, -o naming one file for many) raises at once.
     A run whose preset carries a pipeline converts image by image through it, with
-    `pipeline_options`."""
+    `pipeline_options`. `label` is the class or style of runs trained with them."""
     translator.model.resolve_direction(direction)  # refuse up front, not once per file
+    translator.model.resolve_label(label)
+    how = _How(direction, size, label)
     outcome = Outcome()
     paths = expand_inputs(inputs, outcome)
     plan = plan_outputs(paths, out)
@@ -148,23 +152,31 @@ def convert(translator: Translator, inputs: list[str], out: Path | None = None, 
                 todo.append((src, image))
         if todo and translator.pipeline is not None:
             for item in todo:
-                _translate(translator, [item], plan, outcome, direction, size,
-                           pipeline_options or {})
+                _translate(translator, [item], plan, outcome, how, pipeline_options or {})
         elif todo:
-            _translate(translator, todo, plan, outcome, direction, size)
+            _translate(translator, todo, plan, outcome, how)
         if progress is not None:
             progress.update(len(group))
     return outcome
 
 
+class _How(NamedTuple):
+    """How every image of one convert call is translated."""
+
+    direction: str | None
+    size: int | None
+    label: str | None
+
+
 def _translate(translator: Translator, todo: list[tuple[Path, np.ndarray]],
-               plan: dict[Path, Path], outcome: Outcome, direction: str | None,
-               size: int | None, pipeline_options: dict | None = None) -> None:
+               plan: dict[Path, Path], outcome: Outcome, how: _How,
+               pipeline_options: dict | None = None) -> None:
     try:
         if pipeline_options is not None:
-            results = [translator.convert_image(todo[0][1], direction, size, **pipeline_options)]
+            src, image = todo[0]
+            results = [translator.convert_image(image, *how, source=src, **pipeline_options)]
         else:
-            results = translator.translate_many([image for _, image in todo], direction, size)
+            results = translator.translate_many([image for _, image in todo], *how)
     except (Img2ImgError, RuntimeError, ValueError) as exc:
         # An image the model cannot take (out of device memory, a size a network rejects)
         # fails alone, with torch's message, rather than ending a long folder conversion.

@@ -13,7 +13,7 @@ from torch import Tensor
 from .augment import AugmentRecipe
 from .data import open_dataset
 from .ema import using
-from .errors import Img2ImgError
+from .errors import DataError, Img2ImgError
 from .metrics import frechet_distance, kernel_distance, l1, psnr, ssim, swd
 from .model import Model
 from .ops import to_model_range
@@ -36,12 +36,33 @@ def load_eval_set(model: Model, data: Path, limit: int | None = None) -> dict[st
                            recipe=AugmentRecipe(size, size, flip=False))
     count = len(dataset) if limit is None else min(limit, len(dataset))
     items = [dataset[(i, i)] for i in range(count)]
-    return {k: torch.stack([item[k] for item in items]) for k in items[0]}
+    found = {k: torch.stack([torch.as_tensor(item[k]) for item in items]) for k in items[0]}
+    if "style" in found:  # the data's style indices -> the model's, by name
+        unknown = sorted(set(dataset.classes) - set(model.spec.classes))
+        if unknown:
+            raise DataError(f"{data}: styles {', '.join(unknown)} are not among the run's "
+                               f"({', '.join(model.spec.classes) or 'none'})")
+        to_model = torch.tensor([model.spec.classes.index(c) for c in dataset.classes])
+        found["style"] = to_model[found["style"].long()]
+    return found
 
 
 def _batched(fn: Callable[[Tensor], Tensor], x: Tensor, batch_size: int, device: torch.device
              ) -> Tensor:
     return torch.cat([fn(x[i:i + batch_size].to(device)).float().cpu()
+                      for i in range(0, len(x), batch_size)])
+
+
+def _translate_all(model: Model, x: Tensor, styles: Tensor | None, batch_size: int,
+                   device: torch.device) -> Tensor:
+    """`model.translate` over `x` in batches; a run trained with styles gets each item's style
+    (the first style where the data has none)."""
+    if not model.spec.classes:
+        return _batched(lambda chunk: model.translate(chunk), x, batch_size, device)
+    if styles is None:
+        styles = torch.zeros(len(x), dtype=torch.long)
+    return torch.cat([model.translate(x[i:i + batch_size].to(device),
+                                      label=styles[i:i + batch_size].to(device)).float().cpu()
                       for i in range(0, len(x), batch_size)])
 
 
@@ -56,7 +77,7 @@ def evaluate(model: Model, eval_set: dict[str, Tensor], *, batch_size: int = 8,
     if model.data in ("paired", "images"):
         source, target = (real["a"], real["b"]) if model.data == "paired" else \
             (real["image"], real["image"])
-        fake = _batched(lambda x: model.translate(x), source, batch_size, device)
+        fake = _translate_all(model, source, real.get("style"), batch_size, device)
         results.update(psnr=float(psnr(fake, target).mean()), ssim=float(ssim(fake, target).mean()),
                        l1=float(l1(fake, target).mean()))
         pairs = [(fake, target)]

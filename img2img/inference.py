@@ -4,6 +4,7 @@ generator needs and crops back, and splits large images into overlapping tiles b
 smooth weights, so memory stays bounded at any input size and no seam shows."""
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -97,21 +98,24 @@ class Translator:
 
     # -- tensors in [-1, 1] -----------------------------------------------------------------------
     @torch.inference_mode()
-    def translate(self, x: Tensor, direction: str | None = None, size: int | None = None) -> Tensor:
+    def translate(self, x: Tensor, direction: str | None = None, size: int | None = None,
+                  label: str | None = None) -> Tensor:
         """(B,C,H,W) in [-1, 1] -> translated (B,C',H,W) on x's device; `size` translates at that
-        short side. Only tiles visit the model's device, so a huge image needs no huge GPU."""
+        short side; `label` names the class or style for runs trained with them (default: the
+        first). Only tiles visit the model's device, so a huge image needs no huge GPU."""
         direction = self.model.resolve_direction(direction)
+        index = self.model.resolve_label(label)
         x = match_channels(x.float(), self.channels)
         height, width = x.shape[-2:]
         if size is not None and min(height, width) != size:
             scale = size / min(height, width)
             x = resize(x, (max(1, round(height * scale)), max(1, round(width * scale))))
-        out = self._tiled(x, direction)
+        out = self._tiled(x, direction, index)
         if out.shape[-2:] != (height, width):
             out = resize(out, (height, width))
         return out.clamp(-1, 1)
 
-    def _run(self, x: Tensor, direction: str) -> Tensor:
+    def _run(self, x: Tensor, direction: str, index: int | None) -> Tensor:
         padded, padding = pad_to_multiple(x.to(self.device), self.multiple)
         if min(padded.shape[-2:]) < self.minimum:
             # Padding to a multiple of the minimum takes a short side exactly to it (rounded up
@@ -119,20 +123,25 @@ class Translator:
             step = math.ceil(self.minimum / self.multiple) * self.multiple
             padded, more = pad_to_multiple(padded, step)
             padding = tuple(a + b for a, b in zip(padding, more))
-        return unpad(self.model.translate(padded, direction), padding).float().to(x.device)
+        if index is None:
+            out = self.model.translate(padded, direction)
+        else:
+            labels = torch.full((padded.shape[0],), index, dtype=torch.long, device=self.device)
+            out = self.model.translate(padded, direction, label=labels)
+        return unpad(out, padding).float().to(x.device)
 
-    def _tiled(self, x: Tensor, direction: str) -> Tensor:
+    def _tiled(self, x: Tensor, direction: str, index: int | None) -> Tensor:
         height, width = x.shape[-2:]
         tile = self.tile
         if height <= tile and width <= tile:
-            return self._run(x, direction)
+            return self._run(x, direction, index)
         stride = tile - self.overlap
         rows, cols = _starts(height, tile, stride), _starts(width, tile, stride)
         out = weight = None
         for top in rows:
             for left in cols:
                 patch = x[..., top:top + tile, left:left + tile]
-                y = self._run(patch, direction)
+                y = self._run(patch, direction, index)
                 h, w = patch.shape[-2:]
                 mask = _window(h, self.overlap, top > 0, top + h < height)[:, None] * \
                     _window(w, self.overlap, left > 0, left + w < width)[None, :]
@@ -145,11 +154,12 @@ class Translator:
         return out / weight.clamp_min(1e-6)
 
     # -- user-facing kinds ------------------------------------------------------------------------
-    def __call__(self, image: Any, direction: str | None = None, size: int | None = None) -> Any:
-        return self.translate_many([image], direction, size)[0]
+    def __call__(self, image: Any, direction: str | None = None, size: int | None = None,
+                 label: str | None = None) -> Any:
+        return self.translate_many([image], direction, size, label)[0]
 
     def translate_many(self, images: list[Any], direction: str | None = None,
-                       size: int | None = None) -> list[Any]:
+                       size: int | None = None, label: str | None = None) -> list[Any]:
         """Translate images, batching those of one size; each comes back as the kind it was."""
         parts = [_to_batch(image) for image in images]
         results: list[Any] = [None] * len(parts)
@@ -159,7 +169,7 @@ class Translator:
         for indices in by_size.values():
             device = parts[indices[0]][0].device  # tensors may live elsewhere than arrays
             batches = [match_channels(parts[i][0].to(device), self.channels) for i in indices]
-            out = self.translate(torch.cat(batches), direction, size)
+            out = self.translate(torch.cat(batches), direction, size, label)
             offset = 0
             for i, batch in zip(indices, batches):
                 results[i] = parts[i][1](out[offset:offset + batch.shape[0]])
@@ -167,19 +177,29 @@ class Translator:
         return results
 
     def convert_image(self, image: np.ndarray, direction: str | None = None,
-                      size: int | None = None, **options: Any) -> np.ndarray:
+                      size: int | None = None, label: str | None = None, *,
+                      source: str | Path | None = None, **options: Any) -> np.ndarray:
         """What `img2img convert` does to one decoded image: the run's preset pipeline when it
         has one (e.g. find faces, translate each, paste them back), else a plain translation.
-        `options` are the pipeline's own convert flags."""
+        `options` are the pipeline's own convert flags; `source` (the file, for its messages)
+        is passed on to it."""
         if self.pipeline is None:
-            return self(image, direction, size)
-        return self.pipeline.convert(lambda im: self(im, direction, size), image, **options)
+            return self(image, direction, size, label)
+        if _accepts(self.pipeline.convert, "source"):
+            options = {"source": source, **options}
+        return self.pipeline.convert(lambda im: self(im, direction, size, label), image, **options)
 
     def sample(self, labels: Any, n: int | None = None) -> Tensor:
         """Generated images for class `labels` (noise-to-image models), in [0, 1]."""
         with torch.inference_mode():
             labels = torch.as_tensor(labels, device=self.device)
             return (self.model.sample(labels, n).float().clamp(-1, 1) + 1) / 2
+
+
+def _accepts(function: Callable[..., Any], name: str) -> bool:
+    """Whether `function` takes keyword `name` (pipelines may leave `source` out)."""
+    parameters = inspect.signature(function).parameters.values()
+    return any(p.name == name or p.kind is p.VAR_KEYWORD for p in parameters)
 
 
 def _split_alpha(batch: Tensor) -> tuple[Tensor, Tensor | None]:

@@ -46,6 +46,10 @@ class Model(abc.ABC):
     - `training_defaults`: TrainConfig values this model prefers (e.g. `{"gan_loss": "lsgan"}`).
     - `directions`: the directions `translate` accepts, first is the default; empty for models
       that generate from noise.
+    - Labels: a model trained on data with class (or style) sub-folders sees their names in
+      `spec.classes`. Its `translate` then also receives `label=`, a (B,) long tensor of class
+      indices (the core resolves a user's `--style`/`--label` name with `resolve_label`); a
+      model trained without classes is never passed `label`.
     - `smoke_options`: option values small enough for a 32 px test in seconds (narrow widths);
       `img2img.testing.check_model` uses them.
 
@@ -96,8 +100,10 @@ class Model(abc.ABC):
         """Return the weighted discriminator loss terms; `fakes` are detached."""
 
     # -- optional -------------------------------------------------------------------------------
-    def translate(self, images: Tensor, direction: str | None = None) -> Tensor:
-        """Translate (B,C,H,W) images in [-1, 1] in `direction` (default: the first one)."""
+    def translate(self, images: Tensor, direction: str | None = None,
+                  label: Tensor | None = None) -> Tensor:
+        """Translate (B,C,H,W) images in [-1, 1] in `direction` (default: the first one); runs
+        trained with classes also get `label` (see the class docstring)."""
         self.resolve_direction(direction)
         raise Img2ImgError(f"model '{self.name}' does not implement translate()")
 
@@ -143,6 +149,22 @@ class Model(abc.ABC):
             raise Img2ImgError(f"model '{self.name}' has no direction '{direction}'; "
                                f"choose one of: {', '.join(self.directions)}")
         return direction
+
+    def resolve_label(self, name: str | None) -> int | None:
+        """The class index `translate` should use for class/style `name` (None: the first
+        class), or None for a model trained without classes, which refuses a name."""
+        classes = self.spec.classes
+        if not classes:
+            if name is not None:
+                raise Img2ImgError(f"--style/--label '{name}': this {self.name} run was trained "
+                                   "without classes or styles (no sub-folders in its data)")
+            return None
+        if name is None:
+            return 0
+        if name not in classes:
+            raise Img2ImgError(f"unknown style/label '{name}'; this run knows: "
+                               f"{', '.join(classes)}")
+        return classes.index(name)
 
 
 def option_fields(options_cls: type) -> dict[str, dataclasses.Field]:

@@ -41,6 +41,9 @@ class PluginManager(pluggy.PluginManager):
         self.strict = strict
         self.infos: dict[str, PluginInfo] = {}
         self.rejected: list[PluginInfo] = []  # plugins refused because their name was taken
+        # Entry points left out by IMG2IMG_LOAD_PLUGINS or failing to import: what others
+        # register for their models (presets) is skipped quietly rather than reported.
+        self.incomplete = False
 
     def add(self, module: object, info: PluginInfo) -> None:
         """Register one plugin object under `info.name`; a misspelled hook fails here."""
@@ -102,6 +105,7 @@ def load_plugins(strict: bool = False, entry_points: Iterable[md.EntryPoint] | N
     for ep in sorted(entry_points, key=lambda e: e.name):
         dist, version = _distribution(ep)
         if wanted is not None and not wanted & {_normalise(ep.name), _normalise(dist)}:
+            pm.incomplete = True
             continue
         info = PluginInfo(ep.name, dist, version)
         if pm.get_plugin(ep.name) is not None or ep.name in pm.infos:
@@ -114,6 +118,7 @@ def load_plugins(strict: bool = False, entry_points: Iterable[md.EntryPoint] | N
             last = traceback.extract_tb(exc.__traceback__)[-1]
             pm.fail(info, f"failed to import: {type(exc).__name__}: {exc} "
                           f"({last.filename}:{last.lineno})")
+            pm.incomplete = True
             continue
         pm.add(module, info)
     return pm

@@ -28,7 +28,7 @@ GUIDE = Path(__file__).resolve().parents[1] / "plugins" / "README.md"
 TEXT = GUIDE.read_text(encoding="utf-8")
 BLOCK = re.compile(r"^```(\w*)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
 FILE = re.compile(r"^# file: (\S+)\n")
-PROVIDED = {"to", "train", "eval", "resolve_direction"}  # Model's helpers, not for overriding
+PROVIDED = {"to", "train", "eval", "resolve_direction", "resolve_label"}  # Model's helpers, not for overriding
 
 
 def plain_signature(function, name: str | None = None) -> str:

@@ -123,6 +123,14 @@ def test_load_env_filters_installed_builtins():
     assert set(catalog_of(pm).models) == {"pix2pix"}
 
 
+def test_presets_for_models_left_out_by_the_filter_are_skipped_quietly():
+    env = {"IMG2IMG_LOAD_PLUGINS": "img2img-pix2pix,img2img-faces"}
+    pm = load_plugins(strict=True, env=env)  # strict: any reported error would raise
+    catalog = catalog_of(pm)
+    assert set(catalog.models) == {"pix2pix"}
+    assert set(catalog.presets) == {("pix2pix", "face")} and pm.errors() == []
+
+
 def test_load_env_filter_skips_a_broken_plugin_without_importing_it(make_plugin):
     eps = [make_plugin(BROKEN, name="broken"), make_plugin(name="good")]
     pm = load_plugins(strict=True, entry_points=eps, env={"IMG2IMG_LOAD_PLUGINS": "good"})

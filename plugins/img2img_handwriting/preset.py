@@ -8,7 +8,6 @@ from collections.abc import Callable
 
 import click
 import numpy as np
-from img2img_pix2pix import use_style
 
 import img2img
 
@@ -17,9 +16,6 @@ from .glyphs import binarize, fade_border, fit, normalise_ink, to_grey
 GLYPH_SIZE = 64
 MARGIN = 8  # px of paper around the ink box on every glyph canvas, printed and handwritten alike
 
-STYLE_OPTION = click.Option(["--style"], default=None, metavar="NAME",
-                            help="handwriting runs trained on style sub-folders: the hand to "
-                                 "write in (default: the first style)")
 BINARIZE_OPTION = click.Option(["--binarize/--no-binarize"], default=False,
                                help="handwriting runs: threshold outputs to pure black ink on "
                                     "white paper (Otsu)")
@@ -28,17 +24,18 @@ BINARIZE_OPTION = click.Option(["--binarize/--no-binarize"], default=False,
 class GlyphPipeline:
     """`convert` for handwriting runs: one glyph per image, as the model saw glyphs in training."""
 
-    convert_options = (BINARIZE_OPTION, STYLE_OPTION)
+    convert_options = (BINARIZE_OPTION,)
 
     def __init__(self, size: int = GLYPH_SIZE, margin: int = MARGIN):
         self.size, self.margin = size, margin
 
     def convert(self, translate: Callable[[np.ndarray], np.ndarray], image: np.ndarray,
-                binarize: bool = False, style: str | None = None) -> np.ndarray:
+                binarize: bool = False) -> np.ndarray:
+        """The glyph in `image` translated in its own frame (`translate` already carries the
+        run's style, the core's `--style`)."""
         grey = normalise_ink(image)
         placement = fit(grey, self.size, self.margin)
-        with use_style(style):
-            canvas = to_grey(translate(placement.apply(grey)))  # a colour model's output too
+        canvas = to_grey(translate(placement.apply(grey)))  # a colour model's output too
         canvas = fade_border(canvas, self.margin // 2)
         out = placement.invert(canvas, grey.shape)
         return _binarize(out) if binarize else out

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import click
 import numpy as np
-from img2img_pix2pix import use_style
 
 import img2img
 from img2img.images import write_image
@@ -39,6 +38,7 @@ class Line:
 def write_line(translator: Translator, text: str, font: Path | None = None, *,
                style: str | None = None, binarized: bool = False) -> Line:
     """Handwrite `text` with `translator` (a handwriting run); whitespace only advances."""
+    translator.model.resolve_label(style)  # an unknown style fails before any work
     size = translator.model.spec.size
     margin = round(MARGIN * size / 64)
     typeface = load_font(font, size)
@@ -59,8 +59,7 @@ def write_line(translator: Translator, text: str, font: Path | None = None, *,
         canvases.append(placement.apply(cell))
     boxes = []
     if canvases:
-        with use_style(style):
-            written = translator.translate_many(canvases)
+        written = translator.translate_many(canvases, label=style)
         for (char, left, shape, placement), glyph in zip(cells, written):
             glyph = fade_border(whiten_paper(to_grey(glyph)), margin // 2)
             back = placement.invert(glyph, shape)

@@ -3,9 +3,9 @@
 import img2img
 
 from .demo import demo
-from .model import Pix2Pix, use_style
+from .model import Pix2Pix
 
-__all__ = ["Pix2Pix", "use_style"]
+__all__ = ["Pix2Pix"]
 
 
 @img2img.hookimpl

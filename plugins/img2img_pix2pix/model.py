@@ -9,13 +9,10 @@ deterministic.
 
 Styles: trained on paired data with style sub-folders (DATA/<style>/a, DATA/<style>/b), the U-Net
 gains a learned embedding per style added at its bottleneck (equivalent to joining a one-hot label
-there), so one model writes in several hands; `with use_style(name):` picks one for translate.
-Without style folders the networks are exactly the published ones."""
+there), so one model writes in several hands; `translate(..., label=)` (the core's `--style`)
+picks one. Without style folders the networks are exactly the published ones."""
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 import torch
@@ -26,21 +23,6 @@ import img2img
 from img2img.networks import (GENERATORS, NORMS, PatchDiscriminator, build_generator,
                               init_weights, per_sample_batch_norm)
 from img2img.networks.unet import UnetGenerator, UnetLevel
-
-# The style `translate` uses when none is passed (set with `use_style`); None = the first style.
-_STYLE: ContextVar[str | None] = ContextVar("pix2pix_style", default=None)
-
-
-@contextmanager
-def use_style(name: str | None) -> Iterator[None]:
-    """Within the block, translations of style-trained pix2pix runs use style `name`; a run
-    trained without styles refuses a name. Thread- and context-local, so a pipeline that only
-    holds a `translate` function can still choose the style."""
-    token = _STYLE.set(name)
-    try:
-        yield
-    finally:
-        _STYLE.reset(token)
 
 
 class _AddStyle(nn.Module):
@@ -109,21 +91,6 @@ class Pix2Pix(img2img.Model):
             net = StyledUnet(net, len(self.spec.classes))
         return {"a_to_b": per_sample_batch_norm(net)}
 
-    def style_index(self, name: str | None, count: int, device: torch.device) -> Tensor | None:
-        """Labels (count,) for style `name` (None: the first), or None for a run without styles."""
-        styles = self.spec.classes
-        if not styles:
-            if name is not None:
-                raise img2img.Img2ImgError(f"style '{name}': this run was trained without "
-                                           "styles (no style sub-folders in its data)")
-            return None
-        if name is None:
-            return torch.zeros(count, dtype=torch.long, device=device)
-        if name not in styles:
-            raise img2img.Img2ImgError(f"unknown style '{name}'; this run knows: "
-                                       f"{', '.join(styles)}")
-        return torch.full((count,), styles.index(name), dtype=torch.long, device=device)
-
     def _generator(self, a: Tensor, style: Tensor | None) -> Tensor:
         net = self.generators["a_to_b"]
         return net(a) if not self.spec.classes else net(a, style)
@@ -150,10 +117,9 @@ class Pix2Pix(img2img.Model):
         return self.adversary.discriminator_losses(self._critic(batch["a"]), batch["b"],
                                                    fakes["fake_b"])
 
-    def translate(self, images, direction=None):
+    def translate(self, images, direction=None, label=None):
         self.resolve_direction(direction)
-        style = self.style_index(_STYLE.get(), images.shape[0], images.device)
-        return self._generator(images, style)
+        return self._generator(images, label)
 
     def visuals(self, batch, fakes):
         return {"a": batch["a"], "fake_b": fakes["fake_b"], "b": batch["b"]}

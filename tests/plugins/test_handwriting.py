@@ -13,7 +13,7 @@ import torch
 from click.testing import CliRunner
 from img2img_handwriting.glyphs import binarize, fit, ink_box, normalise_ink
 from img2img_handwriting.prepare import prepare_handwriting
-from img2img_pix2pix import Pix2Pix, use_style
+from img2img_pix2pix import Pix2Pix
 
 import img2img
 from img2img import ImageSpec
@@ -163,7 +163,7 @@ def test_convert_fits_the_glyph_and_can_binarize(cli, trained, tmp_path):
         assert abs(xs.mean() - (x0 + x1) / 2) < 20 and abs(ys.mean() - (y0 + y1) / 2) < 20
     result = CliRunner().invoke(cli, ["convert", str(tmp_path / "k.png"), "--model", str(run),
                                       "-o", str(tmp_path / "x.png"), "--style", "neat"])
-    assert result.exit_code == 1 and "trained without styles" in result.output
+    assert result.exit_code == 1 and "trained without classes or styles" in result.output
 
 
 # -- write --------------------------------------------------------------------------------------
@@ -222,10 +222,9 @@ def test_style_labels_change_the_output_for_the_same_input(cli, tmp_path):
     translator = img2img.load(run, device="cpu")
     assert translator.model.spec.classes == ("bold", "neat")
     printed = grey(tmp_path / "pairs" / "neat" / "a" / "c_0.png")
-    with use_style("bold"):
-        bold = translator(printed).astype(float)
-    with use_style("neat"):
-        neat = translator(printed).astype(float)
+    bold = translator(printed, label="bold").astype(float)
+    neat = translator(printed, label="neat").astype(float)
+    assert np.array_equal(translator(printed), translator(printed, label="bold"))  # the first
     # 40 steps only show that the label reaches the output; trained for 400 steps (2 min on a
     # busy 2-core CPU) the "bold" hand came out 6-13 grey levels darker than "neat" on average.
     assert np.abs(bold - neat).mean() > 0.25, "the style label made no difference"
@@ -236,7 +235,24 @@ def test_style_labels_change_the_output_for_the_same_input(cli, tmp_path):
     assert not np.array_equal(grey(outputs["bold"]), grey(outputs["neat"]))
     result = CliRunner().invoke(cli, ["write", "abc", "--model", str(run), "-o",
                                       str(tmp_path / "x.png"), "--style", "messy"])
-    assert result.exit_code != 0 and "unknown style 'messy'" in result.output
+    assert result.exit_code != 0 and "unknown style/label 'messy'" in result.output
+    source = tmp_path / "pairs" / "neat" / "a" / "c_0.png"
+    converted = {}
+    for style in ("bold", "neat"):
+        converted[style] = tmp_path / f"c_{style}.png"
+        invoke(cli, "convert", str(source), "--model", run, "-o", converted[style],
+               "--style", style)
+    assert not np.array_equal(grey(converted["bold"]), grey(converted["neat"]))
+    result = CliRunner().invoke(cli, ["convert", str(source), "--model", str(run), "-o",
+                                      str(tmp_path / "y.png"), "--style", "messy"])
+    assert result.exit_code == 1 and "unknown style/label 'messy'" in result.output
+    assert not (tmp_path / "y.png").exists()
+    # eval translates each held-out pair in its own style, matched to the run's by name
+    invoke(cli, "eval", run, "--data", tmp_path / "pairs")
+    (tmp_path / "pairs" / "neat").rename(tmp_path / "pairs" / "messy")
+    result = CliRunner().invoke(cli, ["eval", str(run), "--data", str(tmp_path / "pairs")])
+    assert result.exit_code == 2 and "styles messy are not among the run's (bold, neat)" \
+        in result.output
 
 
 def test_styles_leave_the_published_networks_unchanged():
