@@ -99,33 +99,6 @@ def reference_pix2pix_step(trainer, batch) -> None:
 REFERENCE = {"cyclegan": reference_cyclegan_step, "pix2pix": reference_pix2pix_step}
 
 
-# -- a proposed plugin change, measured as a third variant ----------------------------------------
-class _LazyFakes(dict):
-    """A dict of fakes that computes an entry the first time it is read."""
-
-    def __init__(self, pending: dict):
-        super().__init__()
-        self.pending = pending
-
-    def __missing__(self, key: str):
-        self[key] = value = self.pending.pop(key)()
-        return value
-
-
-def lazy_fakes_model(cls):
-    """CycleGAN whose `generate` runs G_B(B) only when the second loss group first reads
-    `fake_a`, after the first group's backward has freed G_A(A)'s graph: at most two generator
-    graphs are alive instead of three. Same gradients; see benchmarks/README.md."""
-
-    class LazyFakesCycleGAN(cls):
-        def generate(self, batch):
-            fakes = _LazyFakes({"fake_a": lambda: self.generators["b_to_a"](batch["b"])})
-            fakes["fake_b"] = self.generators["a_to_b"](batch["a"])
-            return fakes
-
-    return LazyFakesCycleGAN
-
-
 # -- one measurement (child process) --------------------------------------------------------------
 def _trainer(job: dict, workdir: Path):
     from img2img.cli import default_catalog
@@ -142,8 +115,6 @@ def _trainer(job: dict, workdir: Path):
                          device=job["device"], precision=job["precision"], log_every=1,
                          sample_every=0, checkpoint_every=0, runs_dir=workdir / "runs",
                          name="bench")
-    if job["variant"] == "lazy-fakes":
-        cls = lazy_fakes_model(cls)
     return Trainer(cls, options, config, progress=False)
 
 
@@ -198,8 +169,6 @@ def compare(args, model: str, batch: int, rounds: int, steps: int,
             workdir: Path) -> tuple[list, dict]:
     """Alternate the variants' processes for `rounds`; return their rows and the ratios."""
     variants = ["reference", "ours"]
-    if model == "cyclegan" and batch == 1 and args.proposal:
-        variants.append("lazy-fakes")
     results: dict[str, list] = {v: [] for v in variants}
     grads = {}
     for r in range(rounds):
@@ -257,17 +226,11 @@ def verdicts(summaries: list[dict]) -> list[dict]:
                           "met": s[memory_key] <= TARGETS["cyclegan_memory"]})
             found.append({"target": "cyclegan step-only RSS (peak - setup) ours/reference",
                           "limit": "(context)", "measured": s["step_rss_ratio"], "met": None})
-            for prefix, name in (("", "ours"), ("lazy-fakes_", "lazy-fakes")):
-                if f"{prefix}gradients" in s:
-                    g = s[f"{prefix}gradients"]
-                    found.append({"target": f"cyclegan gradient max |{name} - reference|",
-                                  "limit": "float rounding", "measured": g.get("max_abs_diff"),
-                                  "met": g.get("max_rel_diff_per_tensor", 1) < 1e-3})
-            if f"lazy-fakes_{memory_key}" in s:
-                found.append({"target": "(proposal) lazy-fakes time / memory ratios",
-                              "limit": "<= 0.85 / <= 0.5",
-                              "measured": f"{s['lazy-fakes_time_ratio']} / "
-                                          f"{s[f'lazy-fakes_{memory_key}']}", "met": None})
+            if "gradients" in s:
+                g = s["gradients"]
+                found.append({"target": "cyclegan gradient max |ours - reference|",
+                              "limit": "float rounding", "measured": g.get("max_abs_diff"),
+                              "met": g.get("max_rel_diff_per_tensor", 1) < 1e-3})
         if s["model"] == "pix2pix":
             found.append({"target": "pix2pix step time ours/reference", "limit": "<= 1.0",
                           "measured": s["time_ratio"],
@@ -288,8 +251,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--precision", default="fp32", help="ours: fp32 (equal settings), auto, bf16")
     p.add_argument("--pix2pix-steps", type=int, default=12,
                    help="timed pix2pix steps per process at batch 1 (its steps are short)")
-    p.add_argument("--no-proposal", dest="proposal", action="store_false",
-                   help="skip the lazy-fakes CycleGAN variant (a proposed plugin change)")
     args = p.parse_args(argv)
     benchlib.setup_torch(args.threads)
     if args.smoke:
@@ -317,8 +278,7 @@ def main(argv: list[str] | None = None) -> int:
                    "peak RSS / ref": s[f"{key}peak_rss_ratio"],
                    "step RSS / ref": s[f"{key}step_rss_ratio"],
                    "grad max abs diff": s.get(f"{key}gradients", {}).get("max_abs_diff")}
-                  for s in summaries for variant, key in (("ours", ""), ("lazy-fakes", "lazy-fakes_"))
-                  if f"{key}time_ratio" in s]
+                  for s in summaries for variant, key in (("ours", ""),)]
     benchlib.print_table(ratio_rows, list(ratio_rows[0]), "Ratios (ours / reference, one run)")
     checks = verdicts(summaries)
     if checks:

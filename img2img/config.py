@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from .augment import GEOMETRY_LIMITS, geometry_error
 from .errors import Img2ImgError
 from .losses import GAN_LOSSES
 
@@ -37,6 +38,15 @@ class TrainConfig:
     crop_size: int = _f(256, "train on random crops of this size")
     flip: bool = _f(True, "random horizontal flips")
     color_jitter: float = _f(0.0, "colour jitter strength, 0 to 1 (0 = off)")
+    scale_jitter: float = _f(0.0, "random zoom by a factor from [1 - S, 1 + S], S up to 0.5, "
+                                  "before the crop; edges are replicated (0 = off)")
+    rotate: float = _f(0.0, "random rotation by up to this many degrees either way, up to 180 "
+                            "(0 = off)")
+    shear: float = _f(0.0, "random horizontal shear (slant) by up to this many degrees either "
+                           "way, up to 45 (0 = off)")
+    elastic: float = _f(0.0, "elastic distortion strength, 0 to 1: a smooth random warp moving "
+                             "pixels by strength x 5% of the image side on average, e.g. 0.3 "
+                             "moves a 64 px image ~1 px (0 = off)")
     channels: int = _f(3, "image channels: 1 (grey) or 3 (colour)", choices=(1, 3))
     balance_classes: bool = _f(False, "labelled data: draw every class equally often in each "
                                       "epoch, however many images it has")
@@ -55,8 +65,8 @@ class TrainConfig:
                                     "it speeds up convolutions)", choices=("auto", "on", "off"))
     compile: bool = _f(False, "compile the networks with torch.compile (slower start, faster "
                               "steps on a GPU)")
-    augment_on: str = _f("cpu", "where random crops and flips run: cpu (loader workers) or "
-                                "device (kornia, batched on the training device)",
+    augment_on: str = _f("cpu", "where random warps, crops and flips run: cpu (loader "
+                                "workers) or device (kornia, batched on the training device)",
                          choices=("cpu", "device"))
     seed: int = _f(0, "random seed (data order, augmentation, initial weights)")
     workers: int = _f(2, "data-loading worker processes (0 = load in the main process)")
@@ -94,6 +104,10 @@ class TrainConfig:
         if self.load_size < self.crop_size:
             raise Img2ImgError(f"--load-size ({self.load_size}) must be at least --crop-size "
                                f"({self.crop_size})")
+        for name in GEOMETRY_LIMITS:
+            message = geometry_error(name, getattr(self, name))
+            if message:
+                raise Img2ImgError(message)
 
     @property
     def total_epochs(self) -> int:

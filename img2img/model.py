@@ -111,6 +111,16 @@ class Model(abc.ABC):
         """Generate images for class `labels` (models that generate from noise)."""
         raise Img2ImgError(f"model '{self.name}' translates images, it does not sample them")
 
+    def generator_step(self, batch: Batch) -> tuple[dict[str, Tensor], Losses | Iterable[Losses]]:
+        """The fakes and the generator loss (or its groups) of one training step: by default
+        `generate` then `generator_losses`. A model whose groups each use their own fake may
+        instead return an empty dict and let each group create its fake and store it (detached
+        is enough) in that dict, so an earlier fake's graph is not alive while a later group
+        runs; the dict must hold every fake `discriminator_losses` needs once the groups are
+        exhausted."""
+        fakes = self.generate(batch)
+        return fakes, self.generator_losses(batch, fakes)
+
     def visuals(self, batch: Batch, fakes: dict[str, Tensor]) -> dict[str, Tensor]:
         """The images a sample grid shows, as columns: by default the inputs then the fakes."""
         shown = {k: v for k, v in batch.items() if v.dim() == 4}

@@ -19,7 +19,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from . import runs
-from .augment import AugmentRecipe
+from .augment import GEOMETRY_LIMITS, AugmentRecipe
 from .config import TrainConfig, autocast_dtype, lr_factor, resolve_device
 from .data import SeededSampler, open_dataset
 from .ema import GeneratorAverage, ema_tensors, using
@@ -78,11 +78,13 @@ class Trainer:
         torch.manual_seed(config.seed)
         random.seed(config.seed)
         on_device = config.augment_on == "device"
-        # With device augmentation the loader only resizes; crops and flips happen batched.
+        # With device augmentation the loader only resizes; warps, crops and flips happen batched.
+        geometry = {name: getattr(config, name) for name in GEOMETRY_LIMITS}
         recipe = AugmentRecipe(config.load_size, config.load_size if on_device else config.crop_size,
-                               config.flip and not on_device, config.color_jitter)
-        self.device_augment = DeviceAugment(config.load_size, config.crop_size, config.flip) \
-            if on_device else None
+                               config.flip and not on_device, config.color_jitter,
+                               **({} if on_device else geometry))
+        self.device_augment = DeviceAugment(config.load_size, config.crop_size, config.flip,
+                                            **geometry) if on_device else None
         self.dataset = open_dataset(model_cls.data, data=config.data, a=config.a, b=config.b,
                                     channels=config.channels, recipe=recipe)
         spec = ImageSpec(config.channels, config.crop_size,
@@ -200,8 +202,7 @@ class Trainer:
             optimizer.zero_grad(set_to_none=True)
         model.discriminators.requires_grad_(False)
         with self._autocast():
-            fakes = model.generate(batch)
-            groups = model.generator_losses(batch, fakes)
+            fakes, groups = model.generator_step(batch)
             groups = iter([groups] if isinstance(groups, Mapping) else groups)
         while True:
             with self._autocast():

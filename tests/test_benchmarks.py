@@ -32,8 +32,7 @@ def test_train_speed_smoke(tmp_path):
     payload = run_smoke("train_speed", tmp_path)
     rows = payload["rows"]
     assert {(r["model"], r["variant"]) for r in rows} == {
-        (m, v) for m in ("cyclegan", "pix2pix") for v in ("reference", "ours")} | {
-        ("cyclegan", "lazy-fakes")}
+        (m, v) for m in ("cyclegan", "pix2pix") for v in ("reference", "ours")}
     for row in rows:
         assert row["s/step"] > 0 and row["peak RSS MB"] > 0
     cyclegan = next(c for c in payload["comparisons"] if c["model"] == "cyclegan"
@@ -42,7 +41,6 @@ def test_train_speed_smoke(tmp_path):
     # Grouped backward and one summed backward give the same gradients, to float rounding.
     assert gradients["same_parameters"]
     assert gradients["max_rel_diff_per_tensor"] < 1e-3
-    assert cyclegan["lazy-fakes_gradients"]["max_rel_diff_per_tensor"] < 1e-3
     assert any(t["target"].startswith("pix2pix") for t in payload["targets"])
 
 

@@ -2,9 +2,10 @@
 least-squares GAN loss, cycle-consistency loss weighted 10 each way, identity loss at 0.5 of the
 cycle weight, and a pool of 50 past fakes per discriminator (Zhu et al. 2017).
 
-The generator loss arrives in four groups (a-cycle, b-cycle, each identity term); the trainer
-backpropagates each as it comes, so at most three generator passes hold activations at once
-instead of six. The gradient is the same as one backward of the summed loss."""
+The generator loss arrives in four groups (a-cycle, b-cycle, each identity term) and each group
+makes the fake it uses (`generator_step`); the trainer backpropagates each group as it comes, so
+at most two generator passes hold activations at once instead of six. The gradient is the same
+as one backward of the summed loss."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -62,14 +63,30 @@ class CycleGAN(img2img.Model):
         return {"fake_b": self.generators["a_to_b"](batch["a"]),
                 "fake_a": self.generators["b_to_a"](batch["b"])}
 
+    def generator_step(self, batch):
+        fakes = {}  # each group below makes its own fake, so one fake's graph is alive at a time
+        return fakes, self.generator_losses(batch, fakes)
+
+    def _fake(self, fakes, name, generator, source):
+        """fakes[name] from `generate`, or made here (kept detached for the discriminators)."""
+        if name in fakes:
+            return fakes[name]
+        made = self.generators[generator](source)
+        fakes[name] = made.detach()
+        return made
+
     def generator_losses(self, batch, fakes):
         g, d, o = self.generators, self.discriminators, self.options
         gan = self.adversary.generator_loss
         # Each group uses its own fake's graph only, so each can be freed after its backward.
-        yield {"gan_a_to_b": gan(d["b"](fakes["fake_b"])),
-               "cycle_a": o.lambda_cycle * F.l1_loss(g["b_to_a"](fakes["fake_b"]), batch["a"])}
-        yield {"gan_b_to_a": gan(d["a"](fakes["fake_a"])),
-               "cycle_b": o.lambda_cycle * F.l1_loss(g["a_to_b"](fakes["fake_a"]), batch["b"])}
+        fake_b = self._fake(fakes, "fake_b", "a_to_b", batch["a"])
+        yield {"gan_a_to_b": gan(d["b"](fake_b)),
+               "cycle_a": o.lambda_cycle * F.l1_loss(g["b_to_a"](fake_b), batch["a"])}
+        del fake_b
+        fake_a = self._fake(fakes, "fake_a", "b_to_a", batch["b"])
+        yield {"gan_b_to_a": gan(d["a"](fake_a)),
+               "cycle_b": o.lambda_cycle * F.l1_loss(g["a_to_b"](fake_a), batch["b"])}
+        del fake_a
         weight = o.lambda_cycle * o.lambda_identity
         if weight > 0:
             yield {"idt_a": weight * F.l1_loss(g["b_to_a"](batch["a"]), batch["a"])}

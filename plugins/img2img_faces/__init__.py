@@ -8,21 +8,23 @@ from .pipeline import FacePipeline
 
 PIPELINE = FacePipeline()
 
-# Aligned crops are already framed, so a small 272 -> 256 crop jitter replaces the default
-# 286 -> 256; flips keep faces plausible; colour jitter stays mild so skin tones survive.
-TRAINING = {"load_size": 272, "crop_size": 256, "flip": True, "color_jitter": 0.1}
+# Aligned crops are already framed, so the whole 256 px crop is kept and a mild scale jitter
+# (zoom by 0.95..1.05, edges replicated) replaces the default 286 -> 256 random crop; flips keep
+# faces plausible; colour jitter stays mild so skin tones survive.
+TRAINING = {"load_size": 256, "crop_size": 256, "scale_jitter": 0.05, "flip": True,
+            "color_jitter": 0.1}
 
 
 @img2img.hookimpl
 def register_presets(register):
     register(img2img.Preset(
         "face", "cyclegan",
-        "aligned face crops (img2img prepare faces): 256 px, small crop jitter, flips, mild "
+        "aligned face crops (img2img prepare faces): 256 px, mild scale jitter, flips, mild "
         "colour jitter, identity loss; convert pastes translated faces back into photos",
         options={"lambda_identity": 0.5}, training=TRAINING, pipeline=PIPELINE))
     register(img2img.Preset(
         "face", "pix2pix",
-        "aligned face crops: 256 px, small crop jitter, flips, mild colour jitter; convert "
+        "aligned face crops: 256 px, mild scale jitter, flips, mild colour jitter; convert "
         "pastes translated faces back into photos",
         training=TRAINING, pipeline=PIPELINE))
 

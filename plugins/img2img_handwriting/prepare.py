@@ -100,8 +100,9 @@ def _write_pair(target: Path, stem: str, printed: np.ndarray, hand: np.ndarray) 
 @click.option("--margin", type=click.IntRange(min=0), default=MARGIN,
               help="paper around the fitted ink box, in px")
 @click.option("--jitter", type=click.IntRange(min=0), default=0,
-              help="extra copies of each pair with small random rotation, scale, shear and "
-                   "elastic distortion")
+              help="extra copies of each pair on disk with small random rotation, scale, "
+                   "shear and elastic distortion (the handwriting preset already warps every "
+                   "pair in training; this is for other tools or a fixed set)")
 @click.option("--seed", type=int, default=0, help="random seed of the jitter")
 def prepare_command(glyphs: Path, dst: Path, font: Path | None, size: int, margin: int,
                     jitter: int, seed: int) -> None:

@@ -47,11 +47,12 @@ def _binarize(grey: np.ndarray) -> np.ndarray:
 
 HANDWRITING = img2img.Preset(
     "handwriting", "pix2pix",
-    "printed -> handwritten glyphs: grey 64 px, U-Net-64, no flips; convert fits each glyph "
-    "and can --binarize (geometric jitter: `img2img prepare handwriting --jitter`)",
+    "printed -> handwritten glyphs: grey 64 px, U-Net-64, no flips, small random rotation, "
+    "scale, shear and elastic jitter per pair; convert fits each glyph and can --binarize",
     options={"generator": "unet-64"},
     training={"channels": 1, "load_size": GLYPH_SIZE, "crop_size": GLYPH_SIZE, "flip": False,
-              "color_jitter": 0.0},
+              "color_jitter": 0.0, "rotate": 5.0, "scale_jitter": 0.08, "shear": 8.0,
+              "elastic": 0.3},
     pipeline=GlyphPipeline(),
 )
 
