@@ -19,7 +19,7 @@ __all__ = [
 def to_model_range(x: torch.Tensor) -> torch.Tensor:
     """uint8 [0, 255] or float [0, 1] (B,C,H,W) -> float [-1, 1]."""
     if x.dtype == torch.uint8:
-        return x.float() / 127.5 - 1.0
+        return x.float().mul_(1 / 127.5).sub_(1.0)  # in place on the new float tensor: one pass less
     if not x.is_floating_point():
         raise TypeError(f"expected a uint8 or floating point tensor, got {x.dtype}")
     return x * 2.0 - 1.0

@@ -1,5 +1,6 @@
-"""Tests for img2img.data: decoding (depths, channels, alpha, EXIF), folder layouts and their
-errors, unreadable-file warnings, seeded indexing and the resumable sampler."""
+"""Tests for img2img.data (and the folders, sampler and fast_augment modules it is built on):
+decoding (depths, channels, alpha, EXIF), folder layouts and their errors, unreadable-file warnings,
+seeded indexing, the resumable sampler and the OpenCV fast path matching albumentations."""
 from __future__ import annotations
 
 import logging
@@ -12,11 +13,13 @@ import pytest
 import torch
 from PIL import Image, ImageOps
 
-from img2img.augment import AugmentRecipe
+from img2img.augment import AugmentRecipe, apply, build_transform
 from img2img.data import (
     LabelledDataset, PairedDataset, SeededSampler, UnpairedDataset, list_images, open_dataset, read_image,
 )
+from img2img.decode import _jpeg_header, exif_orientation
 from img2img.errors import DataError
+from img2img.fast_augment import plain_plan, run_plan, to_chw
 
 FIXED = AugmentRecipe(load_size=16, crop_size=16, flip=False)  # no randomness: pixels predictable
 RANDOM = AugmentRecipe(load_size=24, crop_size=16, flip=True, color_jitter=0.4)
@@ -327,3 +330,79 @@ def test_data_loader_batches_and_repeats(paired):
 def test_dataset_pickles_for_spawned_workers(paired):
     clone = pickle.loads(pickle.dumps(paired))
     assert torch.equal(clone[(3, 5)]["a"], paired[(3, 5)]["a"])
+
+
+# ------------------------------------------------------------------ the OpenCV fast path
+
+PLAIN = [(286, 256, True), (24, 16, True), (16, 16, False), (16, 16, True), (20, 13, False)]
+
+
+@pytest.mark.parametrize(("load", "crop", "flip"), PLAIN)
+@pytest.mark.parametrize("paired", [True, False])
+def test_fast_path_gives_albumentations_pixels_and_draws(load, crop, flip, paired):
+    transform = build_transform(AugmentRecipe(load, crop, flip), paired=paired)
+    plan = plain_plan(transform)
+    assert plan is not None
+    rng = np.random.default_rng(load + crop)
+    # Enlarged, shrunk, both at once (INTER_AREA then), already the right size; grey and colour.
+    for shape in [(256, 256, 3), (300, 20, 1), (40, 30, 3), (load, load, 3), (9, 500, 1)]:
+        for seed in [0, 1, 5, 12345, 2**62 - 1]:
+            side_by_side = rng.integers(0, 256, (shape[0], 2 * shape[1], shape[2]), np.uint8)
+            images = [side_by_side[:, :shape[1]], side_by_side[:, shape[1]:]][:1 + paired]
+            expected = apply(transform, seed, **dict(zip(("image", "b"), images)))
+            for got, key in zip(run_plan(plan, seed, images), ("image", "b")):
+                assert got.flags.c_contiguous
+                assert np.array_equal(got, expected[key].transpose(2, 0, 1)), (shape, seed, key)
+
+
+@pytest.mark.parametrize("extra", [{"color_jitter": 0.3}, {"rotate": 5.0}, {"elastic": 0.2}])
+def test_fast_path_leaves_other_recipes_to_albumentations(extra):
+    assert plain_plan(build_transform(AugmentRecipe(24, 16, **extra), paired=True)) is None
+
+
+def test_datasets_take_the_fast_path_with_unchanged_items(tmp_path):
+    for i in range(3):
+        noise(tmp_path / "a" / f"{i}.png", i, size=(30, 40))
+        noise(tmp_path / "b" / f"{i}.png", i + 9, size=(20, 20))
+    fast = PairedDataset(tmp_path, AugmentRecipe(24, 16), 3)
+    slow = PairedDataset(tmp_path, AugmentRecipe(24, 16), 3)
+    slow.plan = None
+    assert fast.plan is not None and PairedDataset(tmp_path, RANDOM, 3).plan is None
+    for i in range(3):
+        got, expected = fast[(i, 7 + i)], slow[(i, 7 + i)]
+        assert all(torch.equal(got[k], expected[k]) and got[k].is_contiguous() for k in "ab")
+
+
+def test_to_chw_copies_any_layout():
+    image = np.random.default_rng(0).integers(0, 256, (6, 8, 3), np.uint8)
+    for view in (image, image[1:5, 2:7], image[:, ::-1], image[..., :1]):
+        out = to_chw(view)
+        assert out.flags.c_contiguous and np.array_equal(out, view.transpose(2, 0, 1))
+
+
+def test_jpeg_exif_is_found_in_the_header_only(tmp_path):
+    exif = Image.Exif()
+    exif[0x0112] = 3
+    stored = np.zeros((8, 12, 3), np.uint8)
+    Image.fromarray(stored).save(tmp_path / "exif.jpg", exif=exif.tobytes(), dpi=(72, 72))
+    Image.fromarray(stored).save(tmp_path / "plain.jpg")
+    raw = (tmp_path / "plain.jpg").read_bytes()
+    assert exif_orientation(np.fromfile(tmp_path / "exif.jpg", np.uint8)) == 3
+    assert exif_orientation(np.frombuffer(raw + b"Exif", np.uint8)) == 1  # after the scan: not EXIF
+    assert _jpeg_header(raw[:2] + b"junk" + raw[2:]) is None  # unparsable: search it all
+    assert _jpeg_header(raw).frame[1:] == (8, 8, 12, 3)  # precision, height, width, components
+
+
+@pytest.mark.parametrize(("size", "shape"), [((64, 96), (16, 24)), ((64, 90), (32, 45)),
+                                             ((30, 40), (30, 40))])
+def test_large_jpeg_is_decoded_at_a_reduced_scale_that_still_fits(tmp_path, size, shape):
+    photo = cv2.GaussianBlur(np.random.default_rng(1).integers(0, 256, (*size, 3), np.uint8), (0, 0), 3)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # turned: the reduced decode is oriented like the full one
+    Image.fromarray(photo).save(tmp_path / "big.jpg", exif=exif.tobytes(), quality=95)
+    full = read_image(tmp_path / "big.jpg", 3)
+    small = read_image(tmp_path / "big.jpg", 3, min_size=16)
+    assert small.shape == (shape[1], shape[0], 3) and full.shape == (size[1], size[0], 3)
+    shrunk = cv2.resize(full, small.shape[1::-1], interpolation=cv2.INTER_AREA)
+    assert np.abs(shrunk.astype(int) - small).mean() < 4
+    assert read_image(tmp_path / "big.jpg", 1, min_size=16).shape == (shape[1], shape[0], 1)

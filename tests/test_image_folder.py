@@ -52,6 +52,14 @@ def test_same_seed_same_augmentation(tmp_path):
     assert torch.equal(dataset[(0, 5)]["image"], dataset[(0, 5)]["image"])
 
 
+def test_large_jpeg_items_decode_reduced_and_look_the_same(tmp_path):
+    photo = cv2.GaussianBlur(np.random.default_rng(2).integers(0, 256, (64, 64, 3), np.uint8), (0, 0), 3)
+    cv2.imwrite(str(tmp_path / "big.jpg"), photo, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    item = ImageFolderDataset(tmp_path, FIXED)[0]["image"]  # 64 px: decoded at 1/4, 16 px
+    full = cv2.resize(photo[:, :, ::-1], (16, 16), interpolation=cv2.INTER_AREA).transpose(2, 0, 1)
+    assert item.shape == (3, 16, 16) and np.abs(item.numpy().astype(int) - full).mean() < 4
+
+
 def test_open_dataset_reads_an_images_folder(tmp_path):
     write(tmp_path / "photos" / "a.png")
     dataset = open_dataset("images", data=tmp_path / "photos", recipe=FIXED)
