@@ -161,3 +161,20 @@ def test_eval_uses_each_images_own_statistics_as_in_training(tmp_path):
     assert torch.allclose(got, expected, atol=1e-5), (got - expected).abs().max()
     # Plain eval-mode batch norm (running averages) gives something else, so the check has teeth.
     assert (running_averages - expected).abs().max() > 0.05
+
+
+def test_demo_trains_converts_and_says_where_to_look(tmp_path):
+    """The README's first command, cut to 2 steps: it must run end to end on the bundled data."""
+    from click.testing import CliRunner
+
+    from img2img.cli import build_cli
+
+    out, runs = tmp_path / "converted", tmp_path / "runs"
+    result = CliRunner().invoke(build_cli(), ["demo", "--steps", "2", "--out", str(out),
+                                       "--runs-dir", str(runs)])
+    assert result.exit_code == 0, result.output
+    comparison = cv2.imread(str(out / "comparison.png"))
+    assert comparison is not None and comparison.shape[0] > 0
+    assert len(list(out.glob("*.png"))) > 1  # the translated test images too
+    assert str(out / "comparison.png") in result.output
+    assert list(runs.glob("*/checkpoints/*.safetensors"))
