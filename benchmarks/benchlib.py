@@ -251,3 +251,17 @@ def write_json(path: Path, payload: dict) -> Path:
     path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
     print(f"\nwrote {path}", flush=True)
     return path
+
+
+def finish(args: argparse.Namespace, name: str, started: dict, quiet: dict,
+           checks: Sequence[dict] = (), **payload: Any) -> Path:
+    """Every script's ending: the targets table (if any), then the JSON with the machine as it
+    was at the start, the load average at the end, the settings and `payload`."""
+    if checks:
+        print_table(checks, ["target", "limit", "measured", "met"], "Targets")
+    return write_json(args.out, {
+        "benchmark": name, "machine": started, "quiet": quiet,
+        "load_average_after": machine()["load_average"],
+        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()
+                     if k != "out"},
+        **payload, **({"targets": list(checks)} if checks else {})})

@@ -243,15 +243,12 @@ def main(argv: list[str] | None = None) -> int:
           f"{'met' if recognised >= TARGET else 'NOT met'}. Variety within a class: "
           f"{scores[best]['variety']:.2f} of the real digits'. Judge: {judge_accuracy:.1%} "
           f"held-out accuracy, {judge_seconds:.0f} s.", flush=True)
-    benchlib.write_json(args.out, {
-        "benchmark": "cgan_digits", "smoke": args.smoke, "target": TARGET,
-        "recognised": recognised, "generator": best, **scores, "rows": rows,
-        "steps": trainer.step, "train_seconds": round(seconds, 1),
-        "seconds_per_step": round(seconds / trainer.step, 3),
-        "judge_held_out_accuracy": round(judge_accuracy, 4), "judge_seconds": round(judge_seconds, 1),
-        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "machine": machine, "quiet": quiet, "load_average_after": benchlib.machine()["load_average"],
-        "run": str(trainer.run_dir), "curve": curve})
+    benchlib.finish(
+        args, "cgan_digits", machine, quiet, smoke=args.smoke, target=TARGET,
+        recognised=recognised, generator=best, **scores, rows=rows, steps=trainer.step,
+        train_seconds=round(seconds, 1), seconds_per_step=round(seconds / trainer.step, 3),
+        judge_held_out_accuracy=round(judge_accuracy, 4), judge_seconds=round(judge_seconds, 1),
+        run=str(trainer.run_dir), curve=curve)
     return 0
 
 

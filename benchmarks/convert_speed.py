@@ -161,12 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     checks = [{"target": f"{row['model']} convert at {row['size']} px, ours/reference img/s",
                "limit": f">= {TARGET}", "measured": row["speed ours/ref"],
                "met": row["speed ours/ref"] >= TARGET} for row in rows if row["size"] == sizes[0]]
-    benchlib.print_table(checks, ["target", "limit", "measured", "met"], "Targets")
-    benchlib.write_json(args.out, {
-        "benchmark": "convert_speed", "machine": machine, "quiet": quiet,
-        "load_average_after": benchlib.machine()["load_average"],
-        "settings": {k: v for k, v in vars(args).items() if k != "out"},
-        "rows": rows, "runs": runs, "targets": checks})
+    benchlib.finish(args, "convert_speed", machine, quiet, checks, rows=rows, runs=runs)
     return 0
 
 

@@ -199,12 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     checks = [{"target": f"{row['loader']} loader ours/reference samples/s",
                "limit": f">= {TARGET}", "measured": row["ours/ref"],
                "met": row["ours/ref"] >= TARGET} for row in rows]
-    benchlib.print_table(checks, ["target", "limit", "measured", "met"], "Targets")
-    benchlib.write_json(args.out, {
-        "benchmark": "loader_speed", "machine": machine, "quiet": quiet,
-        "load_average_after": benchlib.machine()["load_average"],
-        "settings": {k: v for k, v in vars(args).items() if k != "out"},
-        "rows": rows, "runs": runs, "targets": checks})
+    benchlib.finish(args, "loader_speed", machine, quiet, checks, rows=rows, runs=runs)
     return 0
 
 

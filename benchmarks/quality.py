@@ -152,10 +152,7 @@ def main(argv: list[str] | None = None) -> int:
                                          "swd_untranslated", "swd_real_trainB"],
                                  f"{title}: cyclegan on faces_grey2colour, SWD to testB "
                                  f"({row['test_images']} images; lower is better)")
-    benchlib.write_json(args.out, {
-        "benchmark": "quality", "machine": machine, "quiet": quiet,
-        "load_average_after": benchlib.machine()["load_average"],
-        "settings": {k: v for k, v in vars(args).items() if k != "out"}, "rows": rows})
+    benchlib.finish(args, "quality", machine, quiet, rows=rows)
     return 0
 
 

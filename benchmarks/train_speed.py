@@ -280,14 +280,8 @@ def main(argv: list[str] | None = None) -> int:
                    "grad max abs diff": s.get(f"{key}gradients", {}).get("max_abs_diff")}
                   for s in summaries for variant, key in (("ours", ""),)]
     benchlib.print_table(ratio_rows, list(ratio_rows[0]), "Ratios (ours / reference, one run)")
-    checks = verdicts(summaries)
-    if checks:
-        benchlib.print_table(checks, ["target", "limit", "measured", "met"], "Targets")
-    benchlib.write_json(args.out, {
-        "benchmark": "train_speed", "machine": machine, "quiet": quiet,
-        "load_average_after": benchlib.machine()["load_average"],
-        "settings": {k: v for k, v in vars(args).items() if k != "out"},
-        "rows": rows, "comparisons": summaries, "targets": checks})
+    benchlib.finish(args, "train_speed", machine, quiet, verdicts(summaries), rows=rows,
+                    comparisons=summaries)
     return 0
 
 
