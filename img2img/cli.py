@@ -260,8 +260,8 @@ def _pipeline_options(ctx: click.Context, translator: Any, flags: dict[str, Any]
     foreign = typed - accepted
     if foreign:
         names = ", ".join("--" + k.replace("_", "-") for k in sorted(foreign))
-        raise Img2ImgError(f"{names} does not apply to this run ({translator.name}"
-                           f"{', preset ' + str(pipeline.__class__.__name__) if pipeline else ''})")
+        preset = f", preset {translator.preset}" if translator.preset else ", no preset"
+        raise Img2ImgError(f"{names} does not apply to this run ({translator.name}{preset})")
     if pipeline is None:
         return None
     return {k: v for k, v in flags.items() if k in accepted}

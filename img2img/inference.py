@@ -80,9 +80,10 @@ class Translator:
 
     def __init__(self, model: Model, checkpoint: Path, device: torch.device, *,
                  tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP,
-                 pipeline: Any = None):
+                 pipeline: Any = None, preset: str | None = None):
         self.model, self.checkpoint, self.device = model, checkpoint, device
         self.pipeline = pipeline  # the run's preset pipeline (see convert_image), if any
+        self.preset = preset  # the name of the preset the run was trained with, if any
         self.multiple = size_multiple(model)
         self.minimum = minimum_size(model)
         self.tile = max(self.multiple, math.ceil(tile / self.multiple) * self.multiple)
@@ -320,4 +321,4 @@ def load(ref: str | Path = "latest", *, device: str = "auto", runs_dir: str | Pa
     model = model_from_checkpoint(catalog.models[name], weights, torch_device)
     preset = catalog.presets.get((name, meta.get("preset") or ""))
     return Translator(model, weights, torch_device, tile=tile, overlap=overlap,
-                      pipeline=getattr(preset, "pipeline", None))
+                      pipeline=getattr(preset, "pipeline", None), preset=meta.get("preset"))

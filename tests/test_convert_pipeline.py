@@ -78,5 +78,6 @@ def test_a_preset_pipeline_runs_with_its_own_flags(setup):
 def test_pipeline_flags_are_refused_for_runs_without_that_pipeline(setup):
     cli, runs, root = setup
     result, _ = _convert(cli, runs[None], root, "--no-mirror")
-    assert result.exit_code == 1 and "--mirror does not apply" in result.output
+    assert result.exit_code == 1 and "--mirror does not apply to this run (pix2pix, no preset)" \
+        in result.output
     assert "--mirror" in CliRunner().invoke(cli, ["convert", "--help"]).output
