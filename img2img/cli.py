@@ -222,8 +222,6 @@ def convert_command(catalog: Catalog) -> click.Command:
         extension. Inputs are never overwritten.
         """
         translator = load(model_ref, device=device, runs_dir=runs_dir, catalog=catalog, tile=tile)
-        translator.model.resolve_direction(direction)
-        translator.model.resolve_label(label)
         click.echo(f"Using {translator.checkpoint} ({translator.name})", err=True)
         pipeline_options = _pipeline_options(ctx, translator, pipeline_flags)
         if batch_size is None:

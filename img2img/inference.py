@@ -84,6 +84,8 @@ class Translator:
         self.model, self.checkpoint, self.device = model, checkpoint, device
         self.pipeline = pipeline  # the run's preset pipeline (see convert_image), if any
         self.preset = preset  # the name of the preset the run was trained with, if any
+        # Pipelines may leave `source` out of convert(); asked once, not per image.
+        self._gives_source = pipeline is not None and _accepts(pipeline.convert, "source")
         self.multiple = size_multiple(model)
         self.minimum = minimum_size(model)
         self.tile = max(self.multiple, math.ceil(tile / self.multiple) * self.multiple)
@@ -189,7 +191,7 @@ class Translator:
         is passed on to it."""
         if self.pipeline is None:
             return self(image, direction, size, label)
-        if _accepts(self.pipeline.convert, "source"):
+        if self._gives_source:
             options = {"source": source, **options}
         return self.pipeline.convert(lambda im: self(im, direction, size, label), image, **options)
 
