@@ -28,7 +28,7 @@ from torch import nn
 
 import benchlib
 import img2img
-from img2img.augment import AugmentRecipe
+from img2img.data.augment import AugmentRecipe
 from img2img.data import LabelledDataset
 from img2img.ema import using
 from img2img.ops import to_model_range

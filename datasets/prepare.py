@@ -17,7 +17,7 @@ import click
 import numpy as np
 
 from img2img.data import list_images
-from img2img.decode import read_native
+from img2img.data.decode import read_native
 from img2img.errors import Img2ImgError
 from img2img.images import write_image
 

@@ -14,7 +14,7 @@ from typing import Any
 import click
 from tqdm import tqdm
 
-from . import runs
+from . import checkpoints, runs
 from .catalog import Catalog, build_catalog
 from .convert import convert as run_convert
 from .evaluate import INCEPTION_HELP, evaluate, inception_features, load_eval_set
@@ -23,7 +23,7 @@ from .flags import TYPED, collect, dataclass_options
 from .inference import DEFAULT_TILE, load
 from .plugins import PluginManager, load_plugins
 from .scaffold import create_plugin
-from .train_state import from_record
+from .checkpoints import from_record
 from .trainer import TrainConfig, Trainer
 
 BUILTIN_COMMANDS = {"train", "prepare", "plugins", "models", "presets", "convert", "eval"}
@@ -175,8 +175,8 @@ def _resuming_trainer(model_cls: type, ref: str, config: dict[str, Any], typed_c
         flags = ", ".join("--" + o.replace("_", "-") for o in sorted(typed_opts))
         raise Img2ImgError(f"{flags}: model options cannot change when resuming (the "
                            "checkpoint's networks were built with its own options)")
-    weights = runs.resolve_checkpoint(ref, Path(config["runs_dir"]), model=model_cls.name)
-    meta = runs.read_metadata(weights)
+    weights = checkpoints.resolve_checkpoint(ref, Path(config["runs_dir"]), model=model_cls.name)
+    meta = checkpoints.read_metadata(weights)
     if meta.get("model") != model_cls.name:
         raise Img2ImgError(f"--resume {ref}: {weights} is a '{meta.get('model')}' checkpoint, "
                            f"not '{model_cls.name}'")
@@ -294,7 +294,7 @@ def eval_command(catalog: Catalog) -> click.Command:
         results = evaluate(translator.model, eval_set, batch_size=batch_size, features=features)
         if features is None:
             click.echo(f"(no FID/KID: {INCEPTION_HELP})", err=True)
-        target = out or runs.run_dir_of(translator.checkpoint) / "metrics.json"
+        target = out or checkpoints.run_dir_of(translator.checkpoint) / "metrics.json"
         record = {"checkpoint": str(translator.checkpoint), "data": str(data),
                   "items": len(next(iter(eval_set.values()))), **results}
         runs.write_text(target, json.dumps(record, indent=2) + "\n")

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from .augment import GEOMETRY_LIMITS, geometry_error
+from .data.augment import GEOMETRY_LIMITS, geometry_error
 from .errors import Img2ImgError
 from .losses import GAN_LOSSES
 

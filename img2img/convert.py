@@ -15,7 +15,7 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from .decode import IMAGE_EXTENSIONS, read_native
+from .data.decode import IMAGE_EXTENSIONS, read_native
 from .errors import DataError, Img2ImgError
 from .images import write_image
 from .inference import Translator

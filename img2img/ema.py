@@ -10,9 +10,8 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from .checkpoints import EMA_PREFIX
 from .model import Model
-
-PREFIX = "ema."
 
 
 class GeneratorAverage:
@@ -34,12 +33,7 @@ class GeneratorAverage:
             mine.copy_(theirs)
 
     def tensors(self) -> dict[str, torch.Tensor]:
-        return {f"{PREFIX}{k}": v for k, v in self.average.state_dict().items()}
-
-
-def ema_tensors(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The averaged generator weights stored in a checkpoint, keyed like `generators.state_dict()`."""
-    return {k[len(PREFIX):]: v for k, v in tensors.items() if k.startswith(PREFIX)}
+        return {f"{EMA_PREFIX}{k}": v for k, v in self.average.state_dict().items()}
 
 
 @contextlib.contextmanager

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from .augment import AugmentRecipe
+from .data.augment import AugmentRecipe
 from .data import open_dataset
 from .ema import using
 from .errors import DataError, Img2ImgError
@@ -30,40 +30,47 @@ def primary_metric(model: Model) -> tuple[str, bool]:
 
 
 def load_eval_set(model: Model, data: Path, limit: int | None = None) -> dict[str, Tensor]:
-    """Every held-out item at the model's training size (resize only: no crop, no flip)."""
+    """Every held-out item at the model's training size (resize only: no crop, no flip). Labels
+    (class or style sub-folders) are mapped to the run's own indices by name."""
     size = model.spec.size
     dataset = open_dataset(model.data, data=data, channels=model.spec.channels,
                            recipe=AugmentRecipe(size, size, flip=False))
     count = len(dataset) if limit is None else min(limit, len(dataset))
     items = [dataset[(i, i)] for i in range(count)]
     found = {k: torch.stack([torch.as_tensor(item[k]) for item in items]) for k in items[0]}
-    if "style" in found:  # the data's style indices -> the model's, by name
-        unknown = sorted(set(dataset.classes) - set(model.spec.classes))
+    if "label" in found:
+        classes = tuple(getattr(dataset, "classes", ()))
+        unknown = sorted(set(classes) - set(model.spec.classes))
         if unknown:
-            raise DataError(f"{data}: styles {', '.join(unknown)} are not among the run's "
-                               f"({', '.join(model.spec.classes) or 'none'})")
-        to_model = torch.tensor([model.spec.classes.index(c) for c in dataset.classes])
-        found["style"] = to_model[found["style"].long()]
+            kind = "classes" if model.data == "labelled" else "styles"
+            raise DataError(f"{data}: {kind} {', '.join(unknown)} are not among the run's "
+                            f"({', '.join(model.spec.classes) or 'none'})")
+        to_model = torch.tensor([model.spec.classes.index(c) for c in classes])
+        found["label"] = to_model[found["label"].long()]
     return found
 
 
-def _batched(fn: Callable[[Tensor], Tensor], x: Tensor, batch_size: int, device: torch.device
-             ) -> Tensor:
-    return torch.cat([fn(x[i:i + batch_size].to(device)).float().cpu()
-                      for i in range(0, len(x), batch_size)])
+def _batched(fn: Callable[..., Tensor], x: Tensor, batch_size: int, device: torch.device,
+             labels: Tensor | None = None) -> Tensor:
+    """`fn` over `x` in batches on `device`; with `labels`, each batch also gets its own."""
+    out = []
+    for i in range(0, len(x), batch_size):
+        chunk = x[i:i + batch_size].to(device)
+        out.append((fn(chunk) if labels is None else
+                    fn(chunk, labels[i:i + batch_size].to(device))).float().cpu())
+    return torch.cat(out)
 
 
-def _translate_all(model: Model, x: Tensor, styles: Tensor | None, batch_size: int,
-                   device: torch.device) -> Tensor:
-    """`model.translate` over `x` in batches; a run trained with styles gets each item's style
-    (the first style where the data has none)."""
+def _translate_all(model: Model, x: Tensor, labels: Tensor | None, batch_size: int,
+                   device: torch.device, direction: str | None = None) -> Tensor:
+    """`model.translate` over `x` in batches; a run trained with labels gets each item's label
+    (the first label where the data has none)."""
     if not model.spec.classes:
-        return _batched(lambda chunk: model.translate(chunk), x, batch_size, device)
-    if styles is None:
-        styles = torch.zeros(len(x), dtype=torch.long)
-    return torch.cat([model.translate(x[i:i + batch_size].to(device),
-                                      label=styles[i:i + batch_size].to(device)).float().cpu()
-                      for i in range(0, len(x), batch_size)])
+        return _batched(lambda chunk: model.translate(chunk, direction), x, batch_size, device)
+    if labels is None:
+        labels = torch.zeros(len(x), dtype=torch.long)
+    return _batched(lambda chunk, y: model.translate(chunk, direction, label=y), x, batch_size,
+                    device, labels)
 
 
 @torch.inference_mode()
@@ -77,7 +84,7 @@ def evaluate(model: Model, eval_set: dict[str, Tensor], *, batch_size: int = 8,
     if model.data in ("paired", "images"):
         source, target = (real["a"], real["b"]) if model.data == "paired" else \
             (real["image"], real["image"])
-        fake = _translate_all(model, source, real.get("style"), batch_size, device)
+        fake = _translate_all(model, source, real.get("label"), batch_size, device)
         results.update(psnr=float(psnr(fake, target).mean()), ssim=float(ssim(fake, target).mean()),
                        l1=float(l1(fake, target).mean()))
         pairs = [(fake, target)]
@@ -85,8 +92,7 @@ def evaluate(model: Model, eval_set: dict[str, Tensor], *, batch_size: int = 8,
         pairs = []
         for direction, (src, dst) in (("a_to_b", ("a", "b")), ("b_to_a", ("b", "a"))):
             if direction in model.directions:
-                fake = _batched(lambda x, d=direction: model.translate(x, d), real[src],
-                                batch_size, device)
+                fake = _translate_all(model, real[src], None, batch_size, device, direction)
                 results[f"swd_{direction}"] = swd(fake, real[dst])["swd"]
                 pairs.append((fake, real[dst]))
         results["swd"] = sum(results.values()) / max(len(results), 1)

@@ -14,12 +14,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from . import runs
+from . import checkpoints
 from .catalog import Catalog
 from .errors import Img2ImgError
 from .model import Model
 from .ops import match_channels, pad_to_multiple, resize, unpad
-from .train_state import model_from_checkpoint
+from .checkpoints import model_from_checkpoint
 from .trainer import resolve_device
 
 # Images up to this side are translated whole (tiles cost work: 1024 px in 512 px tiles with
@@ -309,8 +309,8 @@ def load(ref: str | Path = "latest", *, device: str = "auto", runs_dir: str | Pa
          catalog: Catalog | None = None, tile: int = DEFAULT_TILE,
          overlap: int = DEFAULT_OVERLAP) -> Translator:
     """A `Translator` for a run folder, a checkpoint file, or "latest" (newest run in runs_dir)."""
-    weights = runs.resolve_checkpoint(str(ref), Path(runs_dir))
-    meta = runs.read_metadata(weights)
+    weights = checkpoints.resolve_checkpoint(str(ref), Path(runs_dir))
+    meta = checkpoints.read_metadata(weights)
     if catalog is None:
         from .cli import default_catalog
 

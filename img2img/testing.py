@@ -14,9 +14,9 @@ import cv2
 import numpy as np
 import torch
 
-from . import runs
+from . import checkpoints, runs
 from .model import Model
-from .train_state import model_from_checkpoint
+from .checkpoints import model_from_checkpoint
 from .trainer import TrainConfig, Trainer
 
 
@@ -106,7 +106,7 @@ def check_model(cls: type[Model], options: Any = None, *, size: int = 32, steps:
         assert not bad, f"non-finite losses: {bad}"
         model.eval()
         _check_outputs(model, trainer.fixed_batch, size)
-        weights = runs.resolve_checkpoint(run_dir)
+        weights = checkpoints.resolve_checkpoint(run_dir)
         restored = model_from_checkpoint(cls, weights, trainer.device)
         assert dataclasses.asdict(restored.options) == dataclasses.asdict(model.options)
         with torch.no_grad():

@@ -18,11 +18,11 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from . import runs
-from .augment import GEOMETRY_LIMITS, AugmentRecipe
+from . import checkpoints, runs
+from .data.augment import GEOMETRY_LIMITS, AugmentRecipe
 from .config import TrainConfig, autocast_dtype, lr_factor, resolve_device
 from .data import SeededSampler, open_dataset
-from .ema import GeneratorAverage, ema_tensors, using
+from .ema import GeneratorAverage, using
 from .errors import Img2ImgError
 from .evaluate import evaluate_with_average, load_eval_set, primary_metric
 from .images import save_grid
@@ -30,7 +30,8 @@ from .losses import Adversary
 from .model import ImageSpec, Model
 from .ops import DeviceAugment, to_model_range
 from .report import write_report
-from .train_state import (
+from .checkpoints import (
+    average_tensors,
     capture_rng,
     load_networks,
     network_tensors,
@@ -111,7 +112,7 @@ class Trainer:
         self.best: float | None = None  # the best evaluation so far (primary metric)
         self.record = settings_record(self.model, config, plugin or {}, preset)
         if resume_from is not None:
-            self.run_dir = runs.run_dir_of(resume_from)
+            self.run_dir = checkpoints.run_dir_of(resume_from)
             self._restore(resume_from)
         else:
             self.run_dir = runs.create_run(config.runs_dir,
@@ -295,7 +296,7 @@ class Trainer:
         value = results[name]
         if self.best is None or (value > self.best if higher else value < self.best):
             self.best = value
-            runs.save_best(self.save_checkpoint())
+            checkpoints.save_best(self.save_checkpoint())
         return results
 
     def _log(self, running: dict[str, Tensor], bar: tqdm, started: float) -> None:
@@ -327,7 +328,7 @@ class Trainer:
                     columns = model.visuals(self.fixed_batch, fakes)
             finally:
                 self.model.train()
-        path = self.run_dir / runs.SAMPLES / f"{runs.checkpoint_stem(self.step)}.png"
+        path = self.run_dir / runs.SAMPLES / f"{checkpoints.checkpoint_stem(self.step)}.png"
         save_grid(path, columns)
         return path
 
@@ -342,15 +343,15 @@ class Trainer:
         tensors = network_tensors(self.model)
         if self.ema is not None:
             tensors.update(self.ema.tensors())
-        return runs.save_checkpoint(self.run_dir, self.step, tensors, meta, state,
+        return checkpoints.save_checkpoint(self.run_dir, self.step, tensors, meta, state,
                                     keep=self.config.keep_checkpoints)
 
     def _restore(self, weights: Path) -> None:
-        tensors = runs.load_weights(weights, self.device)
+        tensors = checkpoints.load_weights(weights, self.device)
         load_networks(self.model, tensors, weights)
-        if self.ema is not None and ema_tensors(tensors):
-            self.ema.average.load_state_dict(ema_tensors(tensors))
-        state = runs.load_state(weights)
+        if self.ema is not None and average_tensors(tensors):
+            self.ema.average.load_state_dict(average_tensors(tensors))
+        state = checkpoints.load_state(weights)
         for key, optimizer in self.optimizers.items():
             optimizer.load_state_dict(state["optimizers"][key])
         if state.get("scaler"):

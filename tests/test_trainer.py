@@ -8,7 +8,8 @@ import torch
 
 from img2img import Img2ImgError, TrainConfig, Trainer
 from img2img.testing import write_sample_images
-from img2img.train_state import network_tensors
+from img2img import checkpoints, runs
+from img2img.checkpoints import network_tensors
 from img2img.trainer import lr_factor
 from img2img_cyclegan import CycleGAN
 from img2img_pix2pix import Pix2Pix
@@ -156,8 +157,7 @@ def test_ctrl_c_saves_a_checkpoint_after_the_current_step_and_resumes(tmp_path):
 
 
 def test_ema_averages_generator_weights_and_is_used_for_inference(tmp_path):
-    from img2img import runs
-    from img2img.train_state import model_from_checkpoint
+    from img2img.checkpoints import model_from_checkpoint
 
     options = Pix2Pix.Options(**Pix2Pix.smoke_options)
     trainer = Trainer(Pix2Pix, options, _config(tmp_path, "paired", ema=0.9, max_steps=1),
@@ -169,8 +169,8 @@ def test_ema_averages_generator_weights_and_is_used_for_inference(tmp_path):
     name = next(k for k, v in start.items() if v.is_floating_point() and "weight" in k)
     assert torch.allclose(averaged[name], 0.9 * start[name] + 0.1 * now[name], atol=1e-6)
 
-    weights = runs.resolve_checkpoint(run_dir)
-    tensors = runs.load_weights(weights)
+    weights = checkpoints.resolve_checkpoint(run_dir)
+    tensors = checkpoints.load_weights(weights)
     assert any(k.startswith("ema.") for k in tensors)
     model = model_from_checkpoint(Pix2Pix, weights)
     assert torch.equal(model.generators.state_dict()[name], averaged[name])
@@ -231,7 +231,6 @@ def test_channels_last_trains_to_the_same_weights(tmp_path):
 
 
 def test_eval_every_logs_metrics_and_keeps_the_best_checkpoint(tmp_path):
-    from img2img import runs
 
     held_out = write_sample_images("paired", tmp_path / "held_out", n=2, size=40, seed=9)
     options = Pix2Pix.Options(**Pix2Pix.smoke_options)
@@ -241,8 +240,8 @@ def test_eval_every_logs_metrics_and_keeps_the_best_checkpoint(tmp_path):
     evals = [r for r in runs.read_metrics(run_dir) if "eval/psnr" in r]
     assert [r["step"] for r in evals] == [1, 2, 3]
     best_step = max(evals, key=lambda r: r["eval/psnr"])["step"]
-    best = runs.resolve_checkpoint(f"{run_dir}:best")
-    assert runs.read_metadata(best)["step"] == best_step
+    best = checkpoints.resolve_checkpoint(f"{run_dir}:best")
+    assert checkpoints.read_metadata(best)["step"] == best_step
     assert trainer.best == max(r["eval/psnr"] for r in evals)
     assert "eval/psnr" in (run_dir / "index.html").read_text()
 

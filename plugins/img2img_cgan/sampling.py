@@ -12,7 +12,7 @@ from torch import Tensor
 
 from img2img import runs
 from img2img.catalog import Catalog
-from img2img.decode import IMAGE_EXTENSIONS
+from img2img.data.decode import IMAGE_EXTENSIONS
 from img2img.errors import CheckpointError, Img2ImgError
 from img2img.images import grid, to_array, write_image
 

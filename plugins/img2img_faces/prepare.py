@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from img2img.decode import IMAGE_EXTENSIONS, read_native
+from img2img.data.decode import IMAGE_EXTENSIONS, read_native
 from img2img.errors import DataError, Img2ImgError
 from img2img.images import write_image
 from img2img.runs import write_text

@@ -11,7 +11,7 @@ import torch
 
 import img2img
 from img2img.data import list_images
-from img2img.decode import read_image
+from img2img.data.decode import read_image
 from img2img.images import grid, write_image
 
 from .model import Pix2Pix

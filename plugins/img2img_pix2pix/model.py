@@ -104,7 +104,7 @@ class Pix2Pix(img2img.Model):
         return lambda b: discriminator(torch.cat([a, b], dim=1))
 
     def generate(self, batch):
-        return {"fake_b": self._generator(batch["a"], batch.get("style"))}
+        return {"fake_b": self._generator(batch["a"], batch.get("label"))}
 
     def generator_losses(self, batch, fakes):
         fake_b = fakes["fake_b"]

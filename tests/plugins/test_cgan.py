@@ -142,9 +142,9 @@ def test_sample_rejects_a_label_out_of_range(trained):
 
 def test_checkpoint_keeps_the_generator_average(trained):
     average = img2img.load(trained, device="cpu").model.generators
-    from img2img.train_state import model_from_checkpoint
-    from img2img import runs
-    raw = model_from_checkpoint(ConditionalGAN, runs.resolve_checkpoint(trained), use_average=False)
+    from img2img.checkpoints import model_from_checkpoint
+    from img2img import checkpoints
+    raw = model_from_checkpoint(ConditionalGAN, checkpoints.resolve_checkpoint(trained), use_average=False)
     differs = [not torch.equal(a, b) for a, b in zip(average.parameters(),
                                                        raw.generators.parameters())]
     assert any(differs)

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 import img2img
-from img2img import ImageSpec, TrainConfig, Trainer, runs
+from img2img import ImageSpec, TrainConfig, Trainer, checkpoints
 from img2img_cyclegan import CycleGAN
 
 DARK, BRIGHT = (0.0, 0.5), (0.5, 1.0)  # the value range of each domain, in [0, 1]
@@ -178,7 +178,7 @@ def test_image_pools_survive_a_checkpoint(tmp_path):
     fresh.load_extra_state(trainer.model.extra_state())
     assert {d: len(p) for d, p in fresh.pools.items()} == {"a": 4, "b": 4}
 
-    weights = runs.resolve_checkpoint(run_dir)
+    weights = checkpoints.resolve_checkpoint(run_dir)
     resumed = Trainer(CycleGAN, options, trainer.config, resume_from=weights, progress=False)
     for domain, pool in pools.items():
         restored = resumed.model.pools[domain]

@@ -19,7 +19,7 @@ from click.testing import CliRunner
 import img2img
 from img2img.catalog import build_catalog
 from img2img.cli import TRAIN_FIELDS, build_cli
-from img2img.decode import read_native
+from img2img.data.decode import read_native
 from img2img.plugins import load_plugins
 from img2img.testing import write_sample_images
 from img2img_faces import PIPELINE

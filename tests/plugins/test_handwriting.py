@@ -211,8 +211,8 @@ def test_style_folders_give_paired_items_a_style_label(tmp_path):
     dataset = PairedDataset(tmp_path / "pairs", channels=1)
     assert dataset.mode == "styles" and dataset.classes == ("bold", "neat")
     assert sorted(set(dataset.labels)) == [0, 1] and len(dataset) == 32
-    assert {int(dataset[(i, 0)]["style"]) for i in range(len(dataset))} == {0, 1}
-    assert "style" not in PairedDataset(tmp_path / "pairs" / "neat", channels=1)[(0, 0)]
+    assert {int(dataset[(i, 0)]["label"]) for i in range(len(dataset))} == {0, 1}
+    assert "label" not in PairedDataset(tmp_path / "pairs" / "neat", channels=1)[(0, 0)]
 
 
 def test_style_labels_change_the_output_for_the_same_input(cli, tmp_path):

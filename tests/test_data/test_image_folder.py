@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from img2img.augment import AugmentRecipe
+from img2img.data.augment import AugmentRecipe
 from img2img.data import ImageFolderDataset, open_dataset
 from img2img.errors import DataError
 from img2img.model import DATA_KINDS

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from .decode import IMAGE_EXTENSIONS, exif_orientation
-from .errors import DataError
+from ..errors import DataError
 
 __all__ = ["list_images"]
 

@@ -1,7 +1,10 @@
 """The folder datasets (paired, unpaired, labelled, images) the trainer reads from. Files are checked
-once when a dataset is built (`img2img.folders`): unreadable ones are skipped with one warning and
-layout problems raise `DataError`. Items are uint8 (C,H,W) tensors, augmented with a per-item seed;
-`SeededSampler` (`img2img.sampler`) hands out the order and the seeds."""
+once when a dataset is built (`folders`): unreadable ones are skipped with one warning and layout
+problems raise `DataError`. Items are uint8 (C,H,W) tensors, augmented with a per-item seed;
+`SeededSampler` (`sampler`) hands out the order and the seeds.
+
+Labels are one concept: a dataset with class or style sub-folders has `.classes` (sorted folder
+names) and `.labels` (each item's index), and its items carry it as "label", an int64 scalar."""
 from __future__ import annotations
 
 import operator
@@ -12,19 +15,17 @@ import torch
 from torch.utils.data import Dataset
 
 from .augment import AugmentRecipe, apply, build_transform
-from .decode import IMAGE_EXTENSIONS, convert_channels, read_image
-from .errors import DataError
+from .decode import convert_channels, read_image
+from ..errors import DataError
 from .fast_augment import plain_plan, run_plan, to_chw
 from .folders import (
-    IMAGES_LAYOUT, LABELLED_LAYOUT, PAIRED_LAYOUT, UNPAIRED_LAYOUT, list_images, matched_pairs,
+    IMAGES_LAYOUT, LABELLED_LAYOUT, PAIRED_LAYOUT, UNPAIRED_LAYOUT, matched_pairs,
     readable_images, require_folder, side_by_side_files, style_folders, unpaired_roots, warn_skipped,
 )
-from .sampler import SeededSampler, child_seeds
+from .sampler import child_seeds
 
-__all__ = [
-    "IMAGE_EXTENSIONS", "read_image", "list_images", "PairedDataset", "UnpairedDataset",
-    "LabelledDataset", "ImageFolderDataset", "open_dataset", "SeededSampler",
-]
+__all__ = ["PairedDataset", "UnpairedDataset", "LabelledDataset", "ImageFolderDataset",
+           "open_dataset"]
 
 
 def _fresh_seed() -> int:
@@ -91,7 +92,7 @@ class PairedDataset(_SeededDataset):
 
     Styles (`mode == "styles"`): a root holding no images but sub-folders that each hold a/ and
     b/ (`root/<style>/a`, `root/<style>/b`). Sorted folder names are `.classes`, `.labels` gives
-    each item's style index, and items gain "style", an int64 scalar.
+    each item's style index, and items gain "label", an int64 scalar (as labelled items do).
     """
 
     classes: tuple[str, ...] = ()
@@ -134,7 +135,7 @@ class PairedDataset(_SeededDataset):
         a, b = self._augment(seed, *self._load(i))
         item = {"a": a, "b": b}
         if self.labels is not None:
-            item["style"] = torch.tensor(self.labels[i], dtype=torch.int64)
+            item["label"] = torch.tensor(self.labels[i], dtype=torch.int64)
         return item
 
 

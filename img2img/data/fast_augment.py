@@ -9,6 +9,7 @@ it does not know) gives None and stays with albumentations.
 """
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -108,15 +109,17 @@ def to_chw(image: np.ndarray) -> np.ndarray:
     channels = image.shape[2]
     if channels == 1:
         return np.ascontiguousarray(image.reshape(1, *image.shape[:2]))
-    if _SPLITS_IN_PLACE and channels <= 4 and min(image.strides) > 0:  # OpenCV: no negative strides
+    if _splits_in_place() and channels <= 4 and min(image.strides) > 0:  # OpenCV: no negative strides
         out = np.empty((channels, *image.shape[:2]), image.dtype)
         cv2.split(image, list(out))
         return out
     return np.ascontiguousarray(image.transpose(2, 0, 1))
 
 
+@functools.cache
 def _splits_in_place() -> bool:
-    """Whether this OpenCV's cv2.split fills the arrays it is given (checked once, at import)."""
+    """Whether this OpenCV's cv2.split fills the arrays it is given (checked once, on first use,
+    so importing the module does no work)."""
     image = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)[:, 1:]
     out = np.zeros((3, 2, 2), np.uint8)
     try:
@@ -125,5 +128,3 @@ def _splits_in_place() -> bool:
         return False
     return bool(np.array_equal(out, image.transpose(2, 0, 1)))
 
-
-_SPLITS_IN_PLACE = _splits_in_place()

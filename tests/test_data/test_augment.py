@@ -1,10 +1,10 @@
-"""Tests for img2img.augment: recipe validation, output sizes, shared pair draws, seeded repeats."""
+"""Tests for img2img.data.augment: recipe validation, output sizes, shared pair draws, seeded repeats."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from img2img.augment import AugmentRecipe, apply, build_transform
+from img2img.data.augment import AugmentRecipe, apply, build_transform
 
 
 def gradient(height: int, width: int) -> np.ndarray:

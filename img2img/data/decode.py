@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from .errors import DataError
+from ..errors import DataError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
