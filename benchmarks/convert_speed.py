@@ -27,7 +27,7 @@ GENERATORS = {"pix2pix": "unet-256", "cyclegan": "resnet-9"}
 def _model(job: dict):
     import torch
 
-    from img2img.cli import default_catalog
+    from img2img import catalog as default_catalog
     from img2img.model import ImageSpec
 
     torch.manual_seed(0)

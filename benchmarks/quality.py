@@ -47,7 +47,7 @@ def read_folder(folder: Path, size: int, limit: int | None = None, halves: bool 
 
 def train(model: str, options: dict, data: dict, args, runs_dir: Path) -> tuple[Path, dict]:
     """Train through the real trainer until the budget is spent; returns (run folder, facts)."""
-    from img2img.cli import default_catalog
+    from img2img import catalog as default_catalog
     from img2img.trainer import TrainConfig, Trainer
 
     cls = default_catalog().model(model)

@@ -1,13 +1,18 @@
 """img2img: a plugin-based image-to-image GAN toolkit. This module is the public API for users
-and plugin authors; everything else is reached through it or through the `img2img` command."""
-from .catalog import Preset
+and plugin authors: train and evaluate runs (`train`, `evaluate_run`), load them (`load`), see
+what is installed (`catalog`, `list_models`, `list_presets`), and the contract a plugin
+implements (`Model`, `Preset`, `ConvertPipeline`, `hookimpl`). The `img2img` command line is
+built on these."""
+from .api import evaluate_run, train
+from .catalog import ConvertPipeline, Preset, catalog, list_models, list_presets
 from .errors import CheckpointError, DataError, Img2ImgError, PluginError
 from .hookspecs import hookimpl
-from .inference import Translator, load
+from .inference import Sampler, Translator, load
 from .model import ImageSpec, Model
 from .trainer import TrainConfig, Trainer
 
 __all__ = [
-    "CheckpointError", "DataError", "ImageSpec", "Img2ImgError", "Model", "PluginError",
-    "Preset", "TrainConfig", "Trainer", "Translator", "hookimpl", "load",
+    "CheckpointError", "ConvertPipeline", "DataError", "ImageSpec", "Img2ImgError", "Model",
+    "PluginError", "Preset", "Sampler", "TrainConfig", "Trainer", "Translator", "catalog",
+    "evaluate_run", "hookimpl", "list_models", "list_presets", "load", "train",
 ]

@@ -1,21 +1,53 @@
 """The validated registry of what plugins provide: models, presets and commands. It is built by
 calling each plugin's `register_*` hooks one plugin at a time, so a plugin that registers
-something invalid or a taken name is reported against its own distribution and skipped."""
+something invalid or a taken name is reported against its own distribution and skipped.
+
+`catalog()` is the public, cached entry point for what is installed (as timm has `list_models`):
+inference, the command line, plugins and scripts all ask it; `list_models()` and
+`list_presets()` name what it holds."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import re
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence, Set
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
 
 import click
+import numpy as np
 
+from .config import TrainConfig
 from .errors import Img2ImgError
 from .model import DATA_KINDS, Model, option_fields
-from .plugins import PluginInfo, PluginManager
+from .plugins import PluginInfo, PluginManager, load_plugins
 
 NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
+# The settings every model shares; a model's own options may not reuse these names.
+TRAIN_FIELDS = frozenset(f.name for f in dataclasses.fields(TrainConfig))
+# Top-level commands of the core, which a plugin's command may not take.
+BUILTIN_COMMANDS = frozenset({"train", "prepare", "plugins", "models", "presets", "convert",
+                              "eval"})
+
+
+@runtime_checkable
+class ConvertPipeline(Protocol):
+    """What a preset's `pipeline` is: how `img2img convert` (and `Translator.convert_image`)
+    handles one decoded image of a run trained with that preset, e.g. find the faces, translate
+    each and paste them back.
+
+    `convert(translate, image, *, source, **options)` gets `translate` (runs the model on an
+    HxW or HxWxC uint8/uint16 array and returns the same kind), the decoded `image`, `source`
+    (the input file, or None for an image from Python; always passed, for messages) and, as
+    keyword arguments, the values of its own `convert_options`: click options that become
+    `img2img convert` flags (shown under a heading for the preset). Checked when the catalog is
+    built."""
+
+    convert_options: Sequence[click.Option]
+
+    def convert(self, translate: Callable[[np.ndarray], np.ndarray], image: np.ndarray, *,
+                source: str | Path | None = None, **options: Any) -> np.ndarray: ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,12 +55,8 @@ class Preset:
     """Domain know-how as data: option and training values for one model.
 
     Precedence when training: field default < model's training defaults < preset < typed flag.
-    A run remembers its preset. `pipeline` may carry code for `convert` on such runs: an object
-    with `convert(translate, image, *, source=None, **options) -> image` (numpy HxWxC arrays;
-    `translate` runs the model on an array; `source`, if it takes it, is the input file, for
-    messages) and
-    `convert_options`, a list of click options that become `img2img convert` flags and arrive
-    as `options` (e.g. face detection and paste-back)."""
+    A run remembers its preset. `pipeline` may carry code for `convert` on such runs: a
+    `ConvertPipeline` (e.g. face detection and paste-back)."""
 
     name: str
     model: str
@@ -78,7 +106,27 @@ def model_problems(cls: Any) -> list[str]:
     missing = sorted(getattr(cls, "__abstractmethods__", ()))
     if missing:
         problems.append(f"{cls.__name__} does not implement: {', '.join(missing)}")
+    if not cls.directions and cls.sample is Model.sample:
+        problems.append(f"{cls.__name__} neither declares `directions` (a model that translates) "
+                        "nor implements `sample` (a model that generates from noise)")
     return problems
+
+
+def pipeline_problems(preset: Preset) -> list[str]:
+    """What keeps a preset's convert pipeline from being a `ConvertPipeline` (empty if none)."""
+    pipeline, where = preset.pipeline, f"preset '{preset.name}': its pipeline"
+    if pipeline is None:
+        return []
+    if not callable(getattr(pipeline, "convert", None)):
+        return [f"{where} has no convert(translate, image, *, source, **options) method"]
+    parameters = inspect.signature(pipeline.convert).parameters.values()
+    if not any(p.name == "source" or p.kind is p.VAR_KEYWORD for p in parameters):
+        return [f"{where}'s convert() must take the keyword `source` (the input file, always "
+                "passed)"]
+    options = getattr(pipeline, "convert_options", None)
+    if options is None or not all(isinstance(o, click.Option) for o in options):
+        return [f"{where}'s convert_options must be a list of click options (empty for none)"]
+    return []
 
 
 def preset_problems(preset: Any, models: Mapping[str, type[Model]],
@@ -96,7 +144,7 @@ def preset_problems(preset: Any, models: Mapping[str, type[Model]],
     if unknown:
         problems.append(f"preset '{preset.name}' sets unknown training settings: "
                         f"{', '.join(sorted(unknown))}")
-    return problems
+    return problems + pipeline_problems(preset)
 
 
 def _collect(pm: PluginManager, hook: str) -> list[tuple[PluginInfo, Any]]:
@@ -128,8 +176,8 @@ def _claim(cat: Catalog, pm: PluginManager, info: PluginInfo, key: tuple[str, st
     return True
 
 
-def build_catalog(pm: PluginManager, training_fields: set[str],
-                  reserved_commands: set[str] = frozenset()) -> Catalog:
+def build_catalog(pm: PluginManager, training_fields: Set[str] = TRAIN_FIELDS,
+                  reserved_commands: Set[str] = BUILTIN_COMMANDS) -> Catalog:
     """Ask every plugin what it registers, validate it, and index it by name."""
     cat = Catalog()
     for info, cls in _collect(pm, "register_models"):
@@ -166,3 +214,26 @@ def build_catalog(pm: PluginManager, training_fields: set[str],
     return cat
 
 
+@functools.cache
+def _installed() -> Catalog:
+    return build_catalog(load_plugins())
+
+
+def catalog(pm: PluginManager | None = None) -> Catalog:
+    """The registry of every installed plugin (built once per process and cached), or, given a
+    plugin manager, of the plugins it holds (built afresh)."""
+    return _installed() if pm is None else build_catalog(pm)
+
+
+def list_models() -> list[str]:
+    """The names of the installed models (`img2img.train(name, ...)`, `img2img train NAME`)."""
+    return sorted(catalog().models)
+
+
+def list_presets(model: str | None = None) -> list[str]:
+    """The installed presets: for `model`, their names; without one, `model/name` for all."""
+    presets = sorted(catalog().presets)
+    if model is None:
+        return [f"{m}/{name}" for m, name in presets]
+    catalog().model(model)  # an unknown model is an error, not an empty list
+    return [name for m, name in presets if m == model]

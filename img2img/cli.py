@@ -3,32 +3,26 @@ registered model gets its own `train <model>` command with its own flags; errors
 are one line on stderr with a non-zero exit code, tracebacks only with `--debug`."""
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
 import os
 import sys
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 import click
 from tqdm import tqdm
 
-from . import checkpoints, runs
-from .catalog import Catalog, build_catalog
+from . import api
+from .catalog import Catalog, catalog as build_catalog
+from .commands import open_run, output_option, run_options
 from .convert import convert as run_convert
-from .evaluate import INCEPTION_HELP, evaluate, inception_features, load_eval_set
 from .errors import Img2ImgError
-from .flags import TYPED, collect, dataclass_options
-from .inference import DEFAULT_TILE, load
+from .flags import TYPED, SectionedCommand, collect, dataclass_options
+from .inference import DEFAULT_TILE
 from .plugins import PluginManager, load_plugins
 from .scaffold import create_plugin
-from .checkpoints import from_record
-from .trainer import TrainConfig, Trainer
-
-BUILTIN_COMMANDS = {"train", "prepare", "plugins", "models", "presets", "convert", "eval"}
-TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
-
+from .config import SECTION_OF, TrainConfig
 
 class _Failure(click.ClickException):
     def __init__(self, message: str, exit_code: int):
@@ -74,12 +68,14 @@ def _setup_logging() -> None:
 def build_cli(pm: PluginManager | None = None) -> click.Group:
     """The whole command tree for the plugins in `pm` (all installed plugins by default)."""
     pm = pm if pm is not None else load_plugins()
-    catalog = build_catalog(pm, TRAIN_FIELDS, BUILTIN_COMMANDS)
+    catalog = build_catalog(pm)
 
     @click.group(cls=Img2ImgGroup, context_settings={"help_option_names": ["-h", "--help"],
                                                      "max_content_width": 100})
     @click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
-    @click.version_option(package_name="img2img", prog_name="img2img")
+    @click.option("--version", is_flag=True, expose_value=False, is_eager=True,
+                  callback=lambda ctx, _, value: _print_version(ctx, pm, value),
+                  help="Show the version of img2img and of every loaded plugin, and exit.")
     @click.pass_context
     def cli(ctx: click.Context, debug: bool) -> None:
         """Train and run image-to-image GANs: Pix2Pix, CycleGAN and any model a plugin adds.
@@ -129,8 +125,8 @@ def _prepare_group(catalog: Catalog) -> click.Group:
 
 def _train_command(catalog: Catalog, name: str) -> click.Command:
     model_cls = catalog.model(name)
-    training = dataclass_options(TrainConfig, model_cls.training_defaults)
-    model_opts = dataclass_options(model_cls.Options)
+    training = dataclass_options(TrainConfig, model_cls.training_defaults, SECTION_OF)
+    model_opts = dataclass_options(model_cls.Options, sections=f"Model options ({name})")
     presets = catalog.presets_for(name)
     params: list[click.Parameter] = [*model_opts, *training]
     params.append(click.Option(["--resume"], is_flag=False, flag_value="latest", default=None,
@@ -139,65 +135,30 @@ def _train_command(catalog: Catalog, name: str) -> click.Command:
                                     "checkpoint file, or nothing for the newest run"))
     if presets:
         params.append(click.Option(["--preset"], type=click.Choice(sorted(presets)),
-                                   help="domain settings: " + "; ".join(
+                                   help="domain settings (typed flags still win): " + "; ".join(
                                        f"{p.name}: {p.summary}" for p in presets.values())))
 
     def callback(**values: Any) -> None:
         ctx = click.get_current_context()
         options, typed_opts = collect(ctx, model_opts, values)
         config, typed_cfg = collect(ctx, training, values)
-        preset = presets.get(values.get("preset") or "")
-        if preset is not None:
-            options.update({k: v for k, v in preset.options.items() if k not in typed_opts})
-            config.update({k: v for k, v in preset.training.items() if k not in typed_cfg})
-        owner = catalog.owners[("model", name)]
-        plugin = {"name": owner.name, "distribution": owner.distribution,
-                  "version": owner.version}
-        resume = values["resume"]
-        if resume is not None:
-            trainer = _resuming_trainer(model_cls, resume, config, typed_cfg, typed_opts, plugin)
-        else:
-            trainer = Trainer(model_cls, model_cls.Options(**options), TrainConfig(**config),
-                              plugin=plugin, preset=preset.name if preset else None)
-            click.echo(f"Run folder: {trainer.run_dir}", err=True)
-        run_dir = trainer.fit()
+        given = {k: options[k] for k in typed_opts} | {k: config[k] for k in typed_cfg}
+        run_dir = api.train(name, preset=values.get("preset"), resume=values["resume"],
+                            catalog=catalog, **given)
         click.echo(str(run_dir))
 
     help_text = f"{model_cls.summary}\n\nData: {model_cls.data}."
-    return click.Command(name, params=params, callback=callback, help=help_text,
-                         short_help=model_cls.summary, context_settings={"show_default": True})
-
-
-def _resuming_trainer(model_cls: type, ref: str, config: dict[str, Any], typed_cfg: set[str],
-                      typed_opts: set[str], plugin: dict[str, str]) -> Trainer:
-    """Settings come from the checkpoint; typed training flags (e.g. --max-steps) override."""
-    if typed_opts:
-        flags = ", ".join("--" + o.replace("_", "-") for o in sorted(typed_opts))
-        raise Img2ImgError(f"{flags}: model options cannot change when resuming (the "
-                           "checkpoint's networks were built with its own options)")
-    weights = checkpoints.resolve_checkpoint(ref, Path(config["runs_dir"]), model=model_cls.name)
-    meta = checkpoints.read_metadata(weights)
-    if meta.get("model") != model_cls.name:
-        raise Img2ImgError(f"--resume {ref}: {weights} is a '{meta.get('model')}' checkpoint, "
-                           f"not '{model_cls.name}'")
-    options = from_record(model_cls.Options, meta["options"], "model options")
-    saved = from_record(TrainConfig, meta["training"], "training settings")
-    overrides = {k: config[k] for k in typed_cfg}
-    click.echo(f"Resuming {weights}", err=True)
-    return Trainer(model_cls, options, dataclasses.replace(saved, **overrides),
-                   resume_from=weights, plugin=plugin, preset=meta.get("preset"))
+    return SectionedCommand(name, params=params, callback=callback, help=help_text,
+                            short_help=model_cls.summary,
+                            context_settings={"show_default": True})
 
 
 # -- convert ------------------------------------------------------------------------------------
 def convert_command(catalog: Catalog) -> click.Command:
-    @click.command("convert", context_settings={"show_default": True})
+    @click.command("convert", cls=SectionedCommand, context_settings={"show_default": True})
     @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
-    @click.option("-o", "--out", type=click.Path(path_type=Path), default=None,
-                  help="output folder (default: converted/), or the output file for one input")
-    @click.option("--model", "model_ref", default="latest", metavar="RUN|CHECKPOINT",
-                  help="run folder or checkpoint; 'latest' is the newest run under --runs-dir")
-    @click.option("--runs-dir", type=click.Path(path_type=Path), default=Path("runs"),
-                  help="where 'latest' looks for runs")
+    @output_option(help="output folder (default: converted/), or the output file for one input")
+    @run_options("translate")
     @click.option("--direction", default=None,
                   help="a_to_b or b_to_a for two-way models (default: the model's first)")
     @click.option("--size", type=click.IntRange(min=8), default=None,
@@ -211,7 +172,6 @@ def convert_command(catalog: Catalog) -> click.Command:
     @click.option("--batch-size", type=click.IntRange(min=1), default=None,
                   help="same-sized images translated together (default: 4 on a GPU, 1 on a "
                        "CPU, where larger batches only add cache misses)")
-    @click.option("--device", default="auto", help="cuda, cuda:N, mps, cpu or auto")
     @click.pass_context
     def convert(ctx: click.Context, inputs: tuple[str, ...], out: Path | None, model_ref: str,
                 runs_dir: Path, direction: str | None, size: int | None, label: str | None,
@@ -221,7 +181,7 @@ def convert_command(catalog: Catalog) -> click.Command:
         Each output keeps its input's name, size and alpha channel; the format follows the
         extension. Inputs are never overwritten.
         """
-        translator = load(model_ref, device=device, runs_dir=runs_dir, catalog=catalog, tile=tile)
+        translator = open_run(model_ref, runs_dir, device, "translate", tile=tile)
         click.echo(f"Using {translator.checkpoint} ({translator.name})", err=True)
         pipeline_options = _pipeline_options(ctx, translator, pipeline_flags)
         if batch_size is None:
@@ -241,11 +201,19 @@ def convert_command(catalog: Catalog) -> click.Command:
         if outcome.failed:
             raise _Failure(f"{len(outcome.failed)} input(s) failed", 1)
 
-    # Presets that carry a convert pipeline add their own flags (e.g. --faces).
-    for preset in catalog.presets.values():
+    # Presets that carry a convert pipeline add their own flags (e.g. --faces), listed in
+    # --help under a heading naming the presets they serve.
+    served: dict[str, list[str]] = {}
+    for (model, name), preset in sorted(catalog.presets.items()):
         for option in getattr(preset.pipeline, "convert_options", ()):
+            served.setdefault(option.name, []).append(f"{model}/{name}")
             if option.name not in {p.name for p in convert.params}:
                 convert.params.append(option)
+    for param in convert.params:
+        if param.name in served:
+            param.help_section = f"Options for runs trained with preset {', '.join(served[param.name])}"
+        elif isinstance(param, click.Option) and param.name != "help":
+            param.help_section = "Options"
     return convert
 
 
@@ -268,36 +236,30 @@ def _pipeline_options(ctx: click.Context, translator: Any, flags: dict[str, Any]
 # -- eval ---------------------------------------------------------------------------------------
 def eval_command(catalog: Catalog) -> click.Command:
     @click.command("eval", context_settings={"show_default": True})
-    @click.argument("run", default="latest", metavar="[RUN|CHECKPOINT]")
+    @click.argument("run", default=None, required=False, metavar="[RUN]")
+    @run_options("any")
     @click.option("--data", type=click.Path(path_type=Path), required=True,
                   help="held-out data in the layout the model trains on")
-    @click.option("--runs-dir", type=click.Path(path_type=Path), default=Path("runs"),
-                  help="where 'latest' looks for runs")
     @click.option("--inception-weights", type=click.Path(path_type=Path), default=None,
                   help="local torchvision Inception-v3 weights file, for FID and KID")
     @click.option("--limit", type=click.IntRange(min=2), default=None,
                   help="evaluate at most this many items")
     @click.option("--batch-size", type=click.IntRange(min=1), default=8)
-    @click.option("--device", default="auto", help="cuda, cuda:N, mps, cpu or auto")
-    @click.option("--out", type=click.Path(path_type=Path), default=None,
-                  help="where to write the metrics JSON (default: RUN/metrics.json)")
-    def evaluate_run(run: str, data: Path, runs_dir: Path, inception_weights: Path | None,
-                     limit: int | None, batch_size: int, device: str, out: Path | None) -> None:
+    @output_option(help="where to write the measurements as JSON (default: RUN/eval.json)")
+    def evaluate_run(run: str | None, model_ref: str, runs_dir: Path, device: str, data: Path,
+                     inception_weights: Path | None, limit: int | None, batch_size: int,
+                     out: Path | None) -> None:
         """Measure a trained run on held-out data: PSNR/SSIM/L1 for paired data, sliced
         Wasserstein distance for unpaired and labelled data, FID/KID with --inception-weights.
+
+        The run is --model (RUN may also be given first, as in `img2img eval RUN --data DIR`).
         """
-        translator = load(run, device=device, runs_dir=runs_dir, catalog=catalog)
-        features = inception_features(inception_weights, translator.device) \
-            if inception_weights else None
-        click.echo(f"Evaluating {translator.checkpoint} on {data}", err=True)
-        eval_set = load_eval_set(translator.model, data, limit)
-        results = evaluate(translator.model, eval_set, batch_size=batch_size, features=features)
-        if features is None:
-            click.echo(f"(no FID/KID: {INCEPTION_HELP})", err=True)
-        target = out or checkpoints.run_dir_of(translator.checkpoint) / "metrics.json"
-        record = {"checkpoint": str(translator.checkpoint), "data": str(data),
-                  "items": len(next(iter(eval_set.values()))), **results}
-        runs.write_text(target, json.dumps(record, indent=2) + "\n")
+        if run is not None and model_ref != "latest" and run != model_ref:
+            raise click.UsageError(f"two runs given: {run} and --model {model_ref}")
+        loaded = open_run(run or model_ref, runs_dir, device, "any")
+        record, target = api.evaluate_run(loaded, data, inception_weights=inception_weights,
+                                          limit=limit, batch_size=batch_size, out=out)
+        results = {k: v for k, v in record.items() if k not in ("checkpoint", "data", "items")}
         width = max(len(k) for k in results)
         for key, value in results.items():
             click.echo(f"{key:<{width}}  {value:.4f}")
@@ -305,9 +267,18 @@ def eval_command(catalog: Catalog) -> click.Command:
     return evaluate_run
 
 
-def default_catalog() -> Catalog:
-    """The catalog of every installed plugin (what `img2img.load` uses)."""
-    return build_catalog(load_plugins(), TRAIN_FIELDS, BUILTIN_COMMANDS)
+def _print_version(ctx: click.Context, pm: PluginManager, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    try:
+        own = version("img2img")
+    except PackageNotFoundError:
+        own = "unknown"
+    click.echo(f"img2img, version {own}")
+    for info in pm.all_infos():
+        status = " (failed to load)" if info.errors else ""
+        click.echo(f"  {info.name} ({info.distribution} {info.version}){status}")
+    ctx.exit()
 
 
 # -- listings -----------------------------------------------------------------------------------

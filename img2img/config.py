@@ -1,10 +1,12 @@
 """Training settings shared by every model: `TrainConfig` (each field is a `train` flag with its
-help text), the learning-rate schedule, and how a device and a mixed-precision type are chosen."""
+help text), how settings are resolved (field default < model default < preset < what the user
+gave), the learning-rate schedule, and how a device and a mixed-precision type are chosen."""
 from __future__ import annotations
 
 import dataclasses
 import math
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -112,6 +114,55 @@ class TrainConfig:
     @property
     def total_epochs(self) -> int:
         return self.epochs + self.decay_epochs
+
+
+# How `img2img train MODEL --help` groups the training settings (after the model's own options).
+SECTIONS = {
+    "Data": ("data", "a", "b", "channels", "balance_classes"),
+    "Augmentation": ("load_size", "crop_size", "flip", "color_jitter", "scale_jitter", "rotate",
+                     "shear", "elastic", "augment_on"),
+    "Optimisation": ("epochs", "decay_epochs", "schedule", "max_steps", "batch_size", "lr",
+                     "beta1", "beta2", "gan_loss", "gp_weight", "r1_weight", "ema", "seed"),
+    "Logging, evaluation and checkpoints": ("logger", "log_every", "sample_every",
+                                            "checkpoint_every", "eval_every", "eval_data",
+                                            "keep_checkpoints", "runs_dir", "name"),
+    "Speed and device": ("device", "precision", "channels_last", "compile", "workers"),
+}
+SECTION_OF = {field: section for section, fields in SECTIONS.items() for field in fields}
+
+
+def training_fields() -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in dataclasses.fields(TrainConfig)}
+
+
+def split_settings(model_cls: Any, settings: Mapping[str, Any]
+                   ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`settings` by name -> (model options, training settings); an unknown name is an error
+    that lists what the model takes."""
+    option_names = {f.name for f in dataclasses.fields(model_cls.Options)}
+    training_names = set(training_fields())
+    unknown = sorted(set(settings) - option_names - training_names)
+    if unknown:
+        raise Img2ImgError(f"unknown setting(s) for {model_cls.name}: {', '.join(unknown)}; "
+                           f"its options: {', '.join(sorted(option_names)) or 'none'}; training "
+                           f"settings: {', '.join(sorted(training_names))}")
+    return ({k: v for k, v in settings.items() if k in option_names},
+            {k: v for k, v in settings.items() if k in training_names})
+
+
+def resolve_settings(model_cls: Any, preset: Any = None, **settings: Any) -> tuple[Any, TrainConfig]:
+    """The model options and `TrainConfig` a new run trains with. Precedence: field default <
+    the model's `training_defaults` < the preset's values < `settings` (what the user gave:
+    typed flags on the command line, keyword arguments from Python)."""
+    options, training = split_settings(model_cls, settings)
+    preset_options = dict(preset.options) if preset is not None else {}
+    preset_training = dict(preset.training) if preset is not None else {}
+    try:
+        model_options = model_cls.Options(**{**preset_options, **options})
+    except TypeError as exc:
+        raise Img2ImgError(f"{model_cls.name} options: {exc}") from None
+    config = TrainConfig(**{**dict(model_cls.training_defaults), **preset_training, **training})
+    return model_options, config
 
 
 def lr_factor(config: TrainConfig, epoch: int) -> float:

@@ -48,8 +48,26 @@ def _converter(hint: Any) -> Any:
     return None
 
 
-def dataclass_options(cls: type, defaults: Mapping[str, Any] | None = None) -> list[click.Option]:
-    """One click option per field of `cls`; `defaults` override the field defaults shown."""
+class SectionedCommand(click.Command):
+    """A command whose `--help` lists its options under headings: an option's `help_section`
+    names its heading (options without one come last, under "Other options")."""
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        sections: dict[str, list[tuple[str, str]]] = {}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is not None:
+                title = getattr(param, "help_section", None) or "Other options"
+                sections.setdefault(title, []).append(record)
+        for title in sorted(sections, key=lambda t: t == "Other options"):  # stable: others last
+            with formatter.section(title):
+                formatter.write_dl(sections[title])
+
+
+def dataclass_options(cls: type, defaults: Mapping[str, Any] | None = None,
+                      sections: Mapping[str, str] | str | None = None) -> list[click.Option]:
+    """One click option per field of `cls`; `defaults` override the field defaults shown;
+    `sections` is the `--help` heading of every option, or one heading per field name."""
     hints = typing.get_type_hints(cls)
     defaults = defaults or {}
     options = []
@@ -70,6 +88,8 @@ def dataclass_options(cls: type, defaults: Mapping[str, Any] | None = None) -> l
                                show_default=shown is not None, help=help_text,
                                required=default is dataclasses.MISSING and not optional)
         opt.img2img_field = field.name
+        opt.help_section = sections if isinstance(sections, str) or sections is None \
+            else sections.get(field.name)
         opt.img2img_convert = _converter(hint)
         options.append(opt)
     return options

@@ -1,10 +1,10 @@
-"""Running a trained model on images of any size: `load()` rebuilds a model from a checkpoint
-alone, and `Translator` converts images the size they are. It pads (reflect) to the multiple the
+"""Running a trained model: `load()` rebuilds a model from a checkpoint alone and returns a
+`Translator` for a model that translates or a `Sampler` for one that generates from noise.
+A `Translator` converts images the size they are. It pads (reflect) to the multiple the
 generator needs and crops back, and splits large images into overlapping tiles blended with
 smooth weights, so memory stays bounded at any input size and no seam shows."""
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -15,12 +15,11 @@ import torch
 from torch import Tensor
 
 from . import checkpoints
-from .catalog import Catalog
+from .catalog import Catalog, catalog as installed_catalog
+from .config import resolve_device
 from .errors import Img2ImgError
 from .model import Model
 from .ops import match_channels, pad_to_multiple, resize, unpad
-from .checkpoints import model_from_checkpoint
-from .trainer import resolve_device
 
 # Images up to this side are translated whole (tiles cost work: 1024 px in 512 px tiles with
 # this overlap is 2.25x the pixels, and each tile normalises with its own statistics); larger
@@ -70,26 +69,14 @@ def _starts(total: int, tile: int, stride: int) -> list[int]:
     return sorted(set(starts))
 
 
-class Translator:
-    """A trained model ready to convert images; what `img2img.load()` returns.
-
-    `translator(image)` takes a numpy array (HxW or HxWxC, uint8/uint16), a PIL image, or a
-    tensor ((C,H,W) or (B,C,H,W), float in [0, 1] or uint8) and returns the same kind, the same
-    size, depth and alpha; its colour channels are the model's (a colour model makes grey
-    inputs colour)."""
+class LoadedModel:
+    """A trained model on its device, with the checkpoint it came from and the preset its run
+    was trained with (if any); what `Translator` and `Sampler` share."""
 
     def __init__(self, model: Model, checkpoint: Path, device: torch.device, *,
-                 tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP,
-                 pipeline: Any = None, preset: str | None = None):
+                 preset: str | None = None):
         self.model, self.checkpoint, self.device = model, checkpoint, device
-        self.pipeline = pipeline  # the run's preset pipeline (see convert_image), if any
         self.preset = preset  # the name of the preset the run was trained with, if any
-        # Pipelines may leave `source` out of convert(); asked once, not per image.
-        self._gives_source = pipeline is not None and _accepts(pipeline.convert, "source")
-        self.multiple = size_multiple(model)
-        self.minimum = minimum_size(model)
-        self.tile = max(self.multiple, math.ceil(tile / self.multiple) * self.multiple)
-        self.overlap = max(0, min(overlap, self.tile // 2))
 
     @property
     def name(self) -> str:
@@ -100,7 +87,42 @@ class Translator:
         return self.model.spec.channels
 
     def __repr__(self) -> str:
-        return f"Translator({self.name!r}, checkpoint={str(self.checkpoint)!r})"
+        return f"{type(self).__name__}({self.name!r}, checkpoint={str(self.checkpoint)!r})"
+
+
+class Sampler(LoadedModel):
+    """A trained model that generates images from noise (e.g. cgan); what `img2img.load()`
+    returns for a model without translation directions."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise Img2ImgError(f"model '{self.name}' generates images from noise, it does not "
+                           "translate them; call .sample(labels, n) instead")
+
+    def sample(self, labels: Any, n: int | None = None) -> Tensor:
+        """Generated images for class `labels` (indices; `n` per label), (B,C,H,W) in [0, 1]."""
+        with torch.inference_mode():
+            labels = torch.as_tensor(labels, device=self.device)
+            return (self.model.sample(labels, n).float().clamp(-1, 1) + 1) / 2
+
+
+class Translator(LoadedModel):
+    """A trained model ready to convert images; what `img2img.load()` returns for a model that
+    translates.
+
+    `translator(image)` takes a numpy array (HxW or HxWxC, uint8/uint16), a PIL image, or a
+    tensor ((C,H,W) or (B,C,H,W), float in [0, 1] or uint8) and returns the same kind, the same
+    size, depth and alpha; its colour channels are the model's (a colour model makes grey
+    inputs colour)."""
+
+    def __init__(self, model: Model, checkpoint: Path, device: torch.device, *,
+                 tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP,
+                 pipeline: Any = None, preset: str | None = None):
+        super().__init__(model, checkpoint, device, preset=preset)
+        self.pipeline = pipeline  # the run's preset pipeline (see convert_image), if any
+        self.multiple = size_multiple(model)
+        self.minimum = minimum_size(model)
+        self.tile = max(self.multiple, math.ceil(tile / self.multiple) * self.multiple)
+        self.overlap = max(0, min(overlap, self.tile // 2))
 
     # -- tensors in [-1, 1] -----------------------------------------------------------------------
     @torch.inference_mode()
@@ -188,24 +210,11 @@ class Translator:
         """What `img2img convert` does to one decoded image: the run's preset pipeline when it
         has one (e.g. find faces, translate each, paste them back), else a plain translation.
         `options` are the pipeline's own convert flags; `source` (the file, for its messages)
-        is passed on to it."""
+        is passed on to it (see `img2img.catalog.ConvertPipeline`)."""
         if self.pipeline is None:
             return self(image, direction, size, label)
-        if self._gives_source:
-            options = {"source": source, **options}
-        return self.pipeline.convert(lambda im: self(im, direction, size, label), image, **options)
-
-    def sample(self, labels: Any, n: int | None = None) -> Tensor:
-        """Generated images for class `labels` (noise-to-image models), in [0, 1]."""
-        with torch.inference_mode():
-            labels = torch.as_tensor(labels, device=self.device)
-            return (self.model.sample(labels, n).float().clamp(-1, 1) + 1) / 2
-
-
-def _accepts(function: Callable[..., Any], name: str) -> bool:
-    """Whether `function` takes keyword `name` (pipelines may leave `source` out)."""
-    parameters = inspect.signature(function).parameters.values()
-    return any(p.name == name or p.kind is p.VAR_KEYWORD for p in parameters)
+        return self.pipeline.convert(lambda im: self(im, direction, size, label), image,
+                                     source=source, **options)
 
 
 def _split_alpha(batch: Tensor) -> tuple[Tensor, Tensor | None]:
@@ -307,20 +316,21 @@ def _pil_to_batch(image: Any) -> tuple[Tensor, Restore]:
 
 def load(ref: str | Path = "latest", *, device: str = "auto", runs_dir: str | Path = "runs",
          catalog: Catalog | None = None, tile: int = DEFAULT_TILE,
-         overlap: int = DEFAULT_OVERLAP) -> Translator:
-    """A `Translator` for a run folder, a checkpoint file, or "latest" (newest run in runs_dir)."""
+         overlap: int = DEFAULT_OVERLAP) -> Translator | Sampler:
+    """A trained model from a run folder (its latest checkpoint; `RUN:best` for the best
+    evaluated one), a checkpoint file, or "latest" (the newest run under `runs_dir`): a
+    `Translator` for a model that translates, a `Sampler` for one that generates from noise."""
     weights = checkpoints.resolve_checkpoint(str(ref), Path(runs_dir))
     meta = checkpoints.read_metadata(weights)
-    if catalog is None:
-        from .cli import default_catalog
-
-        catalog = default_catalog()
+    catalog = catalog if catalog is not None else installed_catalog()
     name = meta.get("model", "?")
     if name not in catalog.models:
         raise Img2ImgError(f"{weights} needs the '{name}' model, which no installed plugin "
                            f"provides (plugin: {meta.get('plugin', {}).get('distribution', '?')})")
     torch_device = resolve_device(device)
-    model = model_from_checkpoint(catalog.models[name], weights, torch_device)
+    model = checkpoints.model_from_checkpoint(catalog.models[name], weights, torch_device)
+    if not model.directions:
+        return Sampler(model, weights, torch_device, preset=meta.get("preset"))
     preset = catalog.presets.get((name, meta.get("preset") or ""))
     return Translator(model, weights, torch_device, tile=tile, overlap=overlap,
                       pipeline=getattr(preset, "pipeline", None), preset=meta.get("preset"))

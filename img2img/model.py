@@ -54,7 +54,9 @@ class Model(abc.ABC):
       `img2img.testing.check_model` uses them.
 
     and implement `build_generators`, `build_discriminators`, `generate`, `generator_losses`,
-    `discriminator_losses`, plus `translate` or `sample`. Networks are reachable afterwards as
+    `discriminator_losses`; a model that translates declares `directions` (the default
+    `translate` runs `generators[direction]`), one that generates from noise implements
+    `sample`; the catalog rejects a model that does neither. Networks are reachable afterwards as
     `self.generators[...]` and `self.discriminators[...]`.
     """
 
@@ -103,9 +105,10 @@ class Model(abc.ABC):
     def translate(self, images: Tensor, direction: str | None = None,
                   label: Tensor | None = None) -> Tensor:
         """Translate (B,C,H,W) images in [-1, 1] in `direction` (default: the first one); runs
-        trained with classes also get `label` (see the class docstring)."""
-        self.resolve_direction(direction)
-        raise Img2ImgError(f"model '{self.name}' does not implement translate()")
+        trained with classes also get `label` (see the class docstring). By default the
+        generator named after the direction runs on the images (and the label, when given)."""
+        generator = self.generators[self.resolve_direction(direction)]
+        return generator(images) if label is None else generator(images, label)
 
     def sample(self, labels: Tensor, n: int | None = None) -> Tensor:
         """Generate images for class `labels` (models that generate from noise)."""

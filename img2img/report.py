@@ -14,7 +14,6 @@ from typing import Any
 from . import runs
 
 REPORT = "index.html"
-EVAL = "metrics.json"
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2",
            "#17becf")
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px;color:#222}
@@ -103,8 +102,8 @@ def render(run_dir: Path) -> str:
     if evals:
         parts.append("<h2>Evaluation during training</h2>")
         parts.extend(_curve(records, [k], k) for k in evals)
-    if (run_dir / EVAL).exists():
-        parts.append("<h2>Metrics</h2>" + _table(json.loads((run_dir / EVAL).read_text())))
+    if (run_dir / runs.EVAL).exists():
+        parts.append("<h2>Metrics</h2>" + _table(json.loads((run_dir / runs.EVAL).read_text())))
     if len(samples) > 1:
         thumbs = "".join(f"<a href='{runs.SAMPLES}/{html.escape(p.name)}' title='{p.stem}'>"
                          f"<img src='{runs.SAMPLES}/{html.escape(p.name)}'></a>"

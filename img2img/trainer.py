@@ -4,6 +4,7 @@ schedule, mixed precision, discriminator freezing, logging, sample grids, checkp
 resume. Models only say what to compute (see `img2img.model.Model`)."""
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import signal
@@ -20,7 +21,7 @@ from tqdm import tqdm
 
 from . import checkpoints, runs
 from .data.augment import GEOMETRY_LIMITS, AugmentRecipe
-from .config import TrainConfig, autocast_dtype, lr_factor, resolve_device
+from .config import TrainConfig, autocast_dtype, lr_factor, resolve_device, split_settings
 from .data import SeededSampler, open_dataset
 from .ema import GeneratorAverage, using
 from .errors import Img2ImgError
@@ -35,6 +36,7 @@ from .checkpoints import (
     capture_rng,
     load_networks,
     network_tensors,
+    from_record,
     restore_rng,
     settings_record,
 )
@@ -121,6 +123,32 @@ class Trainer:
         self.metrics = runs.MetricsLog(self.run_dir, tensorboard=config.logger == "tensorboard")
         self.fixed_batch = self._fixed_batch()
         self.eval_set = load_eval_set(self.model, config.eval_data) if config.eval_every else None
+
+    @classmethod
+    def resume(cls, model_cls: type[Model], ref: str | Path = "latest", *,
+               plugin: Mapping[str, str] | None = None, progress: bool | None = None,
+               **overrides: Any) -> "Trainer":
+        """A trainer that continues a run exactly where it stopped: `ref` is a run folder, a
+        checkpoint, or "latest" (the newest run of this model under `runs_dir`). Settings come
+        from the checkpoint; training settings in `overrides` (e.g. a larger `max_steps`) win;
+        model options cannot change (the networks were built with the checkpoint's own)."""
+        options_given, training = split_settings(model_cls, overrides)
+        if options_given:
+            flags = ", ".join("--" + o.replace("_", "-") for o in sorted(options_given))
+            raise Img2ImgError(f"{flags}: model options cannot change when resuming (the "
+                               "checkpoint's networks were built with its own options)")
+        runs_dir = Path(training.get("runs_dir", TrainConfig.runs_dir))
+        weights = checkpoints.resolve_checkpoint(ref, runs_dir, model=model_cls.name)
+        meta = checkpoints.read_metadata(weights)
+        if meta.get("model") != model_cls.name:
+            raise Img2ImgError(f"--resume {ref}: {weights} is a '{meta.get('model')}' "
+                               f"checkpoint, not '{model_cls.name}'")
+        options = from_record(model_cls.Options, meta["options"], "model options")
+        saved = from_record(TrainConfig, meta["training"], "training settings")
+        print(f"Resuming {weights}", file=sys.stderr)
+        return cls(model_cls, options, dataclasses.replace(saved, **training),
+                   resume_from=weights, plugin=plugin, preset=meta.get("preset"),
+                   progress=progress)
 
     def _speed_up(self, config: TrainConfig) -> None:
         """Memory format and compilation, applied to every network of every model."""

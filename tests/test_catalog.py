@@ -11,7 +11,7 @@ import torch
 
 import img2img
 from img2img.catalog import Catalog, build_catalog, model_problems
-from img2img.cli import BUILTIN_COMMANDS, TRAIN_FIELDS
+from img2img.catalog import BUILTIN_COMMANDS, TRAIN_FIELDS
 from img2img.plugins import PluginManager, add_plugin, load_plugins
 
 

@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 import img2img
+import img2img.api
 import img2img.cli
 from img2img.cli import build_cli
 from img2img.plugins import add_plugin, load_plugins
@@ -71,6 +72,7 @@ class RecordingTrainer:
     """Stands in for `img2img.Trainer`: records what the CLI resolved instead of training."""
 
     calls: ClassVar[list] = []
+    resume = classmethod(img2img.Trainer.resume.__func__)  # checks, then records the resumed run
 
     def __init__(self, model_cls, options, config, **kwargs):
         RecordingTrainer.calls.append(types.SimpleNamespace(
@@ -84,7 +86,7 @@ class RecordingTrainer:
 @pytest.fixture
 def trainer(monkeypatch):
     RecordingTrainer.calls = []
-    monkeypatch.setattr(img2img.cli, "Trainer", RecordingTrainer)
+    monkeypatch.setattr(img2img.api, "Trainer", RecordingTrainer)
     return RecordingTrainer
 
 
@@ -318,7 +320,7 @@ def test_unexpected_error_is_reported_as_internal(runner, cli, monkeypatch):
         def fit(self):
             raise ZeroDivisionError("oops")
 
-    monkeypatch.setattr(img2img.cli, "Trainer", Exploding)
+    monkeypatch.setattr(img2img.api, "Trainer", Exploding)
     result = runner.invoke(cli, ["train", "pix2pix"])
     assert result.exit_code == 1
     assert "internal error: ZeroDivisionError: oops" in result.stderr

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from img2img.catalog import build_catalog
-from img2img.cli import TRAIN_FIELDS
+from img2img.catalog import TRAIN_FIELDS
 from img2img.plugins import load_plugins
 from img2img.testing import check_model
 

@@ -20,7 +20,8 @@ from torch import nn
 
 import img2img
 from img2img.catalog import build_catalog
-from img2img.cli import BUILTIN_COMMANDS, TRAIN_FIELDS, build_cli
+from img2img.catalog import BUILTIN_COMMANDS, TRAIN_FIELDS
+from img2img.cli import build_cli
 from img2img.inference import DEFAULT_TILE
 from img2img.plugins import add_plugin, load_plugins
 from img2img.testing import check_model

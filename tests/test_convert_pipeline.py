@@ -23,7 +23,7 @@ class MirrorPipeline:
     convert_options = [click.Option(["--mirror/--no-mirror"], default=True,
                                     help="translate the mirrored image")]
 
-    def convert(self, translate, image, mirror):
+    def convert(self, translate, image, *, source, mirror):
         if not mirror:
             return translate(image)
         return np.ascontiguousarray(translate(np.ascontiguousarray(image[:, ::-1]))[:, ::-1])

@@ -26,11 +26,11 @@ def pix2pix_run(tmp_path_factory):
     return check_model(Pix2Pix, workdir=tmp_path_factory.mktemp("p2p"))
 
 
-def test_eval_paired_writes_metrics_json_and_prints_a_table(cli, pix2pix_run, tmp_path):
+def test_eval_paired_writes_eval_json_and_prints_a_table(cli, pix2pix_run, tmp_path):
     folders = write_sample_images("paired", tmp_path / "held_out", n=3, size=40, seed=5)
     result = CliRunner().invoke(cli, ["eval", str(pix2pix_run), "--data", str(folders["data"])])
     assert result.exit_code == 0, result.output
-    record = json.loads((pix2pix_run / "metrics.json").read_text())
+    record = json.loads((pix2pix_run / "eval.json").read_text())
     assert record["items"] == 3
     assert 0 < record["psnr"] < 60 and -1 <= record["ssim"] <= 1 and 0 <= record["l1"] <= 1
     assert "psnr" in result.stdout and "ssim" in result.stdout

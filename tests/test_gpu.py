@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from img2img.catalog import build_catalog
-from img2img.cli import TRAIN_FIELDS
+from img2img.catalog import TRAIN_FIELDS
 from img2img.plugins import load_plugins
 from img2img.testing import check_model
 

@@ -16,7 +16,7 @@ from PIL import Image
 
 import img2img
 from img2img.catalog import build_catalog
-from img2img.cli import BUILTIN_COMMANDS, TRAIN_FIELDS
+from img2img.catalog import BUILTIN_COMMANDS, TRAIN_FIELDS
 from img2img.inference import Translator
 from img2img.plugins import load_plugins
 from img2img.testing import check_model

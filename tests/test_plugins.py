@@ -9,7 +9,7 @@ import pytest
 
 import img2img
 from img2img.catalog import build_catalog
-from img2img.cli import BUILTIN_COMMANDS, TRAIN_FIELDS
+from img2img.catalog import BUILTIN_COMMANDS, TRAIN_FIELDS
 from img2img.plugins import load_plugins
 
 BROKEN = "raise RuntimeError('plugin exploded on import')\n"

@@ -17,7 +17,7 @@ def test_index_html_links_every_sample_and_contains_the_metrics(tmp_path):
         runs.append_metrics(run_dir, {"step": step, "epoch": 1, "g/l1": 30.0 / step,
                                       "d/real": 0.5})
     runs.append_metrics(run_dir, {"step": 30, "epoch": 1, "eval/psnr": 21.5})
-    (run_dir / "metrics.json").write_text(json.dumps({"psnr": 23.25, "ssim": 0.71}))
+    (run_dir / "eval.json").write_text(json.dumps({"psnr": 23.25, "ssim": 0.71}))
     page = write_report(run_dir).read_text()
     linked = set(re.findall(r"src='samples/([^']+)'", page))
     assert linked == {f"step_{s:08d}.png" for s in (10, 20, 30)}

@@ -9,6 +9,7 @@ from img2img.networks.norm import (
     norm_layer,
     per_sample_batch_norm,
 )
+from img2img.networks.options import NetworkOptions, network_field
 from img2img.networks.patchgan import PatchDiscriminator, receptive_field
 from img2img.networks.resnet import ResnetBlock, ResnetGenerator
 from img2img.networks.unet import UnetGenerator
@@ -17,12 +18,14 @@ __all__ = [
     "GENERATORS",
     "build_generator",
     "NORMS",
+    "NetworkOptions",
     "PatchDiscriminator",
     "PerSampleNorm2d",
     "ResnetBlock",
     "ResnetGenerator",
     "UnetGenerator",
     "init_weights",
+    "network_field",
     "norm_layer",
     "per_sample_batch_norm",
     "receptive_field",

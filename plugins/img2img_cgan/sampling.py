@@ -1,5 +1,4 @@
-"""What `img2img sample` does, as plain functions: find a run of a model that samples, turn
-`--label` values (class names, indices, `all`) into class indices, lay generated images out in a
+"""What `img2img sample` does, as plain functions: turn `--label` values (class names, indices, `all`) into class indices, lay generated images out in a
 grid with one row (or block of rows) per label, and write the grid or one file per image."""
 from __future__ import annotations
 
@@ -10,32 +9,12 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from img2img import runs
-from img2img.catalog import Catalog
 from img2img.data.decode import IMAGE_EXTENSIONS
-from img2img.errors import CheckpointError, Img2ImgError
+from img2img.errors import Img2ImgError
 from img2img.images import grid, to_array, write_image
 
 ALL = "all"
 LISTED = 40  # classes named in an error message before "..."
-
-
-def newest_sampling_run(catalog: Catalog, runs_dir: Path) -> Path:
-    """The newest run under `runs_dir` of any installed model that samples (no directions), so
-    a newer pix2pix run does not hide the cgan run `latest` should mean here."""
-    found = []
-    for name, cls in catalog.models.items():
-        if cls.directions:
-            continue
-        try:
-            run = runs.newest_run(runs_dir, name)
-        except CheckpointError:
-            continue
-        found.append(((run / runs.CONFIG).stat().st_mtime, str(run)))
-    if not found:
-        raise CheckpointError(f"no trained run of a model that samples under {runs_dir}/; train "
-                              "one with `img2img train cgan --data DIR` or pass --model PATH")
-    return Path(max(found)[1])
 
 
 def describe_classes(classes: Sequence[str]) -> str:

@@ -14,19 +14,14 @@ import torch.nn.functional as F
 
 import img2img
 from img2img.losses import ImagePool
-from img2img.networks import GENERATORS, NORMS, PatchDiscriminator, build_generator, init_weights
+from img2img.networks import NetworkOptions, network_field
 
 
 @dataclass(frozen=True)
-class Options:
-    generator: str = field(default="resnet-9", metadata={
-        "help": "generator network for both directions", "choices": GENERATORS})
-    ngf: int = field(default=64, metadata={"help": "generator width (filters in the first layer)"})
-    ndf: int = field(default=64, metadata={"help": "discriminator width"})
-    d_layers: int = field(default=3, metadata={"help": "PatchGAN layers (3 = 70x70 patches)"})
-    norm: str = field(default="instance", metadata={"help": "normalisation layers",
-                                                    "choices": NORMS})
-    dropout: bool = field(default=False, metadata={"help": "dropout in the residual blocks"})
+class Options(NetworkOptions):  # both directions use the same networks
+    generator: str = network_field("generator", "resnet-9")
+    norm: str = network_field("norm", "instance")
+    dropout: bool = network_field("dropout", False)
     lambda_cycle: float = field(default=10.0, metadata={
         "help": "weight of the cycle-consistency loss (each direction)"})
     lambda_identity: float = field(default=0.5, metadata={
@@ -50,14 +45,10 @@ class CycleGAN(img2img.Model):
 
     def build_generators(self):
         o, c = self.options, self.spec.channels
-        return {name: build_generator(o.generator, c, c, ngf=o.ngf, norm=o.norm,
-                                      dropout=o.dropout, size=self.spec.size)
-                for name in ("a_to_b", "b_to_a")}
+        return {name: o.make_generator(c, c, self.spec.size) for name in ("a_to_b", "b_to_a")}
 
     def build_discriminators(self):
-        o, c = self.options, self.spec.channels
-        return {d: init_weights(PatchDiscriminator(c, o.ndf, o.d_layers, o.norm))
-                for d in ("a", "b")}
+        return {d: self.options.make_discriminator(self.spec.channels) for d in ("a", "b")}
 
     def generate(self, batch):
         return {"fake_b": self.generators["a_to_b"](batch["a"]),
@@ -100,9 +91,6 @@ class CycleGAN(img2img.Model):
                                                         batch[domain], fake)
             terms.update({f"{domain}_{k}": v for k, v in found.items()})
         return terms
-
-    def translate(self, images, direction=None):
-        return self.generators[self.resolve_direction(direction)](images)
 
     def visuals(self, batch, fakes):
         g = self.generators

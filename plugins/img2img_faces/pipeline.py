@@ -94,7 +94,7 @@ class FacePipeline:
             self._detectors[model] = make_detector(model)
         return self._detectors[model]
 
-    def convert(self, translate: Callable[[np.ndarray], np.ndarray], image: np.ndarray,
+    def convert(self, translate: Callable[[np.ndarray], np.ndarray], image: np.ndarray, *,
                 faces: str = "all", face_margin: float = DEFAULT_MARGIN,
                 face_size: int = DEFAULT_SIZE, face_detector: Path | None = None,
                 source: str | Path | None = None) -> np.ndarray:

@@ -97,8 +97,9 @@ def _write_pair(target: Path, stem: str, printed: np.ndarray, hand: np.ndarray) 
                                  "Pillow's built-in font)")
 @click.option("--size", type=click.IntRange(min=16), default=GLYPH_SIZE,
               help="glyph canvas size in px")
-@click.option("--margin", type=click.IntRange(min=0), default=MARGIN,
-              help="paper around the fitted ink box, in px")
+@click.option("--padding", "margin", type=click.IntRange(min=0), default=MARGIN,
+              help="paper around the fitted ink box, in px (`--margin` is the faces' "
+                   "fraction of the face size)")
 @click.option("--jitter", type=click.IntRange(min=0), default=0,
               help="extra copies of each pair on disk with small random rotation, scale, "
                    "shear and elastic distortion (the handwriting preset already warps every "
@@ -113,7 +114,7 @@ def prepare_command(glyphs: Path, dst: Path, font: Path | None, size: int, margi
     (GLYPHS/a_0.png). Train: img2img train pix2pix --preset handwriting --data DST
     """
     if 2 * margin >= size:
-        raise click.BadParameter(f"--margin {margin} leaves no room on a {size} px canvas")
+        raise click.BadParameter(f"--padding {margin} leaves no room on a {size} px canvas")
     outcome = prepare_handwriting(glyphs, dst, font, size=size, margin=margin, jitter=jitter,
                                   seed=seed)
     for path, message in outcome.skipped:

@@ -5,6 +5,7 @@ input's frame and, with `--binarize`, thresholded with Otsu's method."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import click
 import numpy as np
@@ -29,8 +30,8 @@ class GlyphPipeline:
     def __init__(self, size: int = GLYPH_SIZE, margin: int = MARGIN):
         self.size, self.margin = size, margin
 
-    def convert(self, translate: Callable[[np.ndarray], np.ndarray], image: np.ndarray,
-                binarize: bool = False) -> np.ndarray:
+    def convert(self, translate: Callable[[np.ndarray], np.ndarray], image: np.ndarray, *,
+                source: str | Path | None = None, binarize: bool = False) -> np.ndarray:
         """The glyph in `image` translated in its own frame (`translate` already carries the
         run's style, the core's `--style`)."""
         grey = normalise_ink(image)

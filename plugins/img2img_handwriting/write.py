@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-import img2img
+from img2img.commands import open_run, output_option, run_options
 from img2img.images import write_image
 from img2img.inference import Translator
 
@@ -74,10 +74,7 @@ def write_line(translator: Translator, text: str, font: Path | None = None, *,
 
 @click.command("write", context_settings={"show_default": True})
 @click.argument("text")
-@click.option("--model", "model_ref", default="latest", metavar="RUN|CHECKPOINT",
-              help="a handwriting run (img2img train pix2pix --preset handwriting)")
-@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path),
-              default=Path("handwriting.png"), help="the PNG to write (one grey channel)")
+@output_option(default=Path("handwriting.png"), help="the PNG to write (one grey channel)")
 @click.option("--font", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               default=None, help="font the printed characters are rendered in (default: "
                                  "Pillow's built-in font; best: the font the run trained on)")
@@ -85,16 +82,14 @@ def write_line(translator: Translator, text: str, font: Path | None = None, *,
               help="the hand to write in, for runs trained on style sub-folders")
 @click.option("--binarize/--no-binarize", default=False,
               help="pure black ink on white paper (Otsu threshold)")
-@click.option("--runs-dir", type=click.Path(path_type=Path), default=Path("runs"),
-              help="where 'latest' looks for runs")
-@click.option("--device", default="auto", help="cuda, cuda:N, mps, cpu or auto")
+@run_options("translate")
 def write_command(text: str, model_ref: str, out: Path, font: Path | None, style: str | None,
                   binarize: bool, runs_dir: Path, device: str) -> None:
-    """Write TEXT as one line of handwriting with a trained handwriting run."""
+    """Write TEXT as one line of handwriting with a trained handwriting run (`img2img train
+    pix2pix --preset handwriting`)."""
     if not text.strip():
         raise click.BadParameter("nothing to write", param_hint="TEXT")
-    translator = img2img.load(model_ref, device=device, runs_dir=runs_dir,
-                              catalog=click.get_current_context().find_root().obj["catalog"])
+    translator = open_run(model_ref, runs_dir, device, "translate")
     line = write_line(translator, text, font, style=style, binarized=binarize)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_image(out, line.image)

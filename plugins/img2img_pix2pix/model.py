@@ -20,8 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 import img2img
-from img2img.networks import (GENERATORS, NORMS, PatchDiscriminator, build_generator,
-                              init_weights, per_sample_batch_norm)
+from img2img.networks import NetworkOptions, per_sample_batch_norm
 from img2img.networks.unet import UnetGenerator, UnetLevel
 
 
@@ -60,14 +59,7 @@ class StyledUnet(nn.Module):
 
 
 @dataclass(frozen=True)
-class Options:
-    generator: str = field(default="unet-256", metadata={
-        "help": "generator network (unet-N fits N px crops)", "choices": GENERATORS})
-    ngf: int = field(default=64, metadata={"help": "generator width (filters in the first layer)"})
-    ndf: int = field(default=64, metadata={"help": "discriminator width"})
-    d_layers: int = field(default=3, metadata={"help": "PatchGAN layers (3 = 70x70 patches)"})
-    norm: str = field(default="batch", metadata={"help": "normalisation layers", "choices": NORMS})
-    dropout: bool = field(default=True, metadata={"help": "dropout in the generator (training)"})
+class Options(NetworkOptions):  # the published networks: NetworkOptions' defaults are pix2pix's
     lambda_l1: float = field(default=100.0, metadata={"help": "weight of the L1 loss to the target"})
 
 
@@ -82,8 +74,7 @@ class Pix2Pix(img2img.Model):
 
     def build_generators(self):
         o, c = self.options, self.spec.channels
-        net = build_generator(o.generator, c, c, ngf=o.ngf, norm=o.norm, dropout=o.dropout,
-                              size=self.spec.size)
+        net = o.make_generator(c, c, self.spec.size)
         if self.spec.classes:  # style sub-folders in the data: one embedding per style
             if not isinstance(net, UnetGenerator):
                 raise img2img.Img2ImgError(f"style labels need a U-Net generator, not "
@@ -96,8 +87,7 @@ class Pix2Pix(img2img.Model):
         return net(a) if not self.spec.classes else net(a, style)
 
     def build_discriminators(self):
-        o, c = self.options, self.spec.channels
-        return {"b": init_weights(PatchDiscriminator(2 * c, o.ndf, o.d_layers, o.norm))}
+        return {"b": self.options.make_discriminator(2 * self.spec.channels)}
 
     def _critic(self, a: Tensor):
         discriminator = self.discriminators["b"]
@@ -116,10 +106,6 @@ class Pix2Pix(img2img.Model):
     def discriminator_losses(self, batch, fakes):
         return self.adversary.discriminator_losses(self._critic(batch["a"]), batch["b"],
                                                    fakes["fake_b"])
-
-    def translate(self, images, direction=None, label=None):
-        self.resolve_direction(direction)
-        return self._generator(images, label)
 
     def visuals(self, batch, fakes):
         return {"a": batch["a"], "fake_b": fakes["fake_b"], "b": batch["b"]}

@@ -18,7 +18,8 @@ from click.testing import CliRunner
 
 import img2img
 from img2img.catalog import build_catalog
-from img2img.cli import TRAIN_FIELDS, build_cli
+from img2img.catalog import TRAIN_FIELDS
+from img2img.cli import build_cli
 from img2img.data.decode import read_native
 from img2img.plugins import load_plugins
 from img2img.testing import write_sample_images

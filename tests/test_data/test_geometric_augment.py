@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 from img2img_pix2pix import Pix2Pix
 
+import img2img.api
 import img2img.cli
 from img2img import Img2ImgError, TrainConfig, Trainer
 from img2img.cli import build_cli
@@ -93,7 +94,7 @@ def _trained_config(monkeypatch, *args):
         def fit(self):
             return self.run_dir
 
-    monkeypatch.setattr(img2img.cli, "Trainer", Recording)
+    monkeypatch.setattr(img2img.api, "Trainer", Recording)
     result = CliRunner().invoke(build_cli(load_plugins(strict=True, env=PLUGINS)),
                                 ["train", *args])
     assert result.exit_code == 0, result.output

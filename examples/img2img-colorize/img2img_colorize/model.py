@@ -14,8 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 import img2img
-from img2img.networks import (GENERATORS, NORMS, PatchDiscriminator, build_generator,
-                              init_weights, per_sample_batch_norm)
+from img2img.networks import NetworkOptions, network_field, per_sample_batch_norm
 
 # ITU-R BT.601 luma: the grey a black-and-white photo or a photo editor's "desaturate" gives.
 GREY_WEIGHTS = (0.299, 0.587, 0.114)
@@ -35,13 +34,8 @@ def to_grey(images: Tensor) -> Tensor:
 
 
 @dataclass(frozen=True)
-class Options:
-    generator: str = field(default="unet-256", metadata={
-        "help": "generator network (unet-N fits N px crops)", "choices": GENERATORS})
-    ngf: int = field(default=64, metadata={"help": "generator width (filters in the first layer)"})
-    ndf: int = field(default=64, metadata={"help": "discriminator width"})
-    d_layers: int = field(default=3, metadata={"help": "PatchGAN layers (3 = 70x70 patches)"})
-    norm: str = field(default="batch", metadata={"help": "normalisation layers", "choices": NORMS})
+class Options(NetworkOptions):  # img2img's shared U-Net + PatchGAN options
+    dropout: bool = network_field("dropout", False)
     lambda_l1: float = field(default=100.0, metadata={
         "help": "weight of the L1 loss to the real colours"})
 
@@ -58,15 +52,12 @@ class Colorize(img2img.Model):
         if self.spec.channels != 3:
             raise img2img.Img2ImgError("colorize learns colour: train it on colour photos with "
                                        f"--channels 3 (got --channels {self.spec.channels})")
-        o = self.options
-        net = build_generator(o.generator, 1, 3, ngf=o.ngf, norm=o.norm, dropout=False,
-                              size=self.spec.size)
+        net = self.options.make_generator(1, 3, self.spec.size)
         # Batch statistics per image at inference too, as in training (see pix2pix).
         return {"a_to_b": per_sample_batch_norm(net)}
 
     def build_discriminators(self):
-        o = self.options
-        return {"b": init_weights(PatchDiscriminator(1 + 3, o.ndf, o.d_layers, o.norm))}
+        return {"b": self.options.make_discriminator(1 + 3)}
 
     def _critic(self, grey: Tensor):
         discriminator = self.discriminators["b"]

@@ -1,0 +1,73 @@
+"""The functions behind the commands, for Python users: `train` (a new run or a resumed one)
+and `evaluate_run` (measure a run on held-out data and save what was measured). The command line
+parses its flags and calls these, so a script gets exactly the run the command line would."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from . import checkpoints, runs
+from .catalog import Catalog, catalog as installed_catalog
+from .evaluate import INCEPTION_HELP, evaluate, inception_features, load_eval_set
+from .errors import Img2ImgError
+from .config import resolve_settings
+from .inference import LoadedModel, load
+from .trainer import Trainer
+
+
+def train(model: str, *, preset: str | None = None, resume: str | Path | None = None,
+          catalog: Catalog | None = None, progress: bool | None = None,
+          **settings: Any) -> Path:
+    """Train `model` (a name from `img2img.list_models()`) and return the run folder.
+
+    `settings` are the model's options and the training settings by field name (`data="pairs/"`,
+    `max_steps=500`, `ngf=32`; see `img2img train MODEL --help`). Precedence: field default <
+    model default < `preset` < `settings`. With `resume` (a run folder, a checkpoint or
+    "latest"), the run continues exactly where it stopped; `settings` may then change only
+    training settings. `progress` shows a progress bar (default: when stderr is a terminal)."""
+    catalog = catalog if catalog is not None else installed_catalog()
+    model_cls = catalog.model(model)
+    owner = catalog.owners.get(("model", model))
+    plugin = {"name": owner.name, "distribution": owner.distribution,
+              "version": owner.version} if owner else {}
+    if resume is not None:
+        if preset is not None:
+            raise Img2ImgError("--preset: a resumed run keeps the preset it was trained with")
+        trainer = Trainer.resume(model_cls, str(resume), plugin=plugin, progress=progress,
+                                 **settings)
+    else:
+        found = catalog.preset(model, preset) if preset is not None else None
+        options, config = resolve_settings(model_cls, found, **settings)
+        trainer = Trainer(model_cls, options, config, plugin=plugin, preset=preset,
+                          progress=progress)
+        print(f"Run folder: {trainer.run_dir}", file=sys.stderr)
+    return trainer.fit()
+
+
+def evaluate_run(run: str | Path | LoadedModel, data: str | Path, *,
+                 runs_dir: str | Path = "runs", device: str = "auto",
+                 inception_weights: str | Path | None = None, limit: int | None = None,
+                 batch_size: int = 8, out: str | Path | None = None,
+                 catalog: Catalog | None = None) -> tuple[dict[str, Any], Path]:
+    """Measure a trained run (a run folder, checkpoint, "latest", or what `img2img.load` returned) on
+    held-out `data` in its training layout, write the record to `out` (default: RUN/eval.json)
+    and return (record, path). The record holds the checkpoint, the data, the item count and
+    the metrics (PSNR/SSIM/L1 for paired data, SWD for unpaired and labelled data, FID/KID with
+    local `inception_weights`)."""
+    loaded = run if isinstance(run, LoadedModel) else load(run, device=device, runs_dir=runs_dir,
+                                                          catalog=catalog)
+    features = inception_features(Path(inception_weights), loaded.device) \
+        if inception_weights else None
+    print(f"Evaluating {loaded.checkpoint} on {data}", file=sys.stderr)
+    eval_set = load_eval_set(loaded.model, Path(data), limit)
+    results = evaluate(loaded.model, eval_set, batch_size=batch_size, features=features)
+    if features is None:
+        print(f"(no FID/KID: {INCEPTION_HELP})", file=sys.stderr)
+    target = Path(out) if out is not None else \
+        checkpoints.run_dir_of(loaded.checkpoint) / runs.EVAL
+    record = {"checkpoint": str(loaded.checkpoint), "data": str(data),
+              "items": len(next(iter(eval_set.values()))), **results}
+    runs.write_text(target, json.dumps(record, indent=2) + "\n")
+    return record, target

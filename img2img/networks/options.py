@@ -1,0 +1,50 @@
+"""The network options that pix2pix-style models share (generator kind, widths, PatchGAN depth,
+normalisation, dropout) as one frozen base for a model's `Options`, with the two networks they
+describe. A model subclasses it, changes defaults with `network_field`, and adds its own
+loss weights."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from torch import nn
+
+from img2img.networks.factory import GENERATORS, build_generator
+from img2img.networks.init import init_weights
+from img2img.networks.norm import NORMS
+from img2img.networks.patchgan import PatchDiscriminator
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkOptions:
+    """Defaults are pix2pix's (Isola et al. 2017): a U-Net-256 with batch norm and dropout, and
+    a 70x70 PatchGAN (3 layers), both 64 filters wide."""
+
+    generator: str = dataclasses.field(default="unet-256", metadata={
+        "help": "generator network (unet-N fits N px crops; resnet-N has N residual blocks)",
+        "choices": GENERATORS})
+    ngf: int = dataclasses.field(default=64, metadata={
+        "help": "generator width (filters in the first layer)"})
+    ndf: int = dataclasses.field(default=64, metadata={"help": "discriminator width"})
+    d_layers: int = dataclasses.field(default=3, metadata={
+        "help": "PatchGAN layers (3 = 70x70 patches)"})
+    norm: str = dataclasses.field(default="batch", metadata={
+        "help": "normalisation layers", "choices": NORMS})
+    dropout: bool = dataclasses.field(default=True, metadata={
+        "help": "dropout in the generator while training (U-Net decoder, ResNet blocks)"})
+
+    def make_generator(self, in_channels: int, out_channels: int, size: int | None) -> nn.Module:
+        """The generator these options describe, for `size` px crops (U-Nets check it fits)."""
+        return build_generator(self.generator, in_channels, out_channels, ngf=self.ngf,
+                               norm=self.norm, dropout=self.dropout, size=size)
+
+    def make_discriminator(self, in_channels: int) -> nn.Module:
+        """The PatchGAN these options describe, initialised as the reference does."""
+        return init_weights(PatchDiscriminator(in_channels, self.ndf, self.d_layers, self.norm))
+
+
+def network_field(name: str, default: Any) -> Any:
+    """A `NetworkOptions` field with another default, keeping its help and choices, e.g.
+    `norm: str = network_field("norm", "instance")` in a subclass."""
+    base = {f.name: f for f in dataclasses.fields(NetworkOptions)}[name]
+    return dataclasses.field(default=default, metadata=base.metadata)
