@@ -165,8 +165,12 @@ def cli(tutorial, monkeypatch, tmp_path):
     pm = load_plugins(strict=True, env={LOAD_ENV: "img2img"})
     add_plugin(pm, _import_fresh(package), package, distribution="img2img-denoise")
     for i, code in enumerate(_standalone_blocks()):
-        namespace: dict = {"__name__": f"readme_block_{i}"}
-        exec(compile(code, f"plugins/README.md python block {i}", "exec"), namespace)
+        # A real module, as a plugin's is (dataclasses look their module up in sys.modules).
+        module = types.ModuleType(f"readme_block_{i}")
+        monkeypatch.setitem(sys.modules, module.__name__, module)
+        exec(compile(code, f"plugins/README.md python block {i}", "exec", dont_inherit=True),
+             module.__dict__)
+        namespace = module.__dict__
         hooks = {k: v for k, v in namespace.items() if k.startswith("register_")}
         if hooks:
             add_plugin(pm, types.SimpleNamespace(**hooks), f"readme_block_{i}")
@@ -198,6 +202,15 @@ def test_the_command_block_works(cli, tmp_path):
                                       str(tmp_path / "noisy.png")])
     assert result.exit_code == 0, result.output
     assert cv2.imread(str(tmp_path / "noisy.png")).shape == (8, 8, 3)
+
+
+def test_the_shared_run_options_block_chooses_the_run_as_convert_does(cli):
+    result = CliRunner().invoke(cli, ["describe", "--help"])
+    assert result.exit_code == 0, result.output
+    for flag in ("--model RUN|CHECKPOINT", "--runs-dir", "--device", "-o, --out"):
+        assert flag in result.output, flag
+    result = CliRunner().invoke(cli, ["describe", "--runs-dir", "nowhere"])
+    assert result.exit_code == 1 and "no trained run of a model that translates" in result.output
 
 
 def test_the_tutorial_tests_pass(tutorial, tmp_path):
