@@ -81,3 +81,20 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture
+def save():
+    """`save(run_dir, step, value=0.0, keep=0)`: a tiny checkpoint (one 2x2 weight filled with
+    `value`) written the way the trainer writes one."""
+    import torch
+
+    from img2img import checkpoints
+
+    def write(run_dir, step, value=0.0, keep=0):
+        tensors = {"generators.a_to_b.weight": torch.full((2, 2), float(value))}
+        state = {"step": step, "rng": torch.get_rng_state()}
+        return checkpoints.save_checkpoint(run_dir, step, tensors,
+                                           {"model": "demo", "step": step}, state, keep=keep)
+
+    return write

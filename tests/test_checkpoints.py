@@ -8,16 +8,10 @@ import torch
 from img2img import CheckpointError
 from img2img import checkpoints, runs
 
-def _save(run_dir, step, value=0.0, keep=0):
-    tensors = {"generators.a_to_b.weight": torch.full((2, 2), float(value))}
-    state = {"step": step, "rng": torch.get_rng_state()}
-    return checkpoints.save_checkpoint(run_dir, step, tensors, {"model": "demo", "step": step},
-                                state, keep=keep)
 
-
-def test_checkpoint_round_trip_is_self_describing(tmp_path):
+def test_checkpoint_round_trip_is_self_describing(tmp_path, save):
     run_dir = runs.create_run(tmp_path, "r")
-    weights = _save(run_dir, 7, value=1.5)
+    weights = save(run_dir, 7, value=1.5)
     assert checkpoints.resolve_checkpoint(run_dir) == weights
     assert checkpoints.read_metadata(weights) == {"model": "demo", "step": 7}
     assert checkpoints.load_weights(weights)["generators.a_to_b.weight"].eq(1.5).all()
@@ -26,9 +20,10 @@ def test_checkpoint_round_trip_is_self_describing(tmp_path):
 
 
 @pytest.mark.parametrize("fail_in", ["weights", "state"])
-def test_crash_while_writing_keeps_the_previous_latest(tmp_path, monkeypatch, fail_in):
+def test_crash_while_writing_keeps_the_previous_latest(tmp_path, monkeypatch, fail_in,
+                                                       save):
     run_dir = runs.create_run(tmp_path, "r")
-    good = _save(run_dir, 1, value=1.0)
+    good = save(run_dir, 1, value=1.0)
 
     def crash_midway(obj, path, *args, **kwargs):
         with open(path, "wb") as f:
@@ -40,7 +35,7 @@ def test_crash_while_writing_keeps_the_previous_latest(tmp_path, monkeypatch, fa
     else:
         monkeypatch.setattr(checkpoints.torch, "save", crash_midway)
     with pytest.raises(OSError):
-        _save(run_dir, 2, value=2.0)
+        save(run_dir, 2, value=2.0)
     monkeypatch.undo()
 
     latest = checkpoints.resolve_checkpoint(run_dir)
@@ -51,10 +46,10 @@ def test_crash_while_writing_keeps_the_previous_latest(tmp_path, monkeypatch, fa
     assert sorted(leftovers) == ["latest", "step_00000001.safetensors", "step_00000001.state.pt"]
 
 
-def test_keep_prunes_old_checkpoints(tmp_path):
+def test_keep_prunes_old_checkpoints(tmp_path, save):
     run_dir = runs.create_run(tmp_path, "r")
     for step in range(1, 5):
-        _save(run_dir, step, keep=2)
+        save(run_dir, step, keep=2)
     assert checkpoints.list_checkpoints(run_dir / "checkpoints") == ["step_00000003", "step_00000004"]
 
 
@@ -80,13 +75,13 @@ def test_corrupt_or_foreign_weights_are_reported(tmp_path):
         checkpoints.load_state(foreign)
 
 
-def test_best_checkpoint_is_addressed_as_run_colon_best(tmp_path):
+def test_best_checkpoint_is_addressed_as_run_colon_best(tmp_path, save):
     run_dir = runs.create_run(tmp_path, "r")
     with pytest.raises(CheckpointError, match="--eval-every"):
         checkpoints.resolve_checkpoint(f"{run_dir}:best")
-    good = _save(run_dir, 1, value=3.0)
+    good = save(run_dir, 1, value=3.0)
     checkpoints.save_best(good)
-    _save(run_dir, 2, value=4.0, keep=1)  # pruning never removes the best copy
+    save(run_dir, 2, value=4.0, keep=1)  # pruning never removes the best copy
     best = checkpoints.resolve_checkpoint(f"{run_dir}:best")
     assert best.name == "best.safetensors"
     assert checkpoints.load_weights(best)["generators.a_to_b.weight"].eq(3.0).all()

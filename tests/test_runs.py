@@ -5,16 +5,9 @@ import json
 import time
 
 import pytest
-import torch
 
 from img2img import CheckpointError
 from img2img import checkpoints, runs
-
-def _save(run_dir, step, value=0.0, keep=0):
-    tensors = {"generators.a_to_b.weight": torch.full((2, 2), float(value))}
-    state = {"step": step, "rng": torch.get_rng_state()}
-    return checkpoints.save_checkpoint(run_dir, step, tensors, {"model": "demo", "step": step},
-                                state, keep=keep)
 
 
 def test_create_run_never_reuses_a_folder(tmp_path):
@@ -23,14 +16,14 @@ def test_create_run_never_reuses_a_folder(tmp_path):
     assert first != second and second.name == "same-2"
 
 
-def test_newest_run_and_latest(tmp_path):
+def test_newest_run_and_latest(tmp_path, save):
     old = runs.create_run(tmp_path, "old")
     runs.write_config(old, {"model": "pix2pix"})
-    _save(old, 1)
+    save(old, 1)
     time.sleep(0.02)
     new = runs.create_run(tmp_path, "new")
     runs.write_config(new, {"model": "cyclegan"})
-    _save(new, 1)
+    save(new, 1)
     assert runs.newest_run(tmp_path) == new
     assert runs.newest_run(tmp_path, model="pix2pix") == old
     assert checkpoints.resolve_checkpoint("latest", tmp_path).parent.parent == new
