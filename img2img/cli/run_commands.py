@@ -1,0 +1,131 @@
+"""`img2img convert` and `img2img eval`: the commands that use a trained run."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from tqdm import tqdm
+
+from .. import api
+from ..catalog import Catalog
+from ..commands import open_run, output_option, run_options
+from ..convert import convert as run_convert
+from ..errors import Img2ImgError
+from ..flags import TYPED, SectionedCommand
+from ..inference import DEFAULT_TILE
+from .errors import Failure
+
+
+def convert_command(catalog: Catalog) -> click.Command:
+    @click.command("convert", cls=SectionedCommand, context_settings={"show_default": True})
+    @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
+    @output_option(help="output folder (default: converted/), or the output file for one input")
+    @run_options("translate")
+    @click.option("--direction", default=None,
+                  help="a_to_b or b_to_a for two-way models (default: the model's first)")
+    @click.option("--size", type=click.IntRange(min=8), default=None,
+                  help="translate at this short side, then resize back (default: as is)")
+    @click.option("--style", "--label", "label", default=None, metavar="NAME",
+                  help="runs trained on style or class sub-folders (e.g. several writers): "
+                       "which one to produce (default: the first)")
+    @click.option("--tile", type=click.IntRange(min=32), default=DEFAULT_TILE,
+                  help="images larger than this are translated in overlapping tiles, so "
+                       "memory stays bounded")
+    @click.option("--batch-size", type=click.IntRange(min=1), default=None,
+                  help="same-sized images translated together (default: 4 on a GPU, 1 on a "
+                       "CPU, where larger batches only add cache misses)")
+    @click.pass_context
+    def convert(ctx: click.Context, inputs: tuple[str, ...], out: Path | None, model_ref: str,
+                runs_dir: Path, direction: str | None, size: int | None, label: str | None,
+                tile: int, batch_size: int | None, device: str, **pipeline_flags: Any) -> None:
+        """Translate images (files, folders, globs) with a trained model.
+
+        Each output keeps its input's name, size and alpha channel; the format follows the
+        extension. Inputs are never overwritten.
+        """
+        translator = open_run(model_ref, runs_dir, device, "translate", tile=tile)
+        click.echo(f"Using {translator.checkpoint} ({translator.name})", err=True)
+        pipeline_options = _pipeline_options(ctx, translator, pipeline_flags)
+        if batch_size is None:
+            batch_size = 1 if translator.device.type == "cpu" else 4
+        with tqdm(total=None, unit="image", disable=not sys.stderr.isatty()) as bar:
+            outcome = run_convert(translator, list(inputs), out, direction=direction, size=size,
+                                  label=label, batch_size=batch_size, progress=bar,
+                                  pipeline_options=pipeline_options)
+        for src, message in outcome.failed:
+            click.echo(f"error: {src}: {message}", err=True)
+        if outcome.converted:
+            folders = sorted({str(dst.parent) for _, dst in outcome.converted})
+            click.echo(f"Converted {len(outcome.converted)} image(s) into {', '.join(folders)}",
+                       err=True)
+        for _, dst in outcome.converted:
+            click.echo(str(dst))
+        if outcome.failed:
+            raise Failure(f"{len(outcome.failed)} input(s) failed", 1)
+
+    # Presets that carry a convert pipeline add their own flags (e.g. --faces), listed in
+    # --help under a heading naming the presets they serve.
+    served: dict[str, list[str]] = {}
+    for (model, name), preset in sorted(catalog.presets.items()):
+        for option in getattr(preset.pipeline, "convert_options", ()):
+            served.setdefault(option.name, []).append(f"{model}/{name}")
+            if option.name not in {p.name for p in convert.params}:
+                convert.params.append(option)
+    for param in convert.params:
+        if param.name in served:
+            param.help_section = f"Options for runs trained with preset {', '.join(served[param.name])}"
+        elif isinstance(param, click.Option) and param.name != "help":
+            param.help_section = "Options"
+    return convert
+
+
+def _pipeline_options(ctx: click.Context, translator: Any, flags: dict[str, Any]
+                      ) -> dict[str, Any] | None:
+    """The flags the run's pipeline takes; a typed flag it does not take is an error."""
+    pipeline = translator.pipeline
+    accepted = {o.name for o in getattr(pipeline, "convert_options", ())}
+    typed = {k for k in flags if ctx.get_parameter_source(k) in TYPED}
+    foreign = typed - accepted
+    if foreign:
+        names = ", ".join("--" + k.replace("_", "-") for k in sorted(foreign))
+        preset = f", preset {translator.preset}" if translator.preset else ", no preset"
+        raise Img2ImgError(f"{names} does not apply to this run ({translator.name}{preset})")
+    if pipeline is None:
+        return None
+    return {k: v for k, v in flags.items() if k in accepted}
+
+
+# -- eval ---------------------------------------------------------------------------------------
+def eval_command(catalog: Catalog) -> click.Command:
+    @click.command("eval", context_settings={"show_default": True})
+    @click.argument("run", default=None, required=False, metavar="[RUN]")
+    @run_options("any")
+    @click.option("--data", type=click.Path(path_type=Path), required=True,
+                  help="held-out data in the layout the model trains on")
+    @click.option("--inception-weights", type=click.Path(path_type=Path), default=None,
+                  help="local torchvision Inception-v3 weights file, for FID and KID")
+    @click.option("--limit", type=click.IntRange(min=2), default=None,
+                  help="evaluate at most this many items")
+    @click.option("--batch-size", type=click.IntRange(min=1), default=8)
+    @output_option(help="where to write the measurements as JSON (default: RUN/eval.json)")
+    def evaluate_run(run: str | None, model_ref: str, runs_dir: Path, device: str, data: Path,
+                     inception_weights: Path | None, limit: int | None, batch_size: int,
+                     out: Path | None) -> None:
+        """Measure a trained run on held-out data: PSNR/SSIM/L1 for paired data, sliced
+        Wasserstein distance for unpaired and labelled data, FID/KID with --inception-weights.
+
+        The run is --model (RUN may also be given first, as in `img2img eval RUN --data DIR`).
+        """
+        if run is not None and model_ref != "latest" and run != model_ref:
+            raise click.UsageError(f"two runs given: {run} and --model {model_ref}")
+        loaded = open_run(run or model_ref, runs_dir, device, "any")
+        record, target = api.evaluate_run(loaded, data, inception_weights=inception_weights,
+                                          limit=limit, batch_size=batch_size, out=out)
+        results = {k: v for k, v in record.items() if k not in ("checkpoint", "data", "items")}
+        width = max(len(k) for k in results)
+        for key, value in results.items():
+            click.echo(f"{key:<{width}}  {value:.4f}")
+        click.echo(f"Wrote {target}", err=True)
+    return evaluate_run
