@@ -6,8 +6,10 @@ their published widths (random weights: speed does not depend on what was learne
 At 256 px both translate every file at its size. At 1024 px ours splits each image into
 overlapping tiles (default 512, so memory stays bounded) and the reference runs the whole image
 through the generator at once (its `--preprocess none`); the figure to look at there is memory.
-Each (model, size, variant) runs in its own fresh process for its peak RSS; at 256 px the variants
-alternate over `--rounds`.
+Ours runs twice where the onnx extra is installed: with PyTorch (`ours`) and with ONNX Runtime
+(`onnxruntime`, `convert --runtime onnxruntime`: the same decoding, tiling and encoding; the
+export happens during the untimed warm-up). Each (model, size, variant) runs in its own fresh
+process for its peak RSS; at 256 px the variants alternate over `--rounds`.
 
     python benchmarks/convert_speed.py               # about 5 minutes on a 2-core CPU
     python benchmarks/convert_speed.py --smoke       # tiny networks and images: seconds
@@ -21,6 +23,9 @@ from pathlib import Path
 import benchlib
 
 TARGET = 1.2  # ours / reference images per second at 256 px
+# onnxruntime / reference images per second at 256 px, per model; at 1024 px (tiled) it must be
+# no slower than ours with PyTorch
+ONNX_TARGETS = {"pix2pix": 1.7, "cyclegan": 1.25}
 GENERATORS = {"pix2pix": "unet-256", "cyclegan": "resnet-9"}
 
 
@@ -75,8 +80,14 @@ def measure(job: dict) -> dict:
     paths = sorted(Path(job["folder"]).glob("*.jpg"))
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
-        if job["variant"] == "ours":
-            translator = Translator(model, Path("random-weights"), device, tile=job["tile"])
+        if job["variant"] in ("ours", "onnxruntime"):
+            runtime = None
+            if job["variant"] == "onnxruntime":
+                from img2img.interop.onnx_runtime import OnnxRuntime
+
+                runtime = OnnxRuntime(model, device)
+            translator = Translator(model, Path("random-weights"), device, tile=job["tile"],
+                                    runtime=runtime)
             batch = job["batch"] or (1 if device.type == "cpu" else 4)
             run = lambda files: convert(translator, [str(p) for p in files], out,
                                         batch_size=batch)
@@ -96,6 +107,56 @@ def measure(job: dict) -> dict:
             "gpu_peak_mb": benchlib.gpu_peak_mb(device)}
 
 
+def _variants(requested: str) -> list[str]:
+    """The variants asked for; onnxruntime only where the onnx extra is installed."""
+    variants = requested.split(",")
+    if "onnxruntime" in variants:
+        try:
+            import onnxruntime  # noqa: F401
+            import onnxscript  # noqa: F401
+        except ImportError:
+            print("onnx extra not installed (pip install 'img2img[onnx]'): no onnxruntime rows",
+                  file=sys.stderr)
+            variants.remove("onnxruntime")
+    return variants
+
+
+def _row(model: str, size: int, found: dict[str, list[dict]]) -> dict:
+    row: dict = {"model": model, "size": size}
+    for variant, results in found.items():
+        images = sum(x["images"] for x in results)
+        seconds = sum(x["seconds"] for x in results)
+        row[f"{variant} img/s"] = images / seconds
+        row[f"{variant} peak RSS MB"] = max(x["peak_rss_mb"] for x in results)
+        gpu = [x["gpu_peak_mb"] for x in results if x["gpu_peak_mb"] is not None]
+        row[f"{variant} GPU peak MB"] = max(gpu) if gpu else None
+    row["speed ours/ref"] = benchlib.ratio(row["ours img/s"], row["reference img/s"])
+    row["memory ours/ref"] = benchlib.ratio(row["ours peak RSS MB"], row["reference peak RSS MB"])
+    if "onnxruntime" in found:
+        row["speed onnxruntime/ref"] = benchlib.ratio(row["onnxruntime img/s"],
+                                                      row["reference img/s"])
+        row["speed onnxruntime/ours"] = benchlib.ratio(row["onnxruntime img/s"], row["ours img/s"])
+    return row
+
+
+def _checks(rows: list[dict], first_size: int) -> list[dict]:
+    checks = []
+    for row in rows:
+        what = f"{row['model']} convert at {row['size']} px"
+        if row["size"] == first_size:
+            checks.append({"target": f"{what}, ours/reference img/s", "limit": TARGET,
+                           "measured": row["speed ours/ref"]})
+        if "speed onnxruntime/ref" in row and row["size"] == first_size:
+            checks.append({"target": f"{what}, onnxruntime/reference img/s",
+                           "limit": ONNX_TARGETS.get(row["model"], TARGET),
+                           "measured": row["speed onnxruntime/ref"]})
+        elif "speed onnxruntime/ours" in row:
+            checks.append({"target": f"{what} (tiled), onnxruntime/ours (PyTorch) img/s",
+                           "limit": 1.0, "measured": row["speed onnxruntime/ours"]})
+    return [{**c, "met": c["measured"] >= c["limit"], "limit": f">= {c['limit']}"}
+            for c in checks]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = benchlib.parser("convert_speed", __doc__.split("\n\n")[0])
     p.add_argument("--count", type=int, default=16, help="images per run at 256 px")
@@ -108,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="ours: tile size (the CLI's default is 1024; 512 makes 1024 px images "
                         "tiled, to measure tiling)")
     p.add_argument("--models", default="pix2pix,cyclegan", help="comma-separated subset")
+    p.add_argument("--variants", default="reference,ours,onnxruntime",
+                   help="comma-separated subset (reference and ours are needed for the ratios)")
     p.add_argument("--width", type=int, default=64, help="ngf = ndf (64 = published)")
     args = p.parse_args(argv)
     benchlib.setup_torch(args.threads)
@@ -116,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.smoke:
         args.count, args.large_count, args.rounds, args.width, args.tile = 3, 1, 1, 8, 64
         sizes, train_size, generators = [32, 96], 32, {"pix2pix": "unet-32", "cyclegan": "resnet-9"}
+    variants = _variants(args.variants)
     quiet = benchlib.wait_for_quiet(args.wait_load)
     machine = benchlib.machine()
     rows, runs = [], []
@@ -126,10 +190,10 @@ def main(argv: list[str] | None = None) -> int:
             benchlib.write_jpegs(folder, count, size, size)
             for model in args.models.split(","):
                 rounds = args.rounds if size == sizes[0] else 1
-                found = {"reference": [], "ours": []}
+                found: dict[str, list[dict]] = {v: [] for v in variants}
                 for r in range(rounds):
-                    order = ("reference", "ours") if r % 2 == 0 else ("ours", "reference")
-                    for variant in order:
+                    # rotate the order each round, so a change in load hits every variant
+                    for variant in variants[r % len(variants):] + variants[:r % len(variants)]:
                         job = {"model": model, "generator": generators[model], "variant": variant,
                                "size": size, "train_size": train_size, "folder": str(folder),
                                "width": args.width, "batch": args.batch_size, "tile": args.tile,
@@ -140,27 +204,16 @@ def main(argv: list[str] | None = None) -> int:
                                                    args.passive_wait)
                         found[variant].append(result)
                         runs.append(result)
-                row = {"model": model, "size": size}
-                for variant, results in found.items():
-                    images = sum(x["images"] for x in results)
-                    seconds = sum(x["seconds"] for x in results)
-                    row[f"{variant} img/s"] = images / seconds
-                    row[f"{variant} peak RSS MB"] = max(x["peak_rss_mb"] for x in results)
-                    gpu = [x["gpu_peak_mb"] for x in results if x["gpu_peak_mb"] is not None]
-                    row[f"{variant} GPU peak MB"] = max(gpu) if gpu else None
-                row["speed ours/ref"] = benchlib.ratio(row["ours img/s"], row["reference img/s"])
-                row["memory ours/ref"] = benchlib.ratio(row["ours peak RSS MB"],
-                                                        row["reference peak RSS MB"])
-                rows.append(row)
-    columns = ["model", "size", "reference img/s", "ours img/s", "speed ours/ref",
-               "reference peak RSS MB", "ours peak RSS MB", "memory ours/ref"]
+                rows.append(_row(model, size, found))
+    columns = ["model", "size"] + [f"{v} img/s" for v in variants] + ["speed ours/ref"]
+    if "onnxruntime" in variants:
+        columns += ["speed onnxruntime/ref", "speed onnxruntime/ours"]
+    columns += [f"{v} peak RSS MB" for v in variants] + ["memory ours/ref"]
     if any(row["ours GPU peak MB"] is not None for row in rows):
-        columns += ["reference GPU peak MB", "ours GPU peak MB"]
+        columns += [f"{v} GPU peak MB" for v in variants]
     benchlib.print_table(rows, columns, f"convert, device {args.device}, ours batch "
                                         f"{args.batch_size or 'CLI default'}, tile {args.tile}")
-    checks = [{"target": f"{row['model']} convert at {row['size']} px, ours/reference img/s",
-               "limit": f">= {TARGET}", "measured": row["speed ours/ref"],
-               "met": row["speed ours/ref"] >= TARGET} for row in rows if row["size"] == sizes[0]]
+    checks = _checks(rows, sizes[0])
     benchlib.finish(args, "convert_speed", machine, quiet, checks, rows=rows, runs=runs)
     return 0
 

@@ -5,14 +5,15 @@ implements (`Model`, `Preset`, `ConvertPipeline`, `hookimpl`). The `img2img` com
 built on these."""
 from .api import evaluate_run, train
 from .catalog import ConvertPipeline, Preset, catalog, list_models, list_presets
-from .errors import CheckpointError, DataError, Img2ImgError, PluginError
+from .errors import CheckpointError, DataError, Img2ImgError, Interrupted, PluginError
 from .hookspecs import hookimpl
 from .inference import Sampler, Translator, load
 from .model import ImageSpec, Model
 from .trainer import TrainConfig, Trainer
 
 __all__ = [
-    "CheckpointError", "ConvertPipeline", "DataError", "ImageSpec", "Img2ImgError", "Model",
+    "CheckpointError", "ConvertPipeline", "DataError", "ImageSpec", "Img2ImgError", "Interrupted",
+    "Model",
     "PluginError", "Preset", "Sampler", "TrainConfig", "Trainer", "Translator", "catalog",
     "evaluate_run", "hookimpl", "list_models", "list_presets", "load", "train",
 ]

@@ -11,8 +11,9 @@ from typing import Any
 from . import checkpoints, runs
 from .catalog import Catalog, catalog as installed_catalog
 from .evaluate import INCEPTION_HELP, evaluate, inception_features, load_eval_set
-from .errors import Img2ImgError
-from .config import resolve_settings
+from .errors import Img2ImgError, Interrupted
+from .config import TrainConfig, resolve_settings
+from .distributed import from_environment
 from .inference import LoadedModel, load
 from .trainer import Trainer
 
@@ -26,7 +27,9 @@ def train(model: str, *, preset: str | None = None, resume: str | Path | None = 
     `max_steps=500`, `ngf=32`; see `img2img train MODEL --help`). Precedence: field default <
     model default < `preset` < `settings`. With `resume` (a run folder, a checkpoint or
     "latest"), the run continues exactly where it stopped; `settings` may then change only
-    training settings. `progress` shows a progress bar (default: when stderr is a terminal)."""
+    training settings. With `init_from=RUN` a new run starts from that run's weights, its model
+    options and channels taking the place of the preset's. `progress` shows a progress bar
+    (default: when stderr is a terminal)."""
     catalog = catalog if catalog is not None else installed_catalog()
     model_cls = catalog.model(model)
     owner = catalog.owners.get(("model", model))
@@ -35,15 +38,27 @@ def train(model: str, *, preset: str | None = None, resume: str | Path | None = 
     if resume is not None:
         if preset is not None:
             raise Img2ImgError("--preset: a resumed run keeps the preset it was trained with")
+        if settings.get("init_from") is not None:
+            raise Img2ImgError("--init-from starts a new run from another run's weights; "
+                               "--resume continues a run: use one of them")
         trainer = Trainer.resume(model_cls, str(resume), plugin=plugin, progress=progress,
                                  **settings)
     else:
         found = catalog.preset(model, preset) if preset is not None else None
+        if settings.get("init_from") is not None:  # its options, so its weights fit the networks
+            runs_dir = Path(settings.get("runs_dir", TrainConfig.runs_dir))
+            settings = {**checkpoints.initial_settings(model_cls, settings["init_from"],
+                                                       runs_dir), **settings}
         options, config = resolve_settings(model_cls, found, **settings)
         trainer = Trainer(model_cls, options, config, plugin=plugin, preset=preset,
                           progress=progress)
-        print(f"Run folder: {trainer.run_dir}", file=sys.stderr)
-    return trainer.fit()
+        if from_environment().is_main:
+            print(f"Run folder: {trainer.run_dir}", file=sys.stderr)
+    run_dir = trainer.fit()
+    if getattr(trainer, "interrupted", False):
+        raise Interrupted(f"interrupted at step {trainer.step}; the checkpoint is saved: "
+                          f"continue with: img2img train {model} --resume {run_dir}")
+    return run_dir
 
 
 def evaluate_run(run: str | Path | LoadedModel, data: str | Path, *,

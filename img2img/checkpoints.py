@@ -7,9 +7,11 @@ crash never leaves a broken latest checkpoint."""
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import random
 import re
+import shutil
 import typing
 from collections.abc import Mapping
 from importlib.metadata import PackageNotFoundError, version
@@ -37,24 +39,88 @@ def checkpoint_stem(step: int) -> str:
 
 
 def save_checkpoint(run_dir: Path, step: int, tensors: Mapping[str, torch.Tensor],
-                    metadata: Mapping[str, Any], state: Mapping[str, Any], keep: int = 0) -> Path:
-    """Write weights, then training state, then move `latest`; prune to the newest `keep`."""
+                    metadata: Mapping[str, Any], state: Mapping[str, Any] | None,
+                    keep: int = 0) -> Path:
+    """Write weights, then training state, then move `latest`; prune to the newest `keep`.
+    With `state` None the checkpoint holds weights only (an imported run: nothing to resume)."""
     folder = run_dir / runs.CHECKPOINTS
     stem = checkpoint_stem(step)
     weights = folder / f"{stem}{WEIGHTS_SUFFIX}"
     cpu = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    with runs.atomic_path(weights) as tmp:
-        save_file(cpu, str(tmp), metadata={META_KEY: json.dumps(metadata, default=str)})
+    _require_space(folder, _nbytes(cpu) + _nbytes(state), weights)
     try:
-        with runs.atomic_path(folder / f"{stem}{STATE_SUFFIX}") as tmp:
-            torch.save(dict(state), tmp)
-    except BaseException:
-        weights.unlink(missing_ok=True)  # half a checkpoint is no checkpoint
+        with runs.atomic_path(weights) as tmp:
+            save_file(cpu, str(tmp), metadata={META_KEY: json.dumps(metadata, default=str)})
+        try:
+            if state is not None:
+                with runs.atomic_path(folder / f"{stem}{STATE_SUFFIX}") as tmp:
+                    torch.save(dict(state), tmp)
+        except BaseException:
+            weights.unlink(missing_ok=True)  # half a checkpoint is no checkpoint
+            raise
+    except (OSError, RuntimeError, SafetensorError) as exc:
+        if _is_out_of_space(exc, folder):
+            raise CheckpointError(_no_space(folder, weights)) from None
         raise
     runs.write_text(folder / runs.LATEST, stem + "\n")
     if keep > 0:
         prune_checkpoints(folder, keep)
     return weights
+
+
+# Free space a save leaves on top of what it writes: a file system that is nearly full fails
+# on the metadata, the latest pointer or the next log line right after.
+SPARE_BYTES = 16 * 2**20
+
+
+def _nbytes(obj: Any) -> int:
+    """Bytes of the tensors in a (nested) state: what a save is about to write, roughly."""
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, Mapping):
+        return sum(_nbytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_nbytes(v) for v in obj)
+    return 0
+
+
+def _no_space(folder: Path, target: Path) -> str:
+    previous = runs.read_latest(folder)
+    kept = f"the previous checkpoint {previous} is intact" if previous else \
+        "there is no earlier checkpoint"
+    return f"no space left on device while writing {target}; {kept}"
+
+
+def _require_space(folder: Path, needed: int, target: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(folder).free
+    if free < needed + SPARE_BYTES:
+        raise CheckpointError(f"{_no_space(folder, target)} ({(needed + SPARE_BYTES) / 2**20:.0f} "
+                              f"MB needed, {free / 2**20:.0f} MB free)")
+
+
+def _is_out_of_space(exc: BaseException, folder: Path) -> bool:
+    """ENOSPC however it arrives: an OSError, torch's `file write failed` RuntimeError or a
+    safetensors error, which keep the errno only in their text."""
+    if getattr(exc, "errno", None) == errno.ENOSPC or "No space left" in str(exc):
+        return True
+    return "write" in str(exc).lower() and shutil.disk_usage(folder).free < SPARE_BYTES
+
+
+def clean_leftovers(run_dir: Path) -> list[Path]:
+    """Remove what a killed save leaves behind: temporary files, and training-state files whose
+    weights were pruned. Returns what was removed."""
+    removed = []
+    folder = run_dir / runs.CHECKPOINTS
+    for tmp in [*run_dir.glob(".*.tmp"), *folder.glob(".*.tmp"),
+                *(run_dir / runs.SAMPLES).glob(".*.tmp")]:
+        tmp.unlink(missing_ok=True)
+        removed.append(tmp)
+    for state in folder.glob(f"step_*{STATE_SUFFIX}"):
+        if not state.with_name(state.name[: -len(STATE_SUFFIX)] + WEIGHTS_SUFFIX).exists():
+            state.unlink(missing_ok=True)
+            removed.append(state)
+    return removed
 
 
 def save_best(weights: Path) -> Path:
@@ -75,7 +141,7 @@ def prune_checkpoints(folder: Path, keep: int) -> None:
     latest = runs.read_latest(folder)
     for stem in list_checkpoints(folder)[:-keep]:
         if stem != latest:
-            for suffix in (WEIGHTS_SUFFIX, STATE_SUFFIX):
+            for suffix in (STATE_SUFFIX, WEIGHTS_SUFFIX):  # killed between: weights only, usable
                 (folder / f"{stem}{suffix}").unlink(missing_ok=True)
 
 
@@ -142,9 +208,14 @@ def load_state(weights: Path) -> dict[str, Any]:
         return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(f"{path} is missing: this checkpoint holds weights only and "
-                              "cannot resume training") from None
-    except Exception as exc:
-        raise CheckpointError(f"cannot read training state {path}: {exc}") from None
+                              "cannot resume training; start a new run from its weights with "
+                              "--init-from") from None
+    except Exception as exc:  # never pass on torch's advice to set weights_only=False
+        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        if "weights_only" in str(exc):
+            reason = "it holds objects other than tensors and plain values"
+        raise CheckpointError(f"{path} is not a valid img2img training-state file and may be "
+                              f"unsafe, so it was not loaded ({reason})") from None
 
 
 # -- what a checkpoint records ------------------------------------------------------------------
@@ -237,7 +308,15 @@ def model_from_checkpoint(model_cls: type[Model], weights: Path,
     averaged = average_tensors(tensors)
     if averaged and use_average:
         model.generators.load_state_dict(averaged)
+    if meta.get("directions") is not None:
+        keep_directions(model, meta["directions"])
     return model.to(device).eval()
+
+
+def keep_directions(model: Model, trained: Any) -> None:
+    """Offer only the `trained` directions: an imported run may hold one reference generator
+    of a two-way model, and its other generator's fresh weights must not translate."""
+    model.directions = tuple(d for d in type(model).directions if d in trained)  # type: ignore[misc]
 
 
 def network_tensors(model: Model) -> dict[str, torch.Tensor]:
@@ -262,3 +341,61 @@ def load_networks(model: Model, tensors: Mapping[str, torch.Tensor], source: Pat
 def average_tensors(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The averaged generator weights stored in a checkpoint, keyed like `generators.state_dict()`."""
     return {k[len(EMA_PREFIX):]: v for k, v in tensors.items() if k.startswith(EMA_PREFIX)}
+
+
+# -- a new run from another run's weights (--init-from) -----------------------------------------
+IMPORTED = "imported"  # metadata of a run `img2img import` wrote: sources, networks it holds
+
+
+def initial_settings(model_cls: type[Model], ref: str | Path, runs_dir: Path) -> dict[str, Any]:
+    """What a new run started from `ref` inherits so that its networks fit the weights: the
+    model options it shares with that run, and its channel count."""
+    meta = read_metadata(resolve_checkpoint(ref, runs_dir))
+    recorded = meta.get("options", {})
+    options = from_record(model_cls.Options, recorded, "model options")
+    inherited = {k: getattr(options, k) for k in recorded if k in option_fields(model_cls.Options)}
+    if "channels" in meta.get("spec", {}):
+        inherited["channels"] = meta["spec"]["channels"]
+    return inherited
+
+
+def load_initial_weights(model: Model, ref: str | Path, runs_dir: Path
+                         ) -> tuple[Path, list[str]]:
+    """Copy the networks of run or checkpoint `ref` into `model` by name; return the weights
+    file and the networks it had no trained weights for (they keep their fresh start)."""
+    weights = resolve_checkpoint(ref, runs_dir)
+    meta = read_metadata(weights)
+    tensors = load_weights(weights)
+    trained = meta.get(IMPORTED, {}).get("networks")  # an import also stores untrained ones
+    fresh = []
+    for kind, modules in (("generators", model.generators),
+                          ("discriminators", model.discriminators)):
+        for name, net in modules.items():
+            prefix = f"{kind}.{name}."
+            part = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+            if not part or (trained is not None and f"{kind}.{name}" not in trained):
+                fresh.append(f"{kind[:-1]} {name}")
+                continue
+            try:
+                net.load_state_dict(part)
+            except RuntimeError as exc:
+                raise CheckpointError(f"--init-from {ref}: its {kind[:-1]} '{name}' does not "
+                                      f"fit this run's: {_first_problem(exc)}"
+                                      f"{_option_differences(model, meta)}") from None
+    return weights, fresh
+
+
+def _first_problem(exc: RuntimeError) -> str:
+    """The first specific line of a `load_state_dict` error (its first line names no layer)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return (lines[1] if len(lines) > 1 else lines[0]).rstrip(".") if lines else str(exc)
+
+
+def _option_differences(model: Model, meta: Mapping[str, Any]) -> str:
+    ours = jsonable(model.options)
+    theirs = {k: v for k, v in meta.get("options", {}).items() if k in ours and ours[k] != v}
+    if not theirs:
+        return ""
+    flags = [f"--{'' if v else 'no-'}{k.replace('_', '-')}" if isinstance(v, bool)
+             else f"--{k.replace('_', '-')} {v}" for k, v in theirs.items()]
+    return f" (it was built with {' '.join(flags)})"

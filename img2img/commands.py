@@ -27,13 +27,15 @@ def run_options(purpose: str = "translate") -> Callable[[F], F]:
     model."""
     newest = "the newest run under --runs-dir" + (
         "" if purpose == "any" else f" of a model that {PURPOSES[purpose]}")
+    exported = ", a file `img2img export` wrote" if purpose == "translate" else ""
 
     def decorate(function: F) -> F:
         for option in reversed((
             click.option("--model", "model_ref", default=runs.LATEST, show_default=True,
                          metavar="RUN|CHECKPOINT",
                          help="a run folder (its latest checkpoint; RUN:best for the best "
-                              f"evaluated one), a .safetensors checkpoint, or 'latest': {newest}"),
+                              f"evaluated one), a .safetensors checkpoint{exported}, or "
+                              f"'latest': {newest}"),
             click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path),
                          default=Path("runs"), show_default=True,
                          help="where 'latest' looks for runs"),
@@ -55,6 +57,14 @@ def output_option(default: Path | None = None, help: str = "where to write the o
     """`-o/--out PATH`: what every command calls its output."""
     return click.option("-o", "--out", type=click.Path(path_type=Path), default=default,
                         show_default=default is not None, help=help, **kwargs)
+
+
+def chosen_run(run: str | None, model_ref: str) -> str:
+    """The run of a command that takes it first (`img2img eval RUN`) as well as by `--model`;
+    naming two different ones is a usage error."""
+    if run is not None and model_ref != runs.LATEST and run != model_ref:
+        raise click.UsageError(f"two runs given: {run} and --model {model_ref}")
+    return run or model_ref
 
 
 def current_catalog() -> Catalog:
@@ -101,5 +111,5 @@ def open_run(model_ref: str, runs_dir: Path, device: str, purpose: str = "transl
     return loaded
 
 
-__all__ = ["current_catalog", "device_option", "newest_run_for", "open_run", "output_option",
-           "run_options"]
+__all__ = ["chosen_run", "current_catalog", "device_option", "newest_run_for", "open_run",
+           "output_option", "run_options"]

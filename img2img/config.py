@@ -13,6 +13,7 @@ import torch
 
 from .data.augment import GEOMETRY_LIMITS, geometry_error
 from .errors import Img2ImgError
+from .validation import SettingsError, check as check_ranges
 from .losses import GAN_LOSSES
 
 SCHEDULES = ("linear", "cosine")
@@ -35,11 +36,13 @@ class TrainConfig:
     decay_epochs: int = _f(100, "further epochs while the learning rate decays to zero")
     schedule: str = _f("linear", "shape of the decay", choices=SCHEDULES)
     max_steps: int | None = _f(None, "stop after this many steps in all (default: run all epochs)")
-    batch_size: int = _f(1, "images per step")
+    batch_size: int = _f(1, "images per step and process: with torchrun each of N processes "
+                            "takes this many, a global batch of N x this (the learning rate is "
+                            "never rescaled for it)")
     load_size: int = _f(286, "resize images to this size before the random crop")
     crop_size: int = _f(256, "train on random crops of this size")
     flip: bool = _f(True, "random horizontal flips")
-    color_jitter: float = _f(0.0, "colour jitter strength, 0 to 1 (0 = off)")
+    color_jitter: float = _f(0.0, "colour jitter strength, 0 to 1 (0 = off)", min=0, max=1)
     scale_jitter: float = _f(0.0, "random zoom by a factor from [1 - S, 1 + S], S up to 0.5, "
                                   "before the crop; edges are replicated (0 = off)")
     rotate: float = _f(0.0, "random rotation by up to this many degrees either way, up to 180 "
@@ -52,14 +55,18 @@ class TrainConfig:
     channels: int = _f(3, "image channels: 1 (grey) or 3 (colour)", choices=(1, 3))
     balance_classes: bool = _f(False, "labelled data: draw every class equally often in each "
                                       "epoch, however many images it has")
-    lr: float = _f(2e-4, "Adam learning rate")
-    beta1: float = _f(0.5, "Adam beta1")
-    beta2: float = _f(0.999, "Adam beta2")
+    lr: float = _f(2e-4, "Adam learning rate", gt=0)
+    beta1: float = _f(0.5, "Adam beta1", min=0, max=0.9999)
+    beta2: float = _f(0.999, "Adam beta2", min=0, max=0.99999)
     gan_loss: str = _f("vanilla", "adversarial objective", choices=GAN_LOSSES)
-    gp_weight: float = _f(10.0, "gradient penalty weight (wgan-gp)")
-    r1_weight: float = _f(0.0, "R1 penalty weight on real images (0 = off)")
+    gp_weight: float = _f(10.0, "gradient penalty weight (wgan-gp)", min=0)
+    r1_weight: float = _f(0.0, "R1 penalty weight on real images (0 = off)", min=0)
     ema: float = _f(0.0, "keep a moving average of the generator weights with this decay, e.g. "
                          "0.999, used for samples and convert (0 = off)")
+    init_from: Path | None = _f(None, "start from the weights of this run or checkpoint (e.g. "
+                                      "one `img2img import` made) with a fresh optimiser and "
+                                      "schedule; model options and --channels default to "
+                                      "that run's")
     device: str = _f("auto", "cuda, cuda:N, mps, cpu, or auto (the best available)")
     precision: str = _f("auto", "auto = bf16/fp16 mixed precision on CUDA, fp32 elsewhere",
                         choices=PRECISIONS)
@@ -72,6 +79,15 @@ class TrainConfig:
                          choices=("cpu", "device"))
     seed: int = _f(0, "random seed (data order, augmentation, initial weights)")
     workers: int = _f(2, "data-loading worker processes (0 = load in the main process)")
+    max_bad_samples: int | None = _f(None, "training images that may become unreadable during "
+                                           "the run (each skipped with a warning) before it "
+                                           "stops (default: 1% of the dataset, at least 1)",
+                                     min=0)
+    sync_batch_norm: bool = _f(False, "with torchrun on GPUs: batch-norm statistics over the "
+                                      "global batch rather than each process's own")
+    dist_timeout: float = _f(900.0, "with torchrun: seconds a process waits for the others "
+                                    "before the run stops with an error (a lost process never "
+                                    "hangs the rest)")
     logger: str = _f("none", "also write TensorBoard logs (needs `pip install tensorboard`)",
                      choices=("none", "tensorboard"))
     log_every: int = _f(50, "log losses every N steps")
@@ -85,31 +101,34 @@ class TrainConfig:
     name: str | None = _f(None, "run folder name (default: <model>-<date>-<time>)")
 
     def __post_init__(self) -> None:
-        for name in ("data", "a", "b", "runs_dir", "eval_data"):  # accept str from Python callers
+        for name in ("data", "a", "b", "runs_dir", "eval_data", "init_from"):  # str from Python
             value = getattr(self, name)
             if value is not None and not isinstance(value, Path):
                 object.__setattr__(self, name, Path(value))
         positive = ("epochs", "batch_size", "load_size", "crop_size", "log_every")
         for name in positive:
             if getattr(self, name) < 1:
-                raise Img2ImgError(f"--{name.replace('_', '-')} must be at least 1")
+                raise SettingsError(f"--{name.replace('_', '-')} must be at least 1")
         for name in ("decay_epochs", "workers", "sample_every", "checkpoint_every",
                      "keep_checkpoints", "eval_every"):
             if getattr(self, name) < 0:
-                raise Img2ImgError(f"--{name.replace('_', '-')} must not be negative")
+                raise SettingsError(f"--{name.replace('_', '-')} must not be negative")
         if self.eval_every and self.eval_data is None:
-            raise Img2ImgError("--eval-every needs --eval-data DIR (held-out images)")
+            raise SettingsError("--eval-every needs --eval-data DIR (held-out images)")
+        if self.dist_timeout <= 0:
+            raise SettingsError("--dist-timeout must be a positive number of seconds")
         if not 0.0 <= self.ema < 1.0:
-            raise Img2ImgError(f"--ema must be 0 (off) or a decay in (0, 1), got {self.ema}")
+            raise SettingsError(f"--ema must be 0 (off) or a decay in (0, 1), got {self.ema}")
         if self.max_steps is not None and self.max_steps < 1:
-            raise Img2ImgError("--max-steps must be at least 1")
+            raise SettingsError("--max-steps must be at least 1")
         if self.load_size < self.crop_size:
-            raise Img2ImgError(f"--load-size ({self.load_size}) must be at least --crop-size "
+            raise SettingsError(f"--load-size ({self.load_size}) must be at least --crop-size "
                                f"({self.crop_size})")
         for name in GEOMETRY_LIMITS:
             message = geometry_error(name, getattr(self, name))
             if message:
-                raise Img2ImgError(message)
+                raise SettingsError(message)
+        check_ranges(self)
 
     @property
     def total_epochs(self) -> int:
@@ -118,15 +137,17 @@ class TrainConfig:
 
 # How `img2img train MODEL --help` groups the training settings (after the model's own options).
 SECTIONS = {
-    "Data": ("data", "a", "b", "channels", "balance_classes"),
+    "Data": ("data", "a", "b", "channels", "balance_classes", "max_bad_samples"),
     "Augmentation": ("load_size", "crop_size", "flip", "color_jitter", "scale_jitter", "rotate",
                      "shear", "elastic", "augment_on"),
     "Optimisation": ("epochs", "decay_epochs", "schedule", "max_steps", "batch_size", "lr",
-                     "beta1", "beta2", "gan_loss", "gp_weight", "r1_weight", "ema", "seed"),
+                     "beta1", "beta2", "gan_loss", "gp_weight", "r1_weight", "ema", "init_from",
+                     "seed"),
     "Logging, evaluation and checkpoints": ("logger", "log_every", "sample_every",
                                             "checkpoint_every", "eval_every", "eval_data",
                                             "keep_checkpoints", "runs_dir", "name"),
-    "Speed and device": ("device", "precision", "channels_last", "compile", "workers"),
+    "Speed and device": ("device", "precision", "channels_last", "compile", "workers",
+                         "sync_batch_norm", "dist_timeout"),
 }
 SECTION_OF = {field: section for section, fields in SECTIONS.items() for field in fields}
 
@@ -160,7 +181,8 @@ def resolve_settings(model_cls: Any, preset: Any = None, **settings: Any) -> tup
     try:
         model_options = model_cls.Options(**{**preset_options, **options})
     except TypeError as exc:
-        raise Img2ImgError(f"{model_cls.name} options: {exc}") from None
+        raise SettingsError(f"{model_cls.name} options: {exc}") from None
+    check_ranges(model_options)
     config = TrainConfig(**{**dict(model_cls.training_defaults), **preset_training, **training})
     return model_options, config
 

@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from .data.decode import IMAGE_EXTENSIONS, read_native
+from .distributed import Processes, shard
 from .errors import DataError, Img2ImgError
 from .images import write_image
 from .inference import Translator
@@ -128,11 +129,14 @@ def _groups(decoded: Iterator[tuple[Path, np.ndarray | Exception]], batch_size: 
 def convert(translator: Translator, inputs: list[str], out: Path | None = None, *,
             direction: str | None = None, size: int | None = None, label: str | None = None,
             batch_size: int = 1, progress: object = None,
-            pipeline_options: dict | None = None) -> Outcome:
+            pipeline_options: dict | None = None,
+            processes: Processes = Processes()) -> Outcome:
     """Translate every input. A file that fails is collected in the outcome and the rest go on;
     what would fail them all (a wrong direction, -o naming one file for many) raises at once.
     A run whose preset carries a pipeline converts image by image through it, with
-    `pipeline_options`. `label` is the class or style of runs trained with them."""
+    `pipeline_options`. `label` is the class or style of runs trained with them. With several
+    `processes` (torchrun), each converts its own share of the files; outputs are planned over
+    all of them, so names are the same as in one process."""
     translator.model.resolve_direction(direction)  # refuse up front, not once per file
     translator.model.resolve_label(label)
     how = _How(direction, size, label)
@@ -140,6 +144,10 @@ def convert(translator: Translator, inputs: list[str], out: Path | None = None, 
     paths = expand_inputs(inputs, outcome)
     plan = plan_outputs(paths, out)
     inputs_set = {p.resolve() for p in paths}
+    if processes.distributed:
+        paths = shard(paths, processes)
+        if not processes.is_main:  # inputs that do not exist are reported once
+            outcome.failed.clear()
     for group in _groups(_decoded(paths), max(1, batch_size)):
         todo = []
         for src, image in group:

@@ -9,6 +9,12 @@ class Img2ImgError(Exception):
     exit_code = 1
 
 
+class Interrupted(Img2ImgError):
+    """Training stopped by Ctrl-C after saving a checkpoint (exit code 130, as shells use)."""
+
+    exit_code = 130
+
+
 class DataError(Img2ImgError):
     """A data folder is missing, empty, laid out wrongly, or holds no readable image."""
 

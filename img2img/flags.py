@@ -28,7 +28,12 @@ def _base_type(hint: Any) -> tuple[Any, bool]:
     return hint, False
 
 
-def _click_type(hint: Any, choices: Iterable[Any] | None) -> Any:
+def _click_type(hint: Any, choices: Iterable[Any] | None, meta: Mapping[str, Any]) -> Any:
+    bounds = {"min": meta.get("min", meta.get("gt")), "max": meta.get("max")}
+    if hint in (int, float) and (bounds["min"] is not None or bounds["max"] is not None):
+        if hint is int:
+            return click.IntRange(**bounds, min_open="gt" in meta)
+        return click.FloatRange(**bounds, min_open="gt" in meta)  # NaN: see validation.check
     if choices is not None:
         return click.Choice([str(c) for c in choices])
     if typing.get_origin(hint) is typing.Literal:
@@ -83,7 +88,8 @@ def dataclass_options(cls: type, defaults: Mapping[str, Any] | None = None,
         else:
             choices = field.metadata.get("choices")
             shown = default if default is not None else None
-            opt = click.Option([flag_name(field.name)], type=_click_type(hint, choices),
+            opt = click.Option([flag_name(field.name)],
+                               type=_click_type(hint, choices, field.metadata),
                                default=str(shown) if choices and shown is not None else shown,
                                show_default=shown is not None, help=help_text,
                                required=default is dataclasses.MISSING and not optional)

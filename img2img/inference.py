@@ -2,7 +2,9 @@
 `Translator` for a model that translates or a `Sampler` for one that generates from noise.
 A `Translator` converts images the size they are. It pads (reflect) to the multiple the
 generator needs and crops back, and splits large images into overlapping tiles blended with
-smooth weights, so memory stays bounded at any input size and no seam shows."""
+smooth weights, so memory stays bounded at any input size and no seam shows. What runs the
+generator on each padded tile is a runtime: PyTorch by default, ONNX Runtime or an exported file
+(`img2img.interop`), so every runtime shares that handling."""
 from __future__ import annotations
 
 import math
@@ -18,6 +20,7 @@ from . import checkpoints
 from .catalog import Catalog, catalog as installed_catalog
 from .config import resolve_device
 from .errors import Img2ImgError
+from .interop import reference
 from .model import Model
 from .ops import match_channels, pad_to_multiple, resize, unpad
 
@@ -28,6 +31,8 @@ DEFAULT_TILE = 1024
 # Width of the band two neighbouring tiles share. Its outer quarters are each tile's own border
 # (padding effects reach ~20 px into a ResNet's output), the middle half is a smooth cross-fade.
 DEFAULT_OVERLAP = 128
+
+RUNTIMES = ("torch", "onnxruntime")  # what runs the generator (see `load`)
 
 # A batch in [-1, 1] plus the function that turns the translated batch back into the caller's kind.
 Restore = Callable[[Tensor], Any]
@@ -44,6 +49,30 @@ def minimum_size(model: Model) -> int:
     resolution, which needs at least 2 px there."""
     return max([getattr(g, "minimum_size", max(getattr(g, "required_multiple", 1), 8))
                 for g in model.generators.values()] + [1])
+
+
+def translate_indexed(model: Model, x: Tensor, direction: str, index: int | None) -> Tensor:
+    """`model.translate` with class `index` as the (B,) label tensor it takes (None: no label).
+    The labels derive from `x` itself rather than from its shape, so a traced or exported graph
+    keeps a dynamic batch size."""
+    if index is None:
+        return model.translate(x, direction)
+    labels = torch.zeros_like(x[:, 0, 0, 0], dtype=torch.long) + index
+    return model.translate(x, direction, label=labels)
+
+
+class TorchRuntime:
+    """The default runtime: the model's own `translate`, in PyTorch. A runtime takes a padded
+    (B,C,H,W) batch in [-1, 1] on the translator's device, the direction and the class index
+    (or None), and returns the translated batch."""
+
+    name = "torch"
+
+    def __init__(self, model: Model):
+        self.model = model
+
+    def __call__(self, x: Tensor, direction: str, index: int | None) -> Tensor:
+        return translate_indexed(self.model, x, direction, index)
 
 
 def _window(length: int, overlap: int, rise: bool, fall: bool) -> Tensor:
@@ -116,9 +145,11 @@ class Translator(LoadedModel):
 
     def __init__(self, model: Model, checkpoint: Path, device: torch.device, *,
                  tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP,
-                 pipeline: Any = None, preset: str | None = None):
+                 pipeline: Any = None, preset: str | None = None,
+                 runtime: Callable[[Tensor, str, int | None], Tensor] | None = None):
         super().__init__(model, checkpoint, device, preset=preset)
         self.pipeline = pipeline  # the run's preset pipeline (see convert_image), if any
+        self.runtime = runtime if runtime is not None else TorchRuntime(model)
         self.multiple = size_multiple(model)
         self.minimum = minimum_size(model)
         self.tile = max(self.multiple, math.ceil(tile / self.multiple) * self.multiple)
@@ -151,11 +182,7 @@ class Translator(LoadedModel):
             step = math.ceil(self.minimum / self.multiple) * self.multiple
             padded, more = pad_to_multiple(padded, step)
             padding = tuple(a + b for a, b in zip(padding, more))
-        if index is None:
-            out = self.model.translate(padded, direction)
-        else:
-            labels = torch.full((padded.shape[0],), index, dtype=torch.long, device=self.device)
-            out = self.model.translate(padded, direction, label=labels)
+        out = self.runtime(padded, direction, index)
         return unpad(out, padding).float().to(x.device)
 
     def _tiled(self, x: Tensor, direction: str, index: int | None) -> Tensor:
@@ -316,10 +343,22 @@ def _pil_to_batch(image: Any) -> tuple[Tensor, Restore]:
 
 def load(ref: str | Path = "latest", *, device: str = "auto", runs_dir: str | Path = "runs",
          catalog: Catalog | None = None, tile: int = DEFAULT_TILE,
-         overlap: int = DEFAULT_OVERLAP) -> Translator | Sampler:
+         overlap: int = DEFAULT_OVERLAP, runtime: str | None = None) -> Translator | Sampler:
     """A trained model from a run folder (its latest checkpoint; `RUN:best` for the best
     evaluated one), a checkpoint file, or "latest" (the newest run under `runs_dir`): a
-    `Translator` for a model that translates, a `Sampler` for one that generates from noise."""
+    `Translator` for a model that translates, a `Sampler` for one that generates from noise.
+    `runtime` runs the generator: "torch" (the default) or "onnxruntime" (the onnx extra).
+    A file `img2img export` wrote (.onnx, or TorchScript .pt) loads as a `Translator` too, and
+    so does a reference implementation's .pth generator (imported in memory)."""
+    from .interop import exported, onnx_runtime  # they build on this module: imported here
+
+    if runtime not in (None, *RUNTIMES):
+        raise Img2ImgError(f"unknown runtime '{runtime}'; choose one of: {', '.join(RUNTIMES)}")
+    if exported.is_exported(ref):
+        return exported.load_exported(Path(ref), device=device, runtime=runtime,
+                                      catalog=catalog, tile=tile, overlap=overlap)
+    if reference.is_reference_file(ref):  # the reference implementation's, imported in memory
+        return _load_reference(Path(ref), device, runtime, catalog, tile=tile, overlap=overlap)
     weights = checkpoints.resolve_checkpoint(str(ref), Path(runs_dir))
     meta = checkpoints.read_metadata(weights)
     catalog = catalog if catalog is not None else installed_catalog()
@@ -328,9 +367,27 @@ def load(ref: str | Path = "latest", *, device: str = "auto", runs_dir: str | Pa
         raise Img2ImgError(f"{weights} needs the '{name}' model, which no installed plugin "
                            f"provides (plugin: {meta.get('plugin', {}).get('distribution', '?')})")
     torch_device = resolve_device(device)
-    model = checkpoints.model_from_checkpoint(catalog.models[name], weights, torch_device)
+    on_ort = runtime == "onnxruntime"
+    # ONNX Runtime is fed from the CPU (numpy) and exports from there; sessions pick the device
+    model_device = torch.device("cpu") if on_ort else torch_device
+    model = checkpoints.model_from_checkpoint(catalog.models[name], weights, model_device)
     if not model.directions:
+        if on_ort:
+            raise Img2ImgError(f"model '{name}' generates images from noise; the onnxruntime "
+                               "runtime runs generators that translate images")
         return Sampler(model, weights, torch_device, preset=meta.get("preset"))
     preset = catalog.presets.get((name, meta.get("preset") or ""))
-    return Translator(model, weights, torch_device, tile=tile, overlap=overlap,
-                      pipeline=getattr(preset, "pipeline", None), preset=meta.get("preset"))
+    return Translator(model, weights, model_device, tile=tile, overlap=overlap,
+                      pipeline=getattr(preset, "pipeline", None), preset=meta.get("preset"),
+                      runtime=onnx_runtime.OnnxRuntime(model, torch_device) if on_ort else None)
+
+
+def _load_reference(path: Path, device: str, runtime: str | None, catalog: Catalog | None,
+                    **tiling: int) -> Translator:
+    """A reference `.pth` generator as a `Translator`, without writing a run."""
+    if runtime not in (None, "torch"):
+        raise Img2ImgError(f"{path}: a reference file runs with the torch runtime; for "
+                           f"'{runtime}', `img2img import` it and export the run")
+    torch_device = resolve_device(device)
+    model = reference.load_reference(path, catalog).to(torch_device)
+    return Translator(model, path, torch_device, **tiling)

@@ -114,7 +114,7 @@ def load_plugins(strict: bool = False, entry_points: Iterable[md.EntryPoint] | N
             continue
         try:
             module = ep.load()
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # a plugin's sys.exit() must not end img2img
             last = traceback.extract_tb(exc.__traceback__)[-1]
             pm.fail(info, f"failed to import: {type(exc).__name__}: {exc} "
                           f"({last.filename}:{last.lineno})")

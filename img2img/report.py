@@ -74,6 +74,8 @@ def _flatten(config: Mapping[str, Any]) -> dict[str, Any]:
     plugin = config.get("plugin") or {}
     if plugin:
         flat["plugin"] = f"{plugin.get('distribution', '?')} {plugin.get('version', '')}".strip()
+    for network, source in (config.get("imported") or {}).get("networks", {}).items():
+        flat[f"imported {network}"] = source  # a run `img2img import` made from reference files
     for section in ("options", "spec", "training"):
         for key, value in (config.get(section) or {}).items():
             flat[f"{section}.{key}"] = value

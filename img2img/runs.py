@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 import time
@@ -101,6 +102,26 @@ class MetricsLog:
                 if key not in ("step", "epoch", "time") and isinstance(value, (int, float)):
                     self.writer.add_scalar(key, value, record["step"])
             self.writer.flush()
+
+
+def drop_metrics_after(run_dir: Path, step: int) -> int:
+    """Remove the log lines of steps after `step` (redone when a run resumes from a checkpoint
+    older than its last log line), so every step appears once; returns how many were dropped."""
+    path = run_dir / METRICS
+    if not path.exists():
+        return 0
+    lines = path.read_text(encoding="utf-8").splitlines()
+    kept = [line for line in lines if line and _step_of(line) <= step]
+    if len(kept) != len([line for line in lines if line]):
+        write_text(path, "".join(line + "\n" for line in kept))
+    return len([line for line in lines if line]) - len(kept)
+
+
+def _step_of(line: str) -> float:
+    try:
+        return int(json.loads(line).get("step", 0))
+    except (ValueError, AttributeError):
+        return math.inf  # a line a crash cut short: dropped with the steps after the checkpoint
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:

@@ -5,9 +5,9 @@ resume. Models only say what to compute (see `img2img.model.Model`)."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import random
-import signal
 import sys
 import time
 from collections.abc import Mapping
@@ -19,14 +19,17 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from . import checkpoints, runs
+from . import checkpoints, distributed, runs
 from .data.augment import GEOMETRY_LIMITS, AugmentRecipe
 from .config import TrainConfig, autocast_dtype, lr_factor, resolve_device, split_settings
 from .data import SeededSampler, open_dataset
+from .data.loader import make_loader
 from .ema import GeneratorAverage, using
-from .errors import Img2ImgError
+from .errors import CheckpointError, DataError, Img2ImgError
 from .evaluate import evaluate_with_average, load_eval_set, primary_metric
 from .images import save_grid
+from .interrupt import Interrupt
+from .validation import check as check_ranges
 from .losses import Adversary
 from .model import ImageSpec, Model
 from .ops import DeviceAugment, to_model_range
@@ -42,31 +45,7 @@ from .checkpoints import (
 )
 
 
-class _Interrupt:
-    """First Ctrl-C asks the loop to stop after the current step; a second one stops at once."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous: Any = None
-
-    def __enter__(self) -> "_Interrupt":
-        try:
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-        except ValueError:  # not the main thread: leave Ctrl-C alone
-            self._previous = None
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        tqdm.write("Interrupted: saving a checkpoint after this step (Ctrl-C again to abort)",
-                   file=sys.stderr)
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-
+log = logging.getLogger("img2img")
 
 class Trainer:
     """Trains one model on one dataset into one run folder; `fit()` runs the loop."""
@@ -75,8 +54,13 @@ class Trainer:
                  resume_from: Path | None = None, plugin: Mapping[str, str] | None = None,
                  preset: str | None = None,
                  progress: bool | None = None):
+        check_ranges(options)  # before anything is opened or written
         self.config, self.progress = config, progress
-        self.device = resolve_device(config.device)
+        self.processes = distributed.from_environment()
+        self.device = distributed.local_device(self.processes, resolve_device(config.device))
+        distributed.start(self.processes, self.device, config.dist_timeout)
+        if not self.processes.is_main:  # other ranks print nothing unless they fail
+            logging.getLogger("img2img").setLevel(logging.ERROR)
         self.amp_dtype = autocast_dtype(config.precision, self.device)
         torch.manual_seed(config.seed)
         random.seed(config.seed)
@@ -90,13 +74,23 @@ class Trainer:
                                             **geometry) if on_device else None
         self.dataset = open_dataset(model_cls.data, data=config.data, a=config.a, b=config.b,
                                     channels=config.channels, recipe=recipe)
+        self.dataset.substitute = True  # a file that vanishes mid-run is skipped and counted
+        self.skipped: set[str] = set()
+        self._in_step = self.interrupted = False
         spec = ImageSpec(config.channels, config.crop_size,
                          tuple(getattr(self.dataset, "classes", ())))
         adversary = Adversary(config.gan_loss, config.gp_weight, config.r1_weight)
         self.model = model_cls(options, spec=spec, adversary=adversary).to(self.device)
+        if config.init_from is not None and resume_from is None:
+            self._init_from(config.init_from)
         self.channels_last = config.channels_last == "on" or (
             config.channels_last == "auto" and self.device.type == "cuda")
         self._speed_up(config)
+        if config.sync_batch_norm and self.device.type != "cuda":
+            raise Img2ImgError("--sync-batch-norm needs CUDA GPUs (PyTorch's SyncBatchNorm runs "
+                               "on GPUs only); on CPUs each process keeps its own statistics")
+        if self.processes.distributed:
+            distributed.prepare_model(self.model, self.device, config.sync_batch_norm)
         self.ema = GeneratorAverage(self.model.generators, config.ema) if config.ema else None
         self.optimizers = {
             "g": self._adam(self.model.generators.parameters()),
@@ -109,20 +103,45 @@ class Trainer:
             raise Img2ImgError(f"--balance-classes needs labelled data (one sub-folder per "
                                f"class); '{model_cls.name}' trains on {model_cls.data} data")
         # Balanced or not, the order derives from (seed, epoch) alone, so resume stays exact.
-        self.sampler = SeededSampler(len(self.dataset), config.seed, labels=labels)
+        self.sampler = SeededSampler(len(self.dataset), config.seed, labels=labels,
+                                     rank=self.processes.rank, world=self.processes.world,
+                                     batch_size=config.batch_size)
+        if self.sampler.used == 0:
+            raise Img2ImgError(f"{len(self.dataset)} training items are fewer than one global "
+                               f"batch ({self.processes.world} processes x --batch-size "
+                               f"{config.batch_size})")
         self.step = self.epoch = self.batch_in_epoch = 0
         self.best: float | None = None  # the best evaluation so far (primary metric)
         self.record = settings_record(self.model, config, plugin or {}, preset)
+        self.record["processes"] = {"world_size": self.processes.world,
+                                    "global_batch": self.processes.world * config.batch_size}
         if resume_from is not None:
             self.run_dir = checkpoints.run_dir_of(resume_from)
             self._restore(resume_from)
         else:
-            self.run_dir = runs.create_run(config.runs_dir,
-                                           config.name or runs.default_run_name(model_cls.name))
-            runs.write_config(self.run_dir, self.record)
-        self.metrics = runs.MetricsLog(self.run_dir, tensorboard=config.logger == "tensorboard")
+            self.run_dir = self._new_run(config, model_cls.name)
+        # Only rank 0 writes: the run folder, logs, samples, checkpoints and the report.
+        self.metrics = runs.MetricsLog(self.run_dir, tensorboard=config.logger == "tensorboard") \
+            if self.processes.is_main else None
         self.fixed_batch = self._fixed_batch()
         self.eval_set = load_eval_set(self.model, config.eval_data) if config.eval_every else None
+
+    def _new_run(self, config: TrainConfig, model: str) -> Path:
+        run_dir = None
+        if self.processes.is_main:
+            run_dir = runs.create_run(config.runs_dir, config.name or runs.default_run_name(model))
+            runs.write_config(run_dir, self.record)
+        return distributed.broadcast_object(run_dir) if self.processes.distributed else run_dir
+
+    def _init_from(self, ref: Path) -> None:
+        """Start from the networks of another run (or an imported one); the optimisers, the
+        schedule and the step count start afresh. Networks it lacks keep their fresh init."""
+        weights, fresh = checkpoints.load_initial_weights(self.model, ref, self.config.runs_dir)
+        if self.processes.is_main:
+            print(f"Starting from the weights of {weights}", file=sys.stderr)
+            for network in fresh:
+                print(f"note: {weights} has no trained {network}; it starts from a fresh "
+                      "initialisation", file=sys.stderr)
 
     @classmethod
     def resume(cls, model_cls: type[Model], ref: str | Path = "latest", *,
@@ -145,7 +164,8 @@ class Trainer:
                                f"checkpoint, not '{model_cls.name}'")
         options = from_record(model_cls.Options, meta["options"], "model options")
         saved = from_record(TrainConfig, meta["training"], "training settings")
-        print(f"Resuming {weights}", file=sys.stderr)
+        if distributed.from_environment().is_main:
+            print(f"Resuming {weights}", file=sys.stderr)
         return cls(model_cls, options, dataclasses.replace(saved, **training),
                    resume_from=weights, plugin=plugin, preset=meta.get("preset"),
                    progress=progress)
@@ -167,21 +187,14 @@ class Trainer:
 
     # -- data -----------------------------------------------------------------------------------
     def _loader(self) -> torch.utils.data.DataLoader:
-        workers = self.config.workers
-        return torch.utils.data.DataLoader(
-            self.dataset, batch_size=self.config.batch_size, sampler=self.sampler,
-            num_workers=workers, pin_memory=self.device.type == "cuda",
-            persistent_workers=workers > 0, worker_init_fn=_worker_init if workers else None,
-            # Workers start from a clean forkserver process, not a fork of this one: a fork
-            # taken while OpenCV's or OpenMP's thread pool is running can deadlock the worker.
-            multiprocessing_context=_worker_context() if workers else None,
-            # Its own generator: creating an iterator must not consume the global RNG, or a
-            # resumed run would drift from an uninterrupted one.
-            generator=torch.Generator().manual_seed(self.config.seed))
+        return make_loader(self.dataset, self.sampler, self.config.batch_size,
+                           self.config.workers, self.device.type == "cuda", self.config.seed)
 
     def _to_device(self, batch: Mapping[str, Tensor], augment: bool = True) -> dict[str, Tensor]:
         moved = {}
         for key, value in batch.items():
+            if not isinstance(value, Tensor):  # e.g. the dataset's "skipped" notes
+                continue
             value = value.to(self.device, non_blocking=True)
             if value.dtype == torch.uint8:
                 value = to_model_range(value)
@@ -200,7 +213,9 @@ class Trainer:
             return self._to_device(torch.utils.data.default_collate(items))
 
     def steps_per_epoch(self) -> int:
-        return math.ceil(len(self.dataset) / self.config.batch_size)
+        """Alone, the last batch of an epoch may be smaller; sharded, whole global steps only."""
+        global_batch = self.config.batch_size * self.processes.world
+        return math.ceil(self.sampler.used / global_batch)
 
     def total_steps(self) -> int:
         total = self.config.total_epochs * self.steps_per_epoch()
@@ -240,6 +255,8 @@ class Trainer:
                 break
             self._backward(group, "g", logged)
             del group
+        if self.processes.distributed:  # once per network per step, after every group
+            distributed.average_gradients([model.generators], self.processes.world)
         self.scaler.step(self.optimizers["g"])
         if self.ema is not None:
             self.ema.update(model.generators)
@@ -248,6 +265,8 @@ class Trainer:
         with self._autocast():
             d_terms = model.discriminator_losses(batch, fakes)
         self._backward(d_terms, "d", logged)
+        if self.processes.distributed:
+            distributed.average_gradients([model.discriminators], self.processes.world)
         self.scaler.step(self.optimizers["d"])
         self.scaler.update()
         return logged
@@ -257,44 +276,96 @@ class Trainer:
         """Train until the last epoch or `max_steps`; save a checkpoint at the end (or Ctrl-C)."""
         total = self.total_steps()
         bar = tqdm(total=total, initial=self.step, unit="step", dynamic_ncols=True,
-                   disable=self.progress is False or (self.progress is None and not
-                                                       sys.stderr.isatty()))
+                   disable=self.progress is False or not self.processes.is_main or (
+                       self.progress is None and not sys.stderr.isatty()))
         loader, running, started = self._loader(), {}, time.perf_counter()
         self.model.train()
-        with _Interrupt() as interrupt, bar:
-            while (self.step < total and self.epoch < self.config.total_epochs
-                   and not interrupt.requested):
-                self._start_epoch()
-                for batch in loader:
-                    terms = self.train_step(self._to_device(batch))
-                    self.step += 1
-                    self.batch_in_epoch += 1
-                    for key, value in terms.items():
-                        running[key] = running.get(key, 0) + value
-                    bar.update(1)
-                    if self.step % self.config.log_every == 0 or self.step == total:
-                        self._log(running, bar, started)
-                        running = {}
-                    self._periodic()
-                    if self.step >= total or interrupt.requested:
-                        break
-                else:
-                    self.epoch += 1
-                    self.batch_in_epoch = 0
-        self.save_samples()
-        weights = self.save_checkpoint()
-        write_report(self.run_dir)
-        state = "stopped at" if self.step < total else "finished"
-        print(f"Training {state} step {self.step}/{total}; checkpoint {weights}", file=sys.stderr)
+        with Interrupt() as interrupt, bar:
+            try:
+                self._train_until(total, loader, interrupt, bar, running, started)
+            except Exception as exc:
+                self._stop_on_error(exc)
+        self.interrupted = interrupt.requested and self.step < total
+        if self.processes.is_main:
+            self.save_samples()
+            weights = self.save_checkpoint()
+            write_report(self.run_dir)
+            state = "stopped at" if self.step < total else "finished"
+            print(f"Training {state} step {self.step}/{total}; checkpoint {weights}",
+                  file=sys.stderr)
+        distributed.stop()
         return self.run_dir
 
+    def _train_until(self, total: int, loader: Any, interrupt: Interrupt, bar: tqdm,
+                     running: dict[str, Tensor], started: float) -> None:
+        while (self.step < total and self.epoch < self.config.total_epochs
+               and not interrupt.requested):
+            self._start_epoch()
+            for batch in loader:
+                self._count_skipped(batch.pop("skipped", ()))
+                self._in_step = True
+                terms = self.train_step(self._to_device(batch))
+                self._in_step = False
+                self.step += 1
+                self.batch_in_epoch += 1
+                for key, value in terms.items():
+                    running[key] = running.get(key, 0) + value
+                bar.update(1)
+                if self.step % self.config.log_every == 0 or self.step == total:
+                    self._log(running, bar, started)
+                    running = {}
+                self._periodic()
+                if self.processes.distributed:  # Ctrl-C on any rank stops all together
+                    interrupt.requested = distributed.any_process(interrupt.requested,
+                                                                  self.device)
+                if self.step >= total or interrupt.requested:
+                    break
+            else:
+                self.epoch += 1
+                self.batch_in_epoch = 0
+
+    def _count_skipped(self, reasons: Any) -> None:
+        """Training images that could not be read any more (the dataset put others in their
+        place): one warning each, and a clear stop past --max-bad-samples."""
+        for reason in reasons:
+            if reason and reason not in self.skipped:
+                self.skipped.add(reason)
+                log.warning("skipped a training image that can no longer be read: %s", reason)
+        limit = self.config.max_bad_samples
+        limit = max(1, len(self.dataset) // 100) if limit is None else limit
+        if len(self.skipped) > limit:
+            raise DataError(f"{len(self.skipped)} training image(s) could not be read, more "
+                            f"than --max-bad-samples {limit} (the latest: {reason})")
+
+    def _stop_on_error(self, exc: Exception) -> None:
+        """Between steps the state is sound: save it, then name the cause and how to resume.
+        Within a step (or when saving is what failed) the error stands as it is."""
+        sound = not self._in_step and self.processes.is_main and not isinstance(
+            exc, (distributed.LostPeer, CheckpointError))
+        if not sound:
+            raise exc
+        weights = self.save_checkpoint()
+        cause = str(exc) if isinstance(exc, Img2ImgError) else f"{type(exc).__name__}: {exc}"
+        error = type(exc) if isinstance(exc, Img2ImgError) else Img2ImgError
+        raise error(f"training stopped at step {self.step}: {cause}. Saved {weights.name}; "
+                    f"continue with: img2img train {self.model.name} --resume {self.run_dir}") \
+            from exc
     def _start_epoch(self) -> None:
-        self.sampler.set_epoch(self.epoch, skip=self.batch_in_epoch * self.config.batch_size)
+        self.sampler.set_epoch(self.epoch, skip=self.batch_in_epoch * self.config.batch_size
+                               * self.processes.world)
         for optimizer in self.optimizers.values():
             for group in optimizer.param_groups:
                 group["lr"] = self.config.lr * lr_factor(self.config, self.epoch)
 
     def _periodic(self) -> None:
+        every = self.config.eval_every
+        if every and self.step % every == 0 and self.processes.distributed:
+            # Rank 0 evaluates; every rank then holds the same best value (saved with state).
+            if self.processes.is_main:
+                self.run_evaluation()
+            self.best = distributed.broadcast_object(self.best)
+        if not self.processes.is_main:
+            return
         saved = False
         every = self.config.sample_every
         if every and self.step % every == 0:
@@ -306,7 +377,8 @@ class Trainer:
             saved = True
         every = self.config.eval_every
         if every and self.step % every == 0:
-            self.run_evaluation()
+            if not self.processes.distributed:
+                self.run_evaluation()
             saved = True
         if saved:
             write_report(self.run_dir)
@@ -331,6 +403,10 @@ class Trainer:
         """Losses reach the host only here (no per-step synchronisation), averaged since the
         last log line."""
         steps = (self.step - 1) % self.config.log_every + 1
+        if self.processes.distributed:  # the mean over every process's batch
+            running = distributed.mean(running, self.processes.world)
+        if not self.processes.is_main:
+            return
         losses = {k: round(float(v) / steps, 5) for k, v in running.items()}
         lr = self.optimizers["g"].param_groups[0]["lr"]
         record = {"step": self.step, "epoch": self.epoch + 1, "lr": lr,
@@ -366,6 +442,7 @@ class Trainer:
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
             "scaler": self.scaler.state_dict(), "rng": capture_rng(),
             "model": self.model.extra_state(), "best": self.best,
+            "world_size": self.processes.world,
         }
         meta = {**self.record, "step": self.step}
         tensors = network_tensors(self.model)
@@ -380,31 +457,21 @@ class Trainer:
         if self.ema is not None and average_tensors(tensors):
             self.ema.average.load_state_dict(average_tensors(tensors))
         state = checkpoints.load_state(weights)
+        saved_world = state.get("world_size", 1)
+        if saved_world != self.processes.world:
+            raise Img2ImgError(
+                f"{weights} was trained on {saved_world} process(es); resume it on the same "
+                f"number (torchrun --nproc-per-node/--nnodes), not {self.processes.world}: the "
+                "global batch and each process's share of an epoch depend on it")
         for key, optimizer in self.optimizers.items():
             optimizer.load_state_dict(state["optimizers"][key])
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         self.model.load_extra_state({k: v.to(self.device) for k, v in state["model"].items()})
         self.step, self.epoch = state["step"], state["epoch"]
+        if self.processes.is_main:  # steps after the checkpoint are redone: log each once
+            runs.drop_metrics_after(self.run_dir, self.step)
+            checkpoints.clean_leftovers(self.run_dir)  # what a killed save left behind
         self.batch_in_epoch = state["batch_in_epoch"]
         self.best = state.get("best")
         restore_rng(state["rng"])
-
-
-def _worker_context() -> str | None:
-    import multiprocessing
-
-    return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else None
-
-
-def _worker_init(worker_id: int) -> None:
-    """Each loader worker decodes on one thread: the workers are the parallelism. Batches go
-    to the trainer through named shared-memory files instead of passed file descriptors, which
-    cost two socket handshakes per tensor and made the main process the loader's bottleneck
-    (1.7x -> 2x the reference's samples/s; torch's shm manager removes the files if a worker
-    dies)."""
-    import cv2
-
-    torch.set_num_threads(1)
-    cv2.setNumThreads(1)
-    torch.multiprocessing.set_sharing_strategy("file_system")

@@ -72,7 +72,25 @@ def test_quality_smoke(tmp_path):
         assert math.isfinite(cyclegan[key]) and cyclegan[key] >= 0
 
 
-@pytest.mark.parametrize("script", ["train_speed", "convert_speed", "loader_speed", "quality"])
+def test_distributed_smoke(tmp_path):
+    payload = run_smoke("distributed", tmp_path)
+    assert [r["processes"] for r in payload["rows"]] == [1, 2]
+    for row in payload["rows"]:
+        assert row["steps/s"] > 0 and row["images/s"] > 0 and row["efficiency"] > 0
+    assert payload["gpus"] == 0 and "no CUDA GPU" in payload["note"]
+
+
+def test_soak_smoke(tmp_path):
+    payload = run_smoke("soak", tmp_path)
+    [row] = payload["rows"]
+    assert row["kills"] >= 2 and row["steps"] > 0
+    targets = {t["target"]: t for t in payload["targets"]}
+    assert targets["leftover bytes"]["met"] and targets["every step logged once"]["met"]
+    assert targets["steps lost per kill"]["met"]
+
+
+@pytest.mark.parametrize("script", ["train_speed", "convert_speed", "loader_speed", "quality",
+                                    "distributed", "soak"])
 def test_help(script):
     done = subprocess.run([sys.executable, str(BENCHMARKS / f"{script}.py"), "--help"],
                           capture_output=True, text=True, timeout=120, check=False)

@@ -142,9 +142,9 @@ def test_cyclegan_help_shows_its_options_and_shared_flags(runner, cli):
     assert result.exit_code == 0
     entries = help_entries(result.output)
     assert "cycle-consistency" in entries["--lambda-cycle"]
-    assert entries["--lambda-cycle"].endswith("[default: 10.0]")
-    assert entries["--lambda-identity"].endswith("[default: 0.5]")
-    assert entries["--pool-size"].endswith("[default: 50]")
+    assert entries["--lambda-cycle"].endswith("[default: 10.0; x>=0]")  # and its range
+    assert entries["--lambda-identity"].endswith("[default: 0.5; x>=0]")
+    assert entries["--pool-size"].endswith("[default: 50; x>=0]")
     for shared in ("--data", "--a", "--b", "--max-steps", "--crop-size", "--resume", "--seed"):
         assert shared in entries, shared
     assert entries["--crop-size"].endswith("[default: 256]")
@@ -158,7 +158,7 @@ def test_pix2pix_help_shows_its_own_defaults(runner, cli):
     result = runner.invoke(cli, ["train", "pix2pix", "--help"])
     assert result.exit_code == 0
     entries = help_entries(result.output)
-    assert entries["--lambda-l1"].endswith("[default: 100.0]")
+    assert entries["--lambda-l1"].endswith("[default: 100.0; x>=0]")
     assert entries["--gan-loss"].endswith("[default: vanilla]")
     assert "--lambda-cycle" not in entries
 
@@ -278,7 +278,7 @@ def test_cyclegan_with_only_a_asks_for_b(runner, cli, tmp_path):
 
 def test_load_size_smaller_than_crop_size_is_a_clear_error(runner, cli, trainer):
     result = runner.invoke(cli, ["train", "pix2pix", "--load-size", "64", "--crop-size", "128"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a usage error, as click's own parse errors
     assert "--load-size (64) must be at least --crop-size (128)" in result.stderr
     assert "Traceback" not in result.output
     assert trainer.calls == []

@@ -11,8 +11,11 @@ from typing import Any
 import click
 
 from ..catalog import catalog as build_catalog
+from ..distributed import from_environment
 from ..plugins import PluginManager, load_plugins
 from .errors import Img2ImgGroup
+from .export import export_command
+from .import_run import import_command
 from .listings import models_command, plugins_command, presets_command, print_version
 from .run_commands import convert_command, eval_command
 from .train import prepare_group, train_group
@@ -49,14 +52,14 @@ def build_cli(pm: PluginManager | None = None) -> click.Group:
         img2img plugins                  what is installed, and any plugin errors
         """
         _setup_logging()
-        for error in pm.errors():
+        for error in pm.errors() if from_environment().is_main else ():  # once per torchrun job
             click.echo(f"warning: {error}", err=True)
         ctx.obj = {"pm": pm, "catalog": catalog}
 
     cli.add_command(train_group(catalog))
     cli.add_command(prepare_group(catalog))
     for command in (convert_command(catalog), eval_command(catalog), plugins_command(pm),
-                    models_command(catalog),
+                    models_command(catalog), import_command(catalog), export_command(catalog),
                     presets_command(catalog)):
         cli.add_command(command)
     for command in catalog.commands.values():

@@ -6,15 +6,17 @@ from pathlib import Path
 from typing import Any
 
 import click
+import torch
 from tqdm import tqdm
 
-from .. import api
+from .. import api, distributed
 from ..catalog import Catalog
-from ..commands import open_run, output_option, run_options
+from ..commands import chosen_run, open_run, output_option, run_options
+from ..config import resolve_device
 from ..convert import convert as run_convert
 from ..errors import Img2ImgError
 from ..flags import TYPED, SectionedCommand
-from ..inference import DEFAULT_TILE
+from ..inference import DEFAULT_TILE, RUNTIMES
 from .errors import Failure
 
 
@@ -36,34 +38,38 @@ def convert_command(catalog: Catalog) -> click.Command:
     @click.option("--batch-size", type=click.IntRange(min=1), default=None,
                   help="same-sized images translated together (default: 4 on a GPU, 1 on a "
                        "CPU, where larger batches only add cache misses)")
+    @click.option("--runtime", type=click.Choice(RUNTIMES), default=None,
+                  help="what runs the generator: torch, or onnxruntime (the onnx extra; the "
+                       "generator is exported on first use)  [default: torch; for an exported "
+                       "file, its own]")
     @click.pass_context
     def convert(ctx: click.Context, inputs: tuple[str, ...], out: Path | None, model_ref: str,
                 runs_dir: Path, direction: str | None, size: int | None, label: str | None,
-                tile: int, batch_size: int | None, device: str, **pipeline_flags: Any) -> None:
+                tile: int, batch_size: int | None, runtime: str | None, device: str,
+                **pipeline_flags: Any) -> None:
         """Translate images (files, folders, globs) with a trained model.
 
         Each output keeps its input's name, size and alpha channel; the format follows the
         extension. Inputs are never overwritten.
         """
-        translator = open_run(model_ref, runs_dir, device, "translate", tile=tile)
-        click.echo(f"Using {translator.checkpoint} ({translator.name})", err=True)
+        processes = distributed.from_environment()
+        if processes.distributed:  # torchrun: one device per local rank, a share of the files
+            device = str(distributed.local_device(processes, resolve_device(device)))
+            distributed.start(processes, torch.device("cpu"), timeout_s=600)
+        translator = open_run(model_ref, runs_dir, device, "translate", tile=tile,
+                              runtime=runtime)
+        if processes.is_main:
+            engine = translator.runtime.name
+            click.echo(f"Using {translator.checkpoint} ({translator.name}"
+                       f"{'' if engine == 'torch' else ', runtime ' + engine})", err=True)
         pipeline_options = _pipeline_options(ctx, translator, pipeline_flags)
         if batch_size is None:
             batch_size = 1 if translator.device.type == "cpu" else 4
         with tqdm(total=None, unit="image", disable=not sys.stderr.isatty()) as bar:
             outcome = run_convert(translator, list(inputs), out, direction=direction, size=size,
                                   label=label, batch_size=batch_size, progress=bar,
-                                  pipeline_options=pipeline_options)
-        for src, message in outcome.failed:
-            click.echo(f"error: {src}: {message}", err=True)
-        if outcome.converted:
-            folders = sorted({str(dst.parent) for _, dst in outcome.converted})
-            click.echo(f"Converted {len(outcome.converted)} image(s) into {', '.join(folders)}",
-                       err=True)
-        for _, dst in outcome.converted:
-            click.echo(str(dst))
-        if outcome.failed:
-            raise Failure(f"{len(outcome.failed)} input(s) failed", 1)
+                                  pipeline_options=pipeline_options, processes=processes)
+        _report(outcome, processes)
 
     # Presets that carry a convert pipeline add their own flags (e.g. --faces), listed in
     # --help under a heading naming the presets they serve.
@@ -79,6 +85,27 @@ def convert_command(catalog: Catalog) -> click.Command:
         elif isinstance(param, click.Option) and param.name != "help":
             param.help_section = "Options"
     return convert
+
+
+def _report(outcome: Any, processes: distributed.Processes) -> None:
+    """Each process lists its own outputs and failures; rank 0 sums up for all of them."""
+    for src, message in outcome.failed:
+        # Messages that already name the file ("cannot read image PATH: ...") name it once.
+        shown = message if str(src) in message else f"{src}: {message}"
+        click.echo(f"error: {shown}", err=True)
+    converted, failed = len(outcome.converted), len(outcome.failed)
+    if processes.distributed:
+        converted, failed = distributed.total(converted), distributed.total(failed)
+        distributed.stop()
+    if converted and processes.is_main:
+        folders = sorted({str(dst.parent) for _, dst in outcome.converted})
+        click.echo(f"Converted {converted} image(s) into {', '.join(folders)}", err=True)
+    for _, dst in outcome.converted:
+        click.echo(str(dst))
+    if failed:
+        if not processes.is_main:
+            raise click.exceptions.Exit(1)
+        raise Failure(f"{failed} input(s) failed", 1)
 
 
 def _pipeline_options(ctx: click.Context, translator: Any, flags: dict[str, Any]
@@ -118,9 +145,7 @@ def eval_command(catalog: Catalog) -> click.Command:
 
         The run is --model (RUN may also be given first, as in `img2img eval RUN --data DIR`).
         """
-        if run is not None and model_ref != "latest" and run != model_ref:
-            raise click.UsageError(f"two runs given: {run} and --model {model_ref}")
-        loaded = open_run(run or model_ref, runs_dir, device, "any")
+        loaded = open_run(chosen_run(run, model_ref), runs_dir, device, "any")
         record, target = api.evaluate_run(loaded, data, inception_weights=inception_weights,
                                           limit=limit, batch_size=batch_size, out=out)
         results = {k: v for k, v in record.items() if k not in ("checkpoint", "data", "items")}

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from .. import api
+from .. import api, distributed
 from ..catalog import Catalog
 from ..config import SECTION_OF, TrainConfig
 from ..flags import SectionedCommand, collect, dataclass_options
@@ -55,7 +55,8 @@ def _train_command(catalog: Catalog, name: str) -> click.Command:
         given = {k: options[k] for k in typed_opts} | {k: config[k] for k in typed_cfg}
         run_dir = api.train(name, preset=values.get("preset"), resume=values["resume"],
                             catalog=catalog, **given)
-        click.echo(str(run_dir))
+        if distributed.from_environment().is_main:
+            click.echo(str(run_dir))
 
     help_text = f"{model_cls.summary}\n\nData: {model_cls.data}."
     return SectionedCommand(name, params=params, callback=callback, help=help_text,

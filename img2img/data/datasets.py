@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import operator
 from pathlib import Path
+from typing import Any
 
+import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
@@ -51,9 +53,28 @@ class _SeededDataset(Dataset):
 
     `transform` is the recipe's albumentations pipeline; `plan` its OpenCV fast path (same pixels,
     same draws) when the recipe only resizes, crops and flips, else None.
+
+    With `substitute` on (the trainer sets it), an item whose file cannot be read any more (it
+    vanished, was replaced, a network share dropped) is replaced by the next readable item, and
+    every item carries "skipped": the reason for the one it replaced, or "" (the trainer warns
+    and counts them). Off, such an item raises DataError naming the file.
     """
 
     items: list
+    substitute: bool = False
+    TRIES = 8  # items tried after a failing one before the error stands
+
+    def __getitem__(self, index) -> dict[str, Any]:
+        i, seed = self._split(index)
+        if not self.substitute:
+            return self._item(i, seed)
+        reason = ""
+        for k in range(self.TRIES + 1):
+            try:
+                return {**self._item((i + k) % len(self), seed), "skipped": reason}
+            except (DataError, OSError, cv2.error) as exc:
+                reason = reason or str(exc)
+        raise DataError(f"{self.TRIES + 1} items in a row could not be read; the first: {reason}")
 
     def _set_recipe(self, recipe: AugmentRecipe, paired: bool) -> None:
         self.transform = build_transform(recipe, paired=paired)
@@ -130,8 +151,7 @@ class PairedDataset(_SeededDataset):
         # Views, not copies: the resize reads the halves in place.
         return convert_channels(image[:, :half], ca), convert_channels(image[:, half:], cb)
 
-    def __getitem__(self, index) -> dict[str, torch.Tensor]:
-        i, seed = self._split(index)
+    def _item(self, i: int, seed: int) -> dict[str, torch.Tensor]:
         a, b = self._augment(seed, *self._load(i))
         item = {"a": a, "b": b}
         if self.labels is not None:
@@ -155,8 +175,7 @@ class UnpairedDataset(_SeededDataset):
     def __len__(self) -> int:
         return max(len(self.a_paths), len(self.b_paths))
 
-    def __getitem__(self, index) -> dict[str, torch.Tensor]:
-        i, seed = self._split(index)
+    def _item(self, i: int, seed: int) -> dict[str, torch.Tensor]:
         seed_a, seed_b, seed_pick = child_seeds(seed, 3)
         a = self._read(self.a_paths[i % len(self.a_paths)], self.channels[0])
         b = self._read(self.b_paths[seed_pick % len(self.b_paths)], self.channels[1])
@@ -188,8 +207,7 @@ class LabelledDataset(_SeededDataset):
         """The class index of every item, in item order (what class-balanced sampling needs)."""
         return [label for _, label in self.items]
 
-    def __getitem__(self, index) -> dict[str, torch.Tensor]:
-        i, seed = self._split(index)
+    def _item(self, i: int, seed: int) -> dict[str, torch.Tensor]:
         path, label = self.items[i]
         (image,) = self._augment(seed, self._read(path, self.channels))
         return {"image": image, "label": torch.tensor(label, dtype=torch.int64)}
@@ -206,8 +224,7 @@ class ImageFolderDataset(_SeededDataset):
         self.items, bad = readable_images(self.root, IMAGES_LAYOUT)
         warn_skipped(bad)
 
-    def __getitem__(self, index) -> dict[str, torch.Tensor]:
-        i, seed = self._split(index)
+    def _item(self, i: int, seed: int) -> dict[str, torch.Tensor]:
         (image,) = self._augment(seed, self._read(self.items[i], self.channels))
         return {"image": image}
 

@@ -4,6 +4,7 @@ needs (8-bit, a fixed channel count); `read_native` keeps depth and alpha for `c
 that cannot be read raises `DataError` naming it."""
 from __future__ import annotations
 
+import functools
 import io
 import warnings
 from pathlib import Path
@@ -35,6 +36,7 @@ def read_image(path: str | Path, channels: int, min_size: int = 0) -> np.ndarray
 
 def _decode_upright(path: str | Path, min_size: int = 0) -> np.ndarray:
     """The file as OpenCV decodes it (BGR order, native depth and channels), EXIF-oriented."""
+    _quiet_opencv()
     data = _read_bytes(path)
     raw = data.tobytes()
     header = _jpeg_header(raw) if raw[:2] == b"\xff\xd8" else None
@@ -43,10 +45,26 @@ def _decode_upright(path: str | Path, min_size: int = 0) -> np.ndarray:
         # flag for which OpenCV skips EXIF orientation, so the orientation is applied below.
         image = cv2.imdecode(data, _reduced_flags(header, min_size) or cv2.IMREAD_UNCHANGED)
     except cv2.error as exc:
-        raise DataError(f"cannot read image {path}: {exc.err or exc}") from None
+        raise DataError(f"cannot read image {path}: {_opencv_reason(exc)}") from None
     if image is None:
         raise DataError(f"cannot read image {path}: not a decodable image file")
     return _orient(image, _orientation(raw, header))
+
+
+@functools.cache
+def _quiet_opencv() -> None:
+    """OpenCV's own `[ WARN:0@...]` lines would reach the user's terminal; img2img reports every
+    file it cannot read itself, with the file's name (set once, on the first decode)."""
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
+
+def _opencv_reason(exc: cv2.error) -> str:
+    """OpenCV's failure in words a user can act on, not its assertion text."""
+    text = str(exc.err or exc)
+    if "CV_IO_MAX_IMAGE_PIXELS" in text:
+        return ("the image has more pixels than OpenCV decodes by default (2^30); set "
+                "OPENCV_IO_MAX_IMAGE_PIXELS higher to allow it")
+    return "OpenCV could not decode it (" + text.strip().splitlines()[-1][:200] + ")"
 
 
 def _read_bytes(path: str | Path) -> np.ndarray:

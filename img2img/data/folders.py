@@ -117,6 +117,10 @@ def matched_pairs(root: Path) -> list[tuple[Path, Path]]:
     pairs = [(a, b) for a, b in pairs if a in good and b in good]
     if not pairs:
         raise DataError(f"no readable image pair in {root}: {PAIRED_LAYOUT}")
+    unequal = [(a, b) for a, b in pairs if good[a] != good[b]]
+    if unequal:  # both sides are resized to --load-size, so a pair stays aligned if it was
+        log.warning("%d pair(s) whose a and b images differ in size are each resized to the "
+                    "training size, e.g. %s and %s", len(unequal), *unequal[0])
     return pairs
 
 
@@ -132,6 +136,9 @@ def side_by_side_files(root: Path) -> list[Path]:
     files = [p for p in good if p not in odd]
     if not files:
         raise DataError(f"no readable side-by-side image in {root}: {PAIRED_LAYOUT}")
+    # A folder of ordinary photos is also "even-width images": say how it is being read.
+    log.info("reading %d image(s) in %s as side-by-side A|B pairs (left half = a); for "
+             "separate files use %s/a/ and %s/b/", len(files), root, root, root)
     return files
 
 

@@ -27,12 +27,22 @@ class SeededSampler(Sampler):
     With `labels` (one class index per item) an epoch is class-balanced: its `length` draws are
     split evenly between the classes (counts differ by at most one), small classes repeat their
     items and large ones contribute a fresh random subset each epoch.
+
+    Sharded (`world` > 1 processes, `batch_size` each): the epoch's one seeded order is cut into
+    global steps of `world * batch_size` items and process `rank` takes its `batch_size` slice of
+    each, so shares are disjoint, every process runs the same number of steps, and an item is
+    augmented with the same seed whatever the process count. Only the items of a last, uneven
+    global step are left out. `skip` counts items of the whole epoch (all processes).
     """
 
     def __init__(self, length: int, seed: int, shuffle: bool = True,
-                 labels: Sequence[int] | None = None) -> None:
+                 labels: Sequence[int] | None = None, *, rank: int = 0, world: int = 1,
+                 batch_size: int = 1) -> None:
         if length <= 0:
             raise ValueError(f"length must be positive, got {length}")
+        if not 0 <= rank < world:
+            raise ValueError(f"rank {rank} is not one of {world} processes")
+        self.rank, self.world, self.batch_size = rank, world, batch_size
         self.length, self.seed, self.shuffle = length, int(seed), shuffle
         self.epoch, self.skip = 0, 0
         self.classes: list[torch.Tensor] | None = None
@@ -49,8 +59,20 @@ class SeededSampler(Sampler):
             raise ValueError(f"skip must be between 0 and {self.length}, got {skip}")
         self.epoch, self.skip = int(epoch), int(skip)
 
+    @property
+    def used(self) -> int:
+        """Items of an epoch that some process reads: all alone, whole global steps sharded."""
+        if self.world == 1:
+            return self.length
+        step = self.world * self.batch_size
+        return self.length // step * step
+
+    def _mine(self, position: int) -> bool:
+        return self.world == 1 or position % (self.world * self.batch_size) // self.batch_size \
+            == self.rank
+
     def __len__(self) -> int:
-        return self.length - self.skip
+        return sum(1 for p in range(self.skip, self.used) if self._mine(p))
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         generator = torch.Generator()
@@ -64,7 +86,9 @@ class SeededSampler(Sampler):
             order = list(range(self.length))
         # Seeds follow the position in the epoch, drawn after the permutation from the same stream.
         seeds = torch.randint(0, 2**62, (self.length,), generator=generator).tolist()
-        yield from zip(order[self.skip:], seeds[self.skip:])
+        for position in range(self.skip, self.used):
+            if self._mine(position):
+                yield order[position], seeds[position]
 
     def _balanced_order(self, generator: torch.Generator) -> list[int]:
         assert self.classes is not None

@@ -6,6 +6,7 @@ from __future__ import annotations
 from torch import nn
 
 from img2img.errors import Img2ImgError
+from img2img.validation import SettingsError
 from img2img.networks.init import init_weights
 from img2img.networks.resnet import ResnetGenerator
 from img2img.networks.unet import UnetGenerator
@@ -26,7 +27,10 @@ def build_generator(kind: str, in_channels: int, out_channels: int, *, ngf: int,
         net = ResnetGenerator(in_channels, out_channels, ngf, int(number), norm, dropout)
     multiple = net.required_multiple
     if size is not None and size % multiple:
-        raise Img2ImgError(f"--crop-size {size} does not suit --generator {kind}, which needs a "
-                           f"multiple of {multiple}; use --crop-size {max(multiple, size // multiple * multiple)} "
-                           "or a smaller generator")
+        lower = max(multiple, size // multiple * multiple)
+        # A smaller U-Net needs a smaller multiple; a ResNet's multiple (4) is the same for all.
+        other = " or a smaller U-Net (--generator unet-N)" if family == "unet" else ""
+        raise SettingsError(f"--crop-size {size} does not suit --generator {kind}, which needs "
+                            f"a multiple of {multiple}; use --crop-size {lower} or "
+                            f"{lower + multiple}{other}")
     return init_weights(net)

@@ -1,7 +1,7 @@
 """The network options that pix2pix-style models share (generator kind, widths, PatchGAN depth,
-normalisation, dropout) as one frozen base for a model's `Options`, with the two networks they
-describe. A model subclasses it, changes defaults with `network_field`, and adds its own
-loss weights."""
+normalisation, dropout, batch-norm statistics at inference) as one frozen base for a model's
+`Options`, with the two networks they describe. A model subclasses it, changes defaults with
+`network_field`, and adds its own loss weights."""
 from __future__ import annotations
 
 import dataclasses
@@ -11,8 +11,10 @@ from torch import nn
 
 from img2img.networks.factory import GENERATORS, build_generator
 from img2img.networks.init import init_weights
-from img2img.networks.norm import NORMS
+from img2img.networks.norm import NORMS, per_sample_batch_norm
 from img2img.networks.patchgan import PatchDiscriminator
+
+BATCH_STATS = ("per-image", "running")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,19 +26,24 @@ class NetworkOptions:
         "help": "generator network (unet-N fits N px crops; resnet-N has N residual blocks)",
         "choices": GENERATORS})
     ngf: int = dataclasses.field(default=64, metadata={
-        "help": "generator width (filters in the first layer)"})
-    ndf: int = dataclasses.field(default=64, metadata={"help": "discriminator width"})
+        "help": "generator width (filters in the first layer)", "min": 1})
+    ndf: int = dataclasses.field(default=64, metadata={"help": "discriminator width", "min": 1})
     d_layers: int = dataclasses.field(default=3, metadata={
-        "help": "PatchGAN layers (3 = 70x70 patches)"})
+        "help": "PatchGAN layers (3 = 70x70 patches, 5 = 286x286)", "min": 1, "max": 6})
     norm: str = dataclasses.field(default="batch", metadata={
         "help": "normalisation layers", "choices": NORMS})
     dropout: bool = dataclasses.field(default=True, metadata={
         "help": "dropout in the generator while training (U-Net decoder, ResNet blocks)"})
+    batch_stats: str = dataclasses.field(default="per-image", metadata={
+        "help": "batch norm at inference: each image's own statistics (as in training at batch "
+                "size 1, and the reference's test.py), or the running averages (its --eval)",
+        "choices": BATCH_STATS})
 
     def make_generator(self, in_channels: int, out_channels: int, size: int | None) -> nn.Module:
         """The generator these options describe, for `size` px crops (U-Nets check it fits)."""
-        return build_generator(self.generator, in_channels, out_channels, ngf=self.ngf,
-                               norm=self.norm, dropout=self.dropout, size=size)
+        net = build_generator(self.generator, in_channels, out_channels, ngf=self.ngf,
+                              norm=self.norm, dropout=self.dropout, size=size)
+        return per_sample_batch_norm(net) if self.batch_stats == "per-image" else net
 
     def make_discriminator(self, in_channels: int) -> nn.Module:
         """The PatchGAN these options describe, initialised as the reference does."""

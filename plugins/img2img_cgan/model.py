@@ -23,16 +23,19 @@ SAMPLE_CHUNK = 64   # images per generator call in sample(), so memory stays bou
 
 @dataclass(frozen=True)
 class Options:
-    noise_dim: int = field(default=128, metadata={"help": "length of the noise vector"})
+    noise_dim: int = field(default=128, metadata={"help": "length of the noise vector", "min": 1})
     embed_dim: int = field(default=128, metadata={
-        "help": "length of the learned class embedding fed to the generator with the noise"})
+        "help": "length of the learned class embedding fed to the generator with the noise",
+        "min": 1})
     ngf: int = field(default=64, metadata={
-        "help": "generator width: channels at full size, doubling per 2x step down to 4x4 (max 8x)"})
+        "help": "generator width: channels at full size, doubling per 2x step down to 4x4 (max 8x)",
+        "min": 1})
     ndf: int = field(default=64, metadata={
-        "help": "discriminator width: channels of its first layer, doubling per 2x step (max 8x)"})
+        "help": "discriminator width: channels of its first layer, doubling per 2x step (max 8x)",
+        "min": 1})
     lambda_ms: float = field(default=0.1, metadata={
         "help": "weight of the mode-seeking term, which rewards different images for different "
-                "noise of one class (0 = off)"})
+                "noise of one class (0 = off)", "min": 0})
 
 
 class ConditionalGAN(img2img.Model):

@@ -22,12 +22,14 @@ class Options(NetworkOptions):  # both directions use the same networks
     generator: str = network_field("generator", "resnet-9")
     norm: str = network_field("norm", "instance")
     dropout: bool = network_field("dropout", False)
+    # With --norm batch, runs from before this option converted with the running averages.
+    batch_stats: str = network_field("batch_stats", "running")
     lambda_cycle: float = field(default=10.0, metadata={
-        "help": "weight of the cycle-consistency loss (each direction)"})
+        "help": "weight of the cycle-consistency loss (each direction)", "min": 0})
     lambda_identity: float = field(default=0.5, metadata={
-        "help": "weight of the identity loss, relative to --lambda-cycle (0 = off)"})
+        "help": "weight of the identity loss, relative to --lambda-cycle (0 = off)", "min": 0})
     pool_size: int = field(default=50, metadata={
-        "help": "past fakes kept for the discriminators (0 = none)"})
+        "help": "past fakes kept for the discriminators (0 = none)", "min": 0})
 
 
 class CycleGAN(img2img.Model):

@@ -6,10 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 import numpy as np
 import torch
 
 import img2img
+from img2img.commands import output_option
 from img2img.data import list_images
 from img2img.data.decode import read_image
 from img2img.images import grid, write_image
@@ -25,12 +27,30 @@ def _halves(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return image[:, :half], image[:, half:]
 
 
+def _fresh_output(out: Path) -> Path:
+    """Keep an earlier demo's images: the default folder becomes demo-2, demo-3, ...; a folder
+    the user typed is reused, and they are told its images are replaced."""
+    if not out.is_dir() or not any(out.iterdir()):
+        return out
+    context = click.get_current_context()
+    if context.get_parameter_source("out") not in (ParameterSource.DEFAULT, None):
+        click.echo(f"Replacing the previous demo images in {out}", err=True)
+        return out
+    n = 2
+    while (out.parent / f"{out.name}-{n}").exists():
+        n += 1
+    fresh = out.parent / f"{out.name}-{n}"
+    click.echo(f"Keeping the previous demo in {out}; this one goes to {fresh}", err=True)
+    return fresh
+
+
 @click.command("demo", context_settings={"show_default": True})
 @click.option("--data", type=click.Path(path_type=Path), default=DATA,
               help="folder with train/ and test/ side-by-side edges|photo images")
 @click.option("--steps", type=click.IntRange(min=1), default=800, help="training steps")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("converted/demo"),
-              help="where the translated test images go")
+@output_option(default=Path("converted/demo"),
+               help="where the translated test images go; an earlier demo's folder is kept "
+                    "(the new one is numbered) unless you name it yourself")
 @click.option("--runs-dir", type=click.Path(path_type=Path), default=Path("runs"))
 def demo(data: Path, steps: int, out: Path, runs_dir: Path) -> None:
     """Train pix2pix on bundled face edge maps for a few minutes, then translate unseen ones."""
@@ -49,6 +69,7 @@ def demo(data: Path, steps: int, out: Path, runs_dir: Path) -> None:
     run_dir = trainer.fit()
 
     translator = img2img.load(run_dir, device=str(trainer.device))
+    out = _fresh_output(out)
     pairs = [_halves(p) for p in list_images(data / "test")]
     if not pairs:
         raise img2img.DataError(f"{data / 'test'} holds no images")

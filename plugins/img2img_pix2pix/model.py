@@ -4,8 +4,8 @@ judges (a, b) pairs, the non-saturating GAN loss plus L1 weighted 100 (Isola et 
 Inference: the paper trains at batch size 1, where batch norm's statistics are each image's own.
 At inference (eval mode) every batch-norm layer keeps using per-image statistics with its learned
 scale and shift, never the running averages the network was not trained with, so a converted
-image is the same whether it is translated alone or batched; dropout is off, so output is
-deterministic.
+image is the same whether it is translated alone or batched (`--batch-stats running` chooses the
+averages instead); dropout is off, so output is deterministic.
 
 Styles: trained on paired data with style sub-folders (DATA/<style>/a, DATA/<style>/b), the U-Net
 gains a learned embedding per style added at its bottleneck (equivalent to joining a one-hot label
@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 import img2img
-from img2img.networks import NetworkOptions, per_sample_batch_norm
+from img2img.networks import NetworkOptions
 from img2img.networks.unet import UnetGenerator, UnetLevel
 
 
@@ -60,7 +60,8 @@ class StyledUnet(nn.Module):
 
 @dataclass(frozen=True)
 class Options(NetworkOptions):  # the published networks: NetworkOptions' defaults are pix2pix's
-    lambda_l1: float = field(default=100.0, metadata={"help": "weight of the L1 loss to the target"})
+    lambda_l1: float = field(default=100.0, metadata={"help": "weight of the L1 loss to the target",
+                                                      "min": 0})
 
 
 class Pix2Pix(img2img.Model):
@@ -80,7 +81,7 @@ class Pix2Pix(img2img.Model):
                 raise img2img.Img2ImgError(f"style labels need a U-Net generator, not "
                                            f"--generator {o.generator}")
             net = StyledUnet(net, len(self.spec.classes))
-        return {"a_to_b": per_sample_batch_norm(net)}
+        return {"a_to_b": net}
 
     def _generator(self, a: Tensor, style: Tensor | None) -> Tensor:
         net = self.generators["a_to_b"]

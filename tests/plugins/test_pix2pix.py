@@ -178,3 +178,20 @@ def test_demo_trains_converts_and_says_where_to_look(tmp_path):
     assert len(list(out.glob("*.png"))) > 1  # the translated test images too
     assert str(out / "comparison.png") in result.output
     assert list(runs.glob("*/checkpoints/*.safetensors"))
+
+
+def test_demo_run_twice_keeps_the_first_result(tmp_path, monkeypatch):
+    """A second demo with the default output folder writes next to the first one."""
+    from click.testing import CliRunner
+
+    from img2img.cli import build_cli
+
+    monkeypatch.chdir(tmp_path)
+    first = tmp_path / "converted" / "demo"
+    first.mkdir(parents=True)
+    (first / "comparison.png").write_bytes(b"the first demo's result")
+    result = CliRunner().invoke(build_cli(), ["demo", "--steps", "1", "--runs-dir", "runs"])
+    assert result.exit_code == 0, result.output
+    assert (first / "comparison.png").read_bytes() == b"the first demo's result"
+    assert (tmp_path / "converted" / "demo-2" / "comparison.png").exists()
+    assert "Keeping the previous demo in converted/demo" in result.stderr

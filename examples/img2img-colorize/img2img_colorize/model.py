@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 import img2img
-from img2img.networks import NetworkOptions, network_field, per_sample_batch_norm
+from img2img.networks import NetworkOptions, network_field
 
 # ITU-R BT.601 luma: the grey a black-and-white photo or a photo editor's "desaturate" gives.
 GREY_WEIGHTS = (0.299, 0.587, 0.114)
@@ -37,7 +37,7 @@ def to_grey(images: Tensor) -> Tensor:
 class Options(NetworkOptions):  # img2img's shared U-Net + PatchGAN options
     dropout: bool = network_field("dropout", False)
     lambda_l1: float = field(default=100.0, metadata={
-        "help": "weight of the L1 loss to the real colours"})
+        "help": "weight of the L1 loss to the real colours", "min": 0})
 
 
 class Colorize(img2img.Model):
@@ -52,9 +52,8 @@ class Colorize(img2img.Model):
         if self.spec.channels != 3:
             raise img2img.Img2ImgError("colorize learns colour: train it on colour photos with "
                                        f"--channels 3 (got --channels {self.spec.channels})")
-        net = self.options.make_generator(1, 3, self.spec.size)
-        # Batch statistics per image at inference too, as in training (see pix2pix).
-        return {"a_to_b": per_sample_batch_norm(net)}
+        # make_generator keeps batch statistics per image at inference too (see pix2pix).
+        return {"a_to_b": self.options.make_generator(1, 3, self.spec.size)}
 
     def build_discriminators(self):
         return {"b": self.options.make_discriminator(1 + 3)}

@@ -1,0 +1,229 @@
+"""`img2img export`: one direction (and style) of a trained model's generator as an ONNX or
+TorchScript file with a dynamic batch, height and width, and its contract (channels, value range,
+the size multiple and minimum it needs, where it came from) in the file's own metadata, so a
+runtime, ours or anyone's, can feed it without the run folder."""
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import math
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..checkpoints import img2img_version
+from ..errors import Img2ImgError
+from ..inference import Translator, minimum_size, size_multiple, translate_indexed
+from ..model import Model
+from ..runs import atomic_path
+
+FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
+INPUT, OUTPUT = "image", "translated"
+METADATA_PREFIX = "img2img."
+TORCHSCRIPT_METADATA = "img2img.json"  # the TorchScript archive's extra file holding the contract
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportContract:
+    """What an exported graph expects and gives: float32 (N, in_channels, H, W) in [-1, 1] with H
+    and W multiples of `required_multiple` and at least `minimum_size`, to (N, out_channels, H, W)
+    in [-1, 1]. The two size fields carry the generator attribute names the core reads, so this
+    stands in for the network once the file is loaded."""
+
+    model: str
+    direction: str
+    label: str | None  # the style or class baked into the graph, if the run has them
+    in_channels: int
+    out_channels: int
+    required_multiple: int
+    minimum_size: int
+    train_size: int
+    format: str
+    exporter: str
+    preset: str | None = None
+    value_range: str = "[-1, 1]"
+    version: str = dataclasses.field(default_factory=img2img_version)
+
+    def metadata(self) -> dict[str, str]:
+        """Every field as `img2img.<field>` string entries (what ONNX metadata_props holds)."""
+        return {METADATA_PREFIX + k: "" if v is None else str(v)
+                for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_metadata(cls, entries: dict[str, str], source: Path) -> "ExportContract":
+        values = {k[len(METADATA_PREFIX):]: v for k, v in entries.items()
+                  if k.startswith(METADATA_PREFIX)}
+        hints = {f.name: f.type for f in dataclasses.fields(cls)}
+        try:
+            return cls(**{k: int(v) if hints[k] == "int" else (v or None) if "None" in hints[k]
+                          else v for k, v in values.items() if k in hints})
+        except (TypeError, ValueError) as exc:
+            raise Img2ImgError(f"{source} was not written by `img2img export` (its img2img "
+                               f"metadata is missing or incomplete: {exc})") from None
+
+    def describe(self) -> list[str]:
+        """The contract as lines for a person (what `img2img export` prints)."""
+        shape = "float32 (batch, {}, height, width) in " + self.value_range
+        style = f", style/label '{self.label}' (baked in)" if self.label else ""
+        return [f"model   {self.model} {self.direction}{style}; {self.format} "
+                f"({self.exporter}), img2img {self.version}",
+                f"input   '{INPUT}': {shape.format(self.in_channels)}; height and width "
+                f"multiples of {self.required_multiple}, at least {self.minimum_size}",
+                f"output  '{OUTPUT}': {shape.format(self.out_channels)}, the input's size"]
+
+
+class _Translation(nn.Module):
+    """One direction and class of `model.translate` as a module of one image input, which is what
+    the exporters trace. The generators are submodules, so their weights are the graph's."""
+
+    def __init__(self, model: Model, direction: str, index: int | None):
+        super().__init__()
+        self.generators = model.generators
+        self.model, self.direction, self.index = model, direction, index
+
+    def forward(self, x: Tensor) -> Tensor:
+        return translate_indexed(self.model, x, self.direction, self.index)
+
+
+def export_model(loaded: Any, out: Path, fmt: str | None = None, *, direction: str | None = None,
+                 label: str | None = None) -> ExportContract:
+    """Write `loaded`'s generator for `direction` and `label` (defaults: the first) to `out`; the
+    format follows the suffix (.onnx, .pt) unless `fmt` names it. Written atomically."""
+    fmt = _format(Path(out), fmt)
+    if not isinstance(loaded, Translator):
+        raise Img2ImgError(f"cannot export '{loaded.name}': it generates images from noise (it "
+                           "samples) and export writes generators that translate images")
+    if not isinstance(loaded.model, Model):
+        raise Img2ImgError(f"{loaded.checkpoint} is already an exported graph; export from the "
+                           "run it came from")
+    model = loaded.model
+    direction = model.resolve_direction(direction)
+    index = model.resolve_label(label)
+    with atomic_path(Path(out)) as tmp:
+        if fmt == "onnx":
+            data, contract = onnx_model(model, direction, index, preset=loaded.preset)
+            tmp.write_bytes(data)
+        else:
+            contract = _write_torchscript(model, direction, index, tmp, loaded.preset)
+    return contract
+
+
+def _format(out: Path, fmt: str | None) -> str:
+    by_suffix = {suffix: name for name, suffix in FORMATS.items()}.get(out.suffix.lower())
+    if fmt is None and by_suffix is None:
+        raise Img2ImgError(f"-o {out}: name an .onnx (ONNX) or .pt (TorchScript) file")
+    if fmt is not None and by_suffix != fmt:
+        raise Img2ImgError(f"-o {out} does not fit --format {fmt}, whose files end in "
+                           f"{FORMATS[fmt]} (how `img2img convert --model` recognises them)")
+    return by_suffix
+
+
+def _contract(model: Model, direction: str, index: int | None, fmt: str, exporter: str,
+              preset: str | None) -> ExportContract:
+    multiple, minimum = size_multiple(model), minimum_size(model)
+    side = math.ceil(max(minimum, multiple) / multiple) * multiple
+    probe = torch.zeros(1, model.spec.channels, side, side, device=_device(model))
+    with torch.inference_mode():
+        out_channels = translate_indexed(model, probe, direction, index).shape[1]
+    label = None if index is None else model.spec.classes[index]
+    return ExportContract(model.name, direction, label, model.spec.channels, int(out_channels),
+                          multiple, minimum, model.spec.size, fmt, exporter, preset)
+
+
+def _device(model: Model) -> torch.device:
+    return next(model.generators.parameters(), torch.zeros(())).device
+
+
+def _example(model: Model) -> tuple[Tensor, int, int]:
+    """A traced example (batch 2, sides twice the multiple or more: torch.export specialises a
+    size of 1 to a constant) and the multiple and minimum of the sides, in multiples."""
+    multiple = size_multiple(model)
+    low = math.ceil(minimum_size(model) / multiple)
+    side = multiple * max(2, low)
+    return torch.rand(2, model.spec.channels, side, side, device=_device(model)) * 2 - 1, multiple, low
+
+
+def onnx_model(model: Model, direction: str, index: int | None, *,
+               preset: str | None = None) -> tuple[bytes, ExportContract]:
+    """The serialised ONNX model of one direction and class, with its contract as metadata.
+    torch.export (the dynamo exporter) first; a network it cannot capture falls back to the
+    TorchScript-based exporter, and one neither exports gives an error naming both reasons."""
+    onnx = require_extra("onnx", "ONNX export")
+    require_extra("onnxscript", "ONNX export")
+    module = _Translation(model, direction, index).eval()
+    reasons = []
+    for exporter, capture in (("dynamo", _dynamo), ("torchscript-based", _torchscript_onnx)):
+        try:
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # exporter chatter: deprecations, trace notes
+                proto = capture(module, *_example(model))
+            break
+        except Exception as exc:  # any failure of an exporter is a reason to try the other
+            reasons.append(f"{exporter}: {_first_line(exc)}")
+    else:
+        raise Img2ImgError(f"cannot export '{model.name}' {direction} to ONNX: "
+                           + "; ".join(reasons))
+    contract = _contract(model, direction, index, "onnx", exporter, preset)
+    del proto.metadata_props[:]
+    onnx.helper.set_model_props(proto, contract.metadata())
+    return proto.SerializeToString(), contract
+
+
+def _dynamo(module: nn.Module, example: Tensor, multiple: int, low: int) -> Any:
+    from torch.export import Dim
+
+    shapes = ({0: Dim("batch", min=1), 2: multiple * Dim("height", min=low),
+               3: multiple * Dim("width", min=low)},)
+    program = torch.onnx.export(module, (example,), dynamo=True, verbose=False,
+                                input_names=[INPUT], output_names=[OUTPUT],
+                                dynamic_shapes=shapes)
+    return program.model_proto
+
+
+def _torchscript_onnx(module: nn.Module, example: Tensor, multiple: int, low: int) -> Any:
+    import onnx
+
+    axes = {0: "batch", 2: "height", 3: "width"}
+    buffer = io.BytesIO()
+    torch.onnx.export(module, (example,), buffer, dynamo=False, input_names=[INPUT],
+                      output_names=[OUTPUT], dynamic_axes={INPUT: axes, OUTPUT: axes},
+                      opset_version=17)
+    return onnx.load_from_string(buffer.getvalue())
+
+
+def _write_torchscript(model: Model, direction: str, index: int | None, path: Path,
+                       preset: str | None) -> ExportContract:
+    """Traced and frozen: the networks here have no shape-dependent branches beyond the size
+    checks, which hold for every size the contract allows."""
+    contract = _contract(model, direction, index, "torchscript", "torch.jit.trace", preset)
+    module = _Translation(model, direction, index).eval()
+    example = _example(model)[0]
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            traced = torch.jit.freeze(torch.jit.trace(module, example))
+            torch.jit.save(traced, str(path), _extra_files={
+                TORCHSCRIPT_METADATA: json.dumps(contract.metadata())})
+    except Exception as exc:  # tracing fails in many ways (untraceable Python, custom ops)
+        raise Img2ImgError(f"cannot export '{model.name}' {direction} to TorchScript: "
+                           f"{_first_line(exc)}") from None
+    return contract
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
+def require_extra(package: str, what: str) -> Any:
+    """Import a package of the onnx extra, or say in one line how to install it."""
+    import importlib
+
+    try:
+        return importlib.import_module(package)
+    except ImportError:
+        raise Img2ImgError(f"{what} needs the onnx extra: pip install 'img2img[onnx]'") from None

@@ -1,0 +1,74 @@
+"""ONNX Runtime as a `Translator` runtime: `OnnxGraph` runs one ONNX file or serialised graph in
+an inference session set up for the machine, and `OnnxRuntime` runs a trained model through it,
+exporting each direction and class on first use. Tiling, padding, alpha and bit depth stay the
+Translator's, so they are the same as with PyTorch."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..model import Model
+from .export import onnx_model, require_extra
+
+
+def _providers(ort: Any, device: torch.device) -> list[str]:
+    """CUDA when the caller asked for a CUDA device and this onnxruntime build has it."""
+    if device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
+class OnnxGraph:
+    """An ONNX graph of one image input and one image output in an ONNX Runtime session:
+    (B,C,H,W) float tensor in, (B,C',H,W) float32 CPU tensor out."""
+
+    def __init__(self, model: bytes | Path, device: torch.device = torch.device("cpu")):
+        ort = require_extra("onnxruntime", "the onnxruntime runtime")
+        options = ort.SessionOptions()
+        # As many threads as torch would use, all on one operator at a time: a generator is a
+        # chain of large convolutions, with nothing to run side by side.
+        options.intra_op_num_threads = torch.get_num_threads()
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        source = model if isinstance(model, bytes) else str(model)
+        try:
+            self.session = ort.InferenceSession(source, options,
+                                                providers=_providers(ort, device))
+        except Exception as exc:  # onnxruntime's errors share no base class beyond Exception
+            where = "" if isinstance(model, bytes) else f"{model}: "
+            raise RuntimeError(f"{where}ONNX Runtime cannot load this graph: {exc}") from None
+        self.input = self.session.get_inputs()[0].name
+
+    def metadata(self) -> dict[str, str]:
+        """The model's metadata_props (where `img2img export` writes its contract)."""
+        return dict(self.session.get_modelmeta().custom_metadata_map)
+
+    def __call__(self, x: Tensor) -> Tensor:
+        array = x.detach().to("cpu", torch.float32).contiguous().numpy()
+        try:
+            (out,) = self.session.run(None, {self.input: array})
+        except Exception as exc:  # as above; torch's own path raises RuntimeError here
+            raise RuntimeError(f"ONNX Runtime: {exc}") from None
+        return torch.from_numpy(out)
+
+
+class OnnxRuntime:
+    """Runs `model` with ONNX Runtime: each (direction, class) is exported to ONNX in memory the
+    first time it is asked for (a few seconds), then served by its own session."""
+
+    name = "onnxruntime"
+
+    def __init__(self, model: Model, device: torch.device = torch.device("cpu")):
+        require_extra("onnxruntime", "the onnxruntime runtime")  # say so now, not at image one
+        self.model, self.device = model, device
+        self.graphs: dict[tuple[str, int | None], OnnxGraph] = {}
+
+    def __call__(self, x: Tensor, direction: str, index: int | None) -> Tensor:
+        key = (direction, index)
+        if key not in self.graphs:
+            self.graphs[key] = OnnxGraph(onnx_model(self.model, direction, index)[0], self.device)
+        return self.graphs[key](x)

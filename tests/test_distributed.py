@@ -1,0 +1,209 @@
+"""Training and converting on several processes with torchrun and gloo on loopback: the same
+weights as one process with the whole batch, disjoint shards, only rank 0 writes, a lost process
+ends the others with a clear message and the run resumes exactly, two "nodes", sharded convert.
+Each test launches real processes (a few seconds each at 32 px)."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import img2img
+from img2img import TrainConfig, Trainer, checkpoints
+from img2img.data import SeededSampler
+from img2img.testing import write_sample_images
+from img2img_cyclegan import CycleGAN
+from img2img_pix2pix import Pix2Pix
+
+SMALL = ["--ngf", "8", "--ndf", "8", "--load-size", "32", "--crop-size", "32", "--workers", "0",
+         "--device", "cpu", "--log-every", "1", "--sample-every", "0", "--seed", "5"]
+MODELS = {  # dropout off and per-image norms, so a batch of 2 equals two batches of 1
+    "pix2pix": (Pix2Pix, ["--generator", "unet-32", "--norm", "instance", "--no-dropout"],
+                dict(generator="unet-32", norm="instance", dropout=False)),
+    "cyclegan": (CycleGAN, ["--generator", "resnet-6", "--pool-size", "0"],
+                 dict(generator="resnet-6", pool_size=0)),
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def environment() -> dict[str, str]:
+    return {**os.environ, "IMG2IMG_LOAD_PLUGINS": "img2img", "OMP_NUM_THREADS": "1",
+            "PYTHONUNBUFFERED": "1"}
+
+
+def torchrun(args: list[str], nproc: int = 2, *extra: str, timeout: float = 180
+             ) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc),
+               *extra, "-m", "img2img", *args]
+    if not extra:
+        command[5:5] = ["--master-addr", "127.0.0.1", "--master-port", str(free_port())]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout,
+                          env=environment())
+
+
+def net_inputs(net) -> int:
+    return next(m for m in net.modules() if isinstance(m, torch.nn.Conv2d)).in_channels
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_two_processes_of_batch_one_equal_one_process_of_batch_two(tmp_path, name):
+    model_cls, flags, chosen = MODELS[name]
+    folders = write_sample_images(model_cls.data, tmp_path / "data", n=4, size=40)
+    data = [a for k, v in folders.items() for a in (f"--{k}", str(v))]
+    result = torchrun(["train", name, *data, *flags, *SMALL, "--max-steps", "3",
+                       "--batch-size", "1", "--runs-dir", str(tmp_path / "runs"), "--name", "two"])
+    assert result.returncode == 0, result.stderr
+    alone = Trainer(model_cls, model_cls.Options(**chosen, ngf=8, ndf=8),
+                    TrainConfig(**folders, **model_cls.training_defaults, load_size=32,
+                                crop_size=32, workers=0, device="cpu", log_every=1,
+                                sample_every=0, seed=5, max_steps=3, batch_size=2,
+                                runs_dir=tmp_path / "runs", name="one"), progress=False)
+    alone.fit()
+    two, one = (checkpoints.model_from_checkpoint(model_cls, checkpoints.resolve_checkpoint(
+        tmp_path / "runs" / run)) for run in ("two", "one"))
+    # Outputs, not raw weights: a conv bias just before instance norm gets a gradient that is
+    # rounding noise, which Adam scales up to full steps; it cannot change any output.
+    probe = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    with torch.no_grad():
+        for nets in ("generators", "discriminators"):
+            for key, net in getattr(one, nets).items():
+                seen = torch.cat([probe, probe], 1) if net_inputs(net) == 6 else probe
+                want, got = net(seen), getattr(two, nets)[key](seen)
+                assert (want - got).abs().max() < 1e-4, (nets, key)
+    start = Trainer(model_cls, alone.model.options, alone.config, progress=False)
+    with torch.no_grad():
+        moved = (start.model.generators.eval()[one.directions[0]](probe) -
+                 one.translate(probe)).abs().max()
+    assert moved > 1e-3  # it really trained
+    config = json.loads((tmp_path / "runs" / "two" / "config.json").read_text())
+    assert config["processes"] == {"world_size": 2, "global_batch": 2}
+
+
+def test_each_rank_reads_a_disjoint_share_and_together_the_whole_epoch():
+    for length, world, batch in ((10, 2, 1), (11, 3, 2), (16, 4, 2)):
+        shares = []
+        for rank in range(world):
+            sampler = SeededSampler(length, seed=3, rank=rank, world=world, batch_size=batch)
+            sampler.set_epoch(1)
+            shares.append([index for index, _ in sampler])
+            assert len(shares[-1]) == len(sampler)
+        flat = [i for share in shares for i in share]
+        assert len(flat) == len(set(flat))  # no image twice in an epoch
+        step = world * batch
+        assert len(flat) == length // step * step  # only the last uneven step is left out
+        alone = SeededSampler(length, seed=3)
+        alone.set_epoch(1)
+        whole = dict(alone)
+        for rank, share in enumerate(shares):
+            sampler = SeededSampler(length, seed=3, rank=rank, world=world, batch_size=batch)
+            sampler.set_epoch(1)
+            assert all(whole[i] == seed for i, seed in sampler)  # same augmentation seeds
+        resumed = SeededSampler(length, seed=3, rank=1, world=world, batch_size=batch)
+        resumed.set_epoch(1, skip=step)
+        assert [i for i, _ in resumed] == shares[1][batch:]
+
+
+def _launch_rank(rank: int, port: int, args: list[str], log: Path) -> subprocess.Popen:
+    env = {**environment(), "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2",
+           "LOCAL_WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+    return subprocess.Popen([sys.executable, "-m", "img2img", *args], env=env,
+                            stdout=subprocess.DEVNULL, stderr=log.open("w"))
+
+
+def test_a_lost_rank_ends_the_other_with_a_clear_message_and_resume_is_exact(tmp_path):
+    flags = MODELS["pix2pix"][1]
+    data = write_sample_images("paired", tmp_path / "data", n=4, size=40)["data"]
+    common = ["train", "pix2pix", "--data", str(data), *flags, *SMALL, "--dist-timeout", "20",
+              "--runs-dir", str(tmp_path / "runs"), "--checkpoint-every", "1"]
+    straight = torchrun([*common, "--max-steps", "6", "--name", "straight"])
+    assert straight.returncode == 0, straight.stderr
+    port = free_port()
+    logs = [tmp_path / f"rank{r}.log" for r in (0, 1)]
+    ranks = [_launch_rank(r, port, [*common, "--max-steps", "100000", "--name", "cut"], log)
+             for r, log in zip((0, 1), logs)]
+    latest = tmp_path / "runs" / "cut" / "checkpoints" / "step_00000002.safetensors"
+    deadline = time.monotonic() + 120
+    while not latest.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert latest.exists(), logs[0].read_text()
+    ranks[1].send_signal(signal.SIGKILL)
+    killed_at = time.monotonic()
+    code = ranks[0].wait(timeout=60)
+    assert time.monotonic() - killed_at < 25  # within the collective timeout, no hang
+    message = logs[0].read_text()
+    assert code == 1 and "another process of this distributed run failed" in message, message
+    assert "Traceback" not in message
+    # The newest checkpoint loads alone; resuming on 2 processes continues exactly.
+    newest = checkpoints.resolve_checkpoint(tmp_path / "runs" / "cut")
+    assert checkpoints.read_metadata(newest)["step"] >= 2
+    resumed = torchrun(["train", "pix2pix", "--resume", str(newest), "--max-steps", "6",
+                        "--runs-dir", str(tmp_path / "runs")])
+    assert resumed.returncode == 0, resumed.stderr
+    got = checkpoints.load_weights(checkpoints.resolve_checkpoint(tmp_path / "runs" / "cut"))
+    want = checkpoints.load_weights(checkpoints.resolve_checkpoint(tmp_path / "runs" /
+                                                                   "straight"))
+    assert max(float((got[k] - want[k]).abs().max()) for k in want) < 1e-6
+    # Another process count is refused: the global batch and the shares depend on it.
+    other = torchrun(["train", "pix2pix", "--resume", str(newest), "--max-steps", "7",
+                      "--runs-dir", str(tmp_path / "runs")], nproc=1)
+    assert other.returncode == 1 and "trained on 2 process(es)" in other.stderr
+
+
+def test_only_rank_zero_writes_and_two_nodes_on_loopback_train(tmp_path):
+    data = write_sample_images("paired", tmp_path / "data", n=4, size=40)["data"]
+    port = free_port()
+    args = ["train", "pix2pix", "--data", str(data), *MODELS["pix2pix"][1], *SMALL,
+            "--max-steps", "2", "--runs-dir", str(tmp_path / "runs"), "--name", "nodes"]
+    launchers = [subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node-rank", str(node),
+         "--nproc-per-node", "1", "--master-addr", "127.0.0.1", "--master-port", str(port),
+         "-m", "img2img", *args], env=environment(), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True) for node in (0, 1)]
+    outputs = [launcher.communicate(timeout=180) for launcher in launchers]
+    for launcher, (_, err) in zip(launchers, outputs):
+        assert launcher.returncode == 0, err
+    assert outputs[0][0].strip() == str(tmp_path / "runs" / "nodes")
+    assert outputs[1][0].strip() == "" and "step 2" not in outputs[1][1]  # rank 1 is quiet
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == ["nodes"]
+    assert sorted(p.name for p in (tmp_path / "runs" / "nodes" / "checkpoints").iterdir()) == [
+        "latest", "step_00000002.safetensors", "step_00000002.state.pt"]
+    records = [json.loads(line) for line in
+               (tmp_path / "runs" / "nodes" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2]  # one log, not one per rank
+    translator = img2img.load(tmp_path / "runs" / "nodes", device="cpu")  # one process loads it
+    assert translator.name == "pix2pix"
+
+
+def test_distributed_convert_writes_each_output_once(tmp_path):
+    run = img2img.testing.check_model(Pix2Pix, workdir=tmp_path / "work")
+    images = write_sample_images("images", tmp_path / "in", n=10, size=36)["data"]
+    result = torchrun(["convert", str(images), "-o", str(tmp_path / "out"), "--model", str(run),
+                       "--device", "cpu"])
+    assert result.returncode == 0, result.stderr
+    written = result.stdout.split()
+    assert len(written) == 10 and len(set(written)) == 10
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == \
+        sorted(p.name for p in images.iterdir())
+    assert result.stderr.count("Converted 10 image(s)") == 1
+
+
+def test_sync_batch_norm_is_refused_without_cuda(tmp_path):
+    folders = write_sample_images("paired", tmp_path / "data", n=2, size=40)
+    config = TrainConfig(**folders, load_size=32, crop_size=32, workers=0, device="cpu",
+                         sync_batch_norm=True, runs_dir=tmp_path / "runs")
+    with pytest.raises(img2img.Img2ImgError, match="--sync-batch-norm needs CUDA GPUs"):
+        Trainer(Pix2Pix, Pix2Pix.Options(generator="unet-32", ngf=8, ndf=8), config)
+    assert not (tmp_path / "runs").exists()  # refused before anything was written
