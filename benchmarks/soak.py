@@ -71,10 +71,11 @@ def _leftover_bytes(run: Path) -> int:
     return tmp + orphans
 
 
-def _start(args: list[str], env: dict) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "img2img", "train", "pix2pix", *args],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True)
+def _start(args: list[str], env: dict, log: Path) -> subprocess.Popen:
+    # stderr to a file, not a pipe: an unread pipe fills up and stalls the trainer.
+    with open(log, "a", encoding="utf-8") as stream:
+        return subprocess.Popen([sys.executable, "-m", "img2img", "train", "pix2pix", *args],
+                                env=env, stdout=subprocess.DEVNULL, stderr=stream)
 
 
 def _watch(process: subprocess.Popen, seconds: float, life: list, started: float) -> bool:
@@ -133,12 +134,13 @@ def main() -> None:
                  args.smoke else "32", "--load-size", str(size), "--crop-size", str(size),
                  "--device", "cpu"]
         started, lives, kills, lost, deleted = time.monotonic(), [[]], [], [], None
-        process = _start([*first, *common], env)
+        log = root / "train.log"
+        process = _start([*first, *common], env, log)
         while time.monotonic() - started < minutes * 60:
             wait = max(5.0, rng.expovariate(1 / kill_every))
             wait = min(wait, minutes * 60 - (time.monotonic() - started))
             if not _watch(process, wait, lives[-1], started):
-                raise SystemExit(f"training ended by itself:\n{process.stderr.read()[-3000:]}")
+                raise SystemExit(f"training ended by itself:\n{log.read_text()[-3000:]}")
             if deleted is None and time.monotonic() - started > minutes * 30:
                 deleted = sorted((data / "a").iterdir())[3]
                 deleted.unlink()  # a file that vanishes mid-run
@@ -148,7 +150,7 @@ def main() -> None:
             kept = _checkpoint_step(run)
             kills.append(logged)
             lost.append(logged - kept)
-            process = _start(["--resume", str(run), *common], env)
+            process = _start(["--resume", str(run), *common], env, log)
             lives.append([])
         process.send_signal(signal.SIGINT)  # the last one ends cleanly, with a checkpoint
         process.wait(timeout=120)

@@ -32,10 +32,19 @@ def atomic_path(path: Path) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        # mkstemp makes the file private (0600); give it what open() would under the umask,
+        # so others on a shared server (and a web server showing the report) can read it.
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # the only portable way to read it is to set it, then set it back
+    os.umask(mask)
+    return mask
 
 
 def write_text(path: Path, text: str) -> None:
@@ -82,18 +91,24 @@ def append_metrics(run_dir: Path, record: Mapping[str, Any]) -> None:
         f.write(json.dumps(record) + "\n")
 
 
+def tensorboard_writer() -> Any:
+    """TensorBoard's SummaryWriter class; a clear error when the package is missing (checked
+    before a run folder exists, so a refused run leaves nothing behind)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise Img2ImgError("--logger tensorboard needs the tensorboard package: "
+                           "pip install tensorboard") from None
+    return SummaryWriter
+
+
 class MetricsLog:
     """Appends records to `metrics.jsonl` and, when asked, to TensorBoard in `RUN/tensorboard`."""
 
     def __init__(self, run_dir: Path, tensorboard: bool = False):
         self.run_dir, self.writer = run_dir, None
         if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:
-                raise Img2ImgError("--logger tensorboard needs the tensorboard package: "
-                                   "pip install tensorboard") from None
-            self.writer = SummaryWriter(str(run_dir / "tensorboard"))
+            self.writer = tensorboard_writer()(str(run_dir / "tensorboard"))
 
     def write(self, record: Mapping[str, Any]) -> None:
         append_metrics(self.run_dir, record)

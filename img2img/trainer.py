@@ -55,6 +55,8 @@ class Trainer:
                  preset: str | None = None,
                  progress: bool | None = None):
         check_ranges(options)  # before anything is opened or written
+        if config.logger == "tensorboard":
+            runs.tensorboard_writer()
         self.config, self.progress = config, progress
         self.processes = distributed.from_environment()
         self.device = distributed.local_device(self.processes, resolve_device(config.device))
@@ -279,6 +281,7 @@ class Trainer:
                    disable=self.progress is False or not self.processes.is_main or (
                        self.progress is None and not sys.stderr.isatty()))
         loader, running, started = self._loader(), {}, time.perf_counter()
+        self._logged_at = self.step
         self.model.train()
         with Interrupt() as interrupt, bar:
             try:
@@ -402,7 +405,8 @@ class Trainer:
     def _log(self, running: dict[str, Tensor], bar: tqdm, started: float) -> None:
         """Losses reach the host only here (no per-step synchronisation), averaged since the
         last log line."""
-        steps = (self.step - 1) % self.config.log_every + 1
+        steps = self.step - self._logged_at  # since the last line, or since a resume
+        self._logged_at = self.step
         if self.processes.distributed:  # the mean over every process's batch
             running = distributed.mean(running, self.processes.world)
         if not self.processes.is_main:

@@ -2,6 +2,7 @@
 never rot: each must exit 0, print its table and write JSON holding its figures."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import subprocess
@@ -52,6 +53,9 @@ def test_convert_speed_smoke(tmp_path):
     for row in rows:
         assert row["ours img/s"] > 0 and row["reference img/s"] > 0
         assert row["ours peak RSS MB"] > 0
+    if all(importlib.util.find_spec(p) for p in ("onnxruntime", "onnxscript")):  # the onnx extra
+        assert all(row["onnxruntime img/s"] > 0 for row in rows)
+        assert any("onnxruntime/reference" in t["target"] for t in payload["targets"])
 
 
 def test_loader_speed_smoke(tmp_path):

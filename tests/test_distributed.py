@@ -126,7 +126,7 @@ def _launch_rank(rank: int, port: int, args: list[str], log: Path) -> subprocess
 def test_a_lost_rank_ends_the_other_with_a_clear_message_and_resume_is_exact(tmp_path):
     flags = MODELS["pix2pix"][1]
     data = write_sample_images("paired", tmp_path / "data", n=4, size=40)["data"]
-    common = ["train", "pix2pix", "--data", str(data), *flags, *SMALL, "--dist-timeout", "20",
+    common = ["train", "pix2pix", "--data", str(data), *flags, *SMALL, "--dist-timeout", "30",
               "--runs-dir", str(tmp_path / "runs"), "--checkpoint-every", "1"]
     straight = torchrun([*common, "--max-steps", "6", "--name", "straight"])
     assert straight.returncode == 0, straight.stderr
@@ -142,7 +142,7 @@ def test_a_lost_rank_ends_the_other_with_a_clear_message_and_resume_is_exact(tmp
     ranks[1].send_signal(signal.SIGKILL)
     killed_at = time.monotonic()
     code = ranks[0].wait(timeout=60)
-    assert time.monotonic() - killed_at < 25  # within the collective timeout, no hang
+    assert time.monotonic() - killed_at < 45  # within the collective timeout (30 s), no hang
     message = logs[0].read_text()
     assert code == 1 and "another process of this distributed run failed" in message, message
     assert "Traceback" not in message

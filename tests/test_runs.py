@@ -54,3 +54,17 @@ def test_tensorboard_logger_needs_the_package_or_writes_events(tmp_path):
     log.write({"step": 1, "g/l1": 0.5})
     assert list((run_dir / "tensorboard").iterdir())
     assert runs.read_metrics(run_dir) == [{"step": 1, "g/l1": 0.5}]
+
+
+def test_written_files_follow_the_umask_like_open_does(tmp_path):
+    import os
+
+    previous = os.umask(0o022)
+    try:
+        runs.write_text(tmp_path / "shared.json", "{}")
+        assert (tmp_path / "shared.json").stat().st_mode & 0o777 == 0o644
+        os.umask(0o077)
+        runs.write_text(tmp_path / "private.json", "{}")
+        assert (tmp_path / "private.json").stat().st_mode & 0o777 == 0o600
+    finally:
+        os.umask(previous)

@@ -276,3 +276,24 @@ def test_loader_workers_do_not_hang_after_opencv_started_its_threads(tmp_path):
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             timeout=240)
     assert result.returncode == 0 and "trained" in result.stdout, result.stderr[-2000:]
+
+
+def test_the_first_log_line_after_resume_averages_the_steps_actually_run(tmp_path):
+    options = Pix2Pix.Options(**Pix2Pix.smoke_options)
+    config = _config(tmp_path, "paired", max_steps=3, log_every=5, checkpoint_every=0,
+                     name="avg")
+    run_dir = Trainer(Pix2Pix, options, config, progress=False).fit()
+    resumed = Trainer(Pix2Pix, options, dataclasses.replace(config, max_steps=5),
+                      resume_from=checkpoints.resolve_checkpoint(run_dir), progress=False)
+    seen = []
+    original = resumed.train_step
+
+    def recording(batch):
+        terms = original(batch)
+        seen.append(float(terms["g/l1"]))
+        return terms
+
+    resumed.train_step = recording
+    resumed.fit()
+    record = [r for r in runs.read_metrics(run_dir) if r["step"] == 5][0]
+    assert record["g/l1"] == pytest.approx(sum(seen) / len(seen), rel=1e-4)  # 2 steps, not 5

@@ -1,2 +1,3 @@
-"""Models in and out of img2img: reference-checkpoint import (`reference`) and ONNX /
-TorchScript export with an ONNX Runtime runner (`export`, `onnx_runtime`)."""
+"""Models in and out of img2img: reference-checkpoint import (`reference`), ONNX / TorchScript
+export (`export`), an ONNX Runtime runner (`onnx_runtime`) and exported files loaded back
+(`exported`)."""

@@ -66,11 +66,7 @@ class ConditionalGAN(img2img.Model):
         return max(1, len(self.spec.classes))
 
     def _check_settings(self) -> None:
-        for name in ("noise_dim", "embed_dim", "ngf", "ndf"):
-            if getattr(self.options, name) < 1:
-                raise img2img.Img2ImgError(f"--{name.replace('_', '-')} must be at least 1")
-        if self.options.lambda_ms < 0:
-            raise img2img.Img2ImgError("--lambda-ms must not be negative")
+        # Widths and weights are checked from their declared ranges (img2img.validation).
         if self.spec.size not in SIZES:
             raise img2img.Img2ImgError(
                 f"cgan trains at {', '.join(map(str, SIZES))} px; --crop-size is "

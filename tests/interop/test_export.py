@@ -93,7 +93,7 @@ def noise(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
 @pytest.mark.parametrize("case", CASES, ids=lambda case: "-".join(filter(None, case)))
 def test_exported_graph_matches_pytorch_at_two_sizes(exported, translators, catalog, fmt, case):
     name, direction, style = case
-    loaded = img2img.load(exported[fmt, *case], catalog=catalog)
+    loaded = img2img.load(exported[(fmt, *case)], catalog=catalog)
     assert loaded.runtime.name == {"onnx": "onnxruntime", "torchscript": "torch"}[fmt]
     for seed, shape in enumerate(SIZES):
         x = torch.rand(*shape, generator=torch.Generator().manual_seed(seed)) * 2 - 1

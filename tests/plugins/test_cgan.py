@@ -277,7 +277,8 @@ def test_cgan_options_are_checked(cli, tmp_path):
     write_sample_images("labelled", tmp_path / "data", n=1, size=32)
     result = invoke(cli, "train", "cgan", "--data", tmp_path / "data", "--ngf", "0",
                     "--runs-dir", tmp_path / "runs")
-    assert result.exit_code == 1 and "--ngf must be at least 1" in result.output
+    assert result.exit_code == 2 and "'--ngf': 0 is not in the range x>=1" in result.output
+    assert not (tmp_path / "runs").exists()
 
 
 # -------------------------------------------------------------------------- balanced sampling
