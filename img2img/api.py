@@ -61,13 +61,34 @@ def train(model: str, *, preset: str | None = None, resume: str | Path | None = 
     return run_dir
 
 
-def evaluate_run(run: str | Path | LoadedModel, data: str | Path, *,
+def _held_out(model: Any, data: Any, a: Any, b: Any, limit: int | None
+              ) -> tuple[dict[str, Any], list[str]]:
+    """The evaluation set and the folders it was read from (said to the user and recorded)."""
+    from .data.folders import unpaired_roots
+
+    data, a, b = (None if v is None else Path(v) for v in (data, a, b))
+    if model.data == "unpaired":
+        scored = [str(p) for p in unpaired_roots(data, a, b, "test")]
+    elif data is None:
+        raise Img2ImgError("eval needs --data DIR (held-out data in the training layout)")
+    else:
+        scored = [str(data / "test" if (data / "test").is_dir() else data)]
+    if any(Path(s).name in ("trainA", "trainB") for s in scored):
+        print("warning: scoring the training folders (no testA/ and testB/ in the data)",
+              file=sys.stderr)
+    return load_eval_set(model, data, limit, a=a, b=b), scored
+
+
+def evaluate_run(run: str | Path | LoadedModel, data: str | Path | None = None, *,
+                 a: str | Path | None = None, b: str | Path | None = None,
                  runs_dir: str | Path = "runs", device: str = "auto",
                  inception_weights: str | Path | None = None, limit: int | None = None,
                  batch_size: int = 8, out: str | Path | None = None,
                  catalog: Catalog | None = None) -> tuple[dict[str, Any], Path]:
     """Measure a trained run (a run folder, checkpoint, "latest", or what `img2img.load` returned) on
-    held-out `data` in its training layout, write the record to `out` (default: RUN/eval.json)
+    held-out `data` in its training layout (its test split when it has one: `DATA/test/`,
+    `testA/` + `testB/`; or unpaired `a` and `b` folders), write the record to `out` (default:
+    RUN/eval.json)
     and return (record, path). The record holds the checkpoint, the data, the item count and
     the metrics (PSNR/SSIM/L1 for paired data, SWD for unpaired and labelled data, FID/KID with
     local `inception_weights`)."""
@@ -75,14 +96,14 @@ def evaluate_run(run: str | Path | LoadedModel, data: str | Path, *,
                                                           catalog=catalog)
     features = inception_features(Path(inception_weights), loaded.device) \
         if inception_weights else None
-    print(f"Evaluating {loaded.checkpoint} on {data}", file=sys.stderr)
-    eval_set = load_eval_set(loaded.model, Path(data), limit)
+    eval_set, scored = _held_out(loaded.model, data, a, b, limit)
+    print(f"Evaluating {loaded.checkpoint} on {', '.join(scored)}", file=sys.stderr)
     results = evaluate(loaded.model, eval_set, batch_size=batch_size, features=features)
     if features is None:
         print(f"(no FID/KID: {INCEPTION_HELP})", file=sys.stderr)
     target = Path(out) if out is not None else \
         checkpoints.run_dir_of(loaded.checkpoint) / runs.EVAL
-    record = {"checkpoint": str(loaded.checkpoint), "data": str(data),
+    record = {"checkpoint": str(loaded.checkpoint), "data": scored,
               "items": len(next(iter(eval_set.values()))), **results}
     runs.write_text(target, json.dumps(record, indent=2) + "\n")
     return record, target

@@ -29,12 +29,14 @@ def primary_metric(model: Model) -> tuple[str, bool]:
     return ("psnr", True) if model.data in ("paired", "images") else ("swd", False)
 
 
-def load_eval_set(model: Model, data: Path, limit: int | None = None) -> dict[str, Tensor]:
-    """Every held-out item at the model's training size (resize only: no crop, no flip). Labels
-    (class or style sub-folders) are mapped to the run's own indices by name."""
+def load_eval_set(model: Model, data: Path | None, limit: int | None = None, *,
+                  a: Path | None = None, b: Path | None = None) -> dict[str, Tensor]:
+    """Every held-out item at the model's training size (resize only: no crop, no flip), from the
+    data's test split when it has one (see `open_dataset`). Labels (class or style
+    sub-folders) are mapped to the run's own indices by name."""
     size = model.spec.size
-    dataset = open_dataset(model.data, data=data, channels=model.spec.channels,
-                           recipe=AugmentRecipe(size, size, flip=False))
+    dataset = open_dataset(model.data, data=data, a=a, b=b, channels=model.spec.channels,
+                           recipe=AugmentRecipe(size, size, flip=False), split="test")
     count = len(dataset) if limit is None else min(limit, len(dataset))
     items = [dataset[(i, i)] for i in range(count)]
     found = {k: torch.stack([torch.as_tensor(item[k]) for item in items]) for k in items[0]}

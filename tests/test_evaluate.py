@@ -69,3 +69,31 @@ def test_feature_distances_with_a_stand_in_network(pix2pix_run, tmp_path):
     results = evaluate(translator.model, eval_set, features=stand_in)
     assert results["fid"] > 0 and "kid" in results
     assert primary_metric(translator.model) == ("psnr", True)
+
+
+def test_eval_scores_the_test_split_and_says_which_folders(cli, tmp_path):
+    from img2img_cyclegan import CycleGAN
+
+    run = check_model(CycleGAN, workdir=tmp_path / "work")
+    root = tmp_path / "horse2zebra"  # the reference's layout: trainA/ trainB/ testA/ testB/
+    root.mkdir()
+    for split, seed, n in (("train", 1, 4), ("test", 2, 2)):
+        folders = write_sample_images("unpaired", tmp_path / split, n=n, size=40, seed=seed)
+        folders["a"].rename(root / f"{split}A")
+        folders["b"].rename(root / f"{split}B")
+    result = CliRunner().invoke(cli, ["eval", str(run), "--data", str(root)])
+    assert result.exit_code == 0, result.output
+    assert f"on {root / 'testA'}, {root / 'testB'}" in result.stderr
+    record = json.loads((run / "eval.json").read_text())
+    assert record["items"] == 2 and record["data"] == [str(root / "testA"), str(root / "testB")]
+    only_test = tmp_path / "only_test"
+    only_test.mkdir()
+    (root / "testA").rename(only_test / "testA")
+    (root / "testB").rename(only_test / "testB")
+    result = CliRunner().invoke(cli, ["eval", str(run), "--data", str(only_test)])
+    assert result.exit_code == 0, result.output  # a folder with only the test split works
+    result = CliRunner().invoke(cli, ["eval", str(run), "--a", str(only_test / "testA"),
+                                      "--b", str(only_test / "testB")])
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(cli, ["eval", str(run), "--data", str(root)])  # train only
+    assert result.exit_code == 0 and "scoring the training folders" in result.stderr

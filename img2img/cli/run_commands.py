@@ -129,16 +129,21 @@ def eval_command(catalog: Catalog) -> click.Command:
     @click.command("eval", context_settings={"show_default": True})
     @click.argument("run", default=None, required=False, metavar="[RUN]")
     @run_options("any")
-    @click.option("--data", type=click.Path(path_type=Path), required=True,
-                  help="held-out data in the layout the model trains on")
+    @click.option("--data", type=click.Path(path_type=Path), default=None,
+                  help="held-out data in the layout the model trains on; its test split when "
+                       "it has one (DATA/test/, or testA/ and testB/)")
+    @click.option("--a", type=click.Path(path_type=Path), default=None,
+                  help="unpaired models: held-out domain A images (instead of --data)")
+    @click.option("--b", type=click.Path(path_type=Path), default=None,
+                  help="unpaired models: held-out domain B images (instead of --data)")
     @click.option("--inception-weights", type=click.Path(path_type=Path), default=None,
                   help="local torchvision Inception-v3 weights file, for FID and KID")
     @click.option("--limit", type=click.IntRange(min=2), default=None,
                   help="evaluate at most this many items")
     @click.option("--batch-size", type=click.IntRange(min=1), default=8)
     @output_option(help="where to write the measurements as JSON (default: RUN/eval.json)")
-    def evaluate_run(run: str | None, model_ref: str, runs_dir: Path, device: str, data: Path,
-                     inception_weights: Path | None, limit: int | None, batch_size: int,
+    def evaluate_run(run: str | None, model_ref: str, runs_dir: Path, device: str,
+                     data: Path | None, a: Path | None, b: Path | None, inception_weights: Path | None, limit: int | None, batch_size: int,
                      out: Path | None) -> None:
         """Measure a trained run on held-out data: PSNR/SSIM/L1 for paired data, sliced
         Wasserstein distance for unpaired and labelled data, FID/KID with --inception-weights.
@@ -146,7 +151,8 @@ def eval_command(catalog: Catalog) -> click.Command:
         The run is --model (RUN may also be given first, as in `img2img eval RUN --data DIR`).
         """
         loaded = open_run(chosen_run(run, model_ref), runs_dir, device, "any")
-        record, target = api.evaluate_run(loaded, data, inception_weights=inception_weights,
+        record, target = api.evaluate_run(loaded, data, a=a, b=b,
+                                          inception_weights=inception_weights,
                                           limit=limit, batch_size=batch_size, out=out)
         results = {k: v for k, v in record.items() if k not in ("checkpoint", "data", "items")}
         width = max(len(k) for k in results)

@@ -231,16 +231,19 @@ class ImageFolderDataset(_SeededDataset):
 
 def open_dataset(kind: str, *, data: str | Path | None = None, a: str | Path | None = None,
                  b: str | Path | None = None, channels: int | tuple[int, int] = 3,
-                 recipe: AugmentRecipe = AugmentRecipe()) -> Dataset:
+                 recipe: AugmentRecipe = AugmentRecipe(), split: str = "train") -> Dataset:
     """The dataset a model's `data` kind ("paired", "unpaired", "labelled", "images") reads,
-    from CLI folders."""
+    from CLI folders. `split` "test" (evaluation) reads a dataset's held-out part when it has
+    one: `DATA/test/` for one-folder kinds, `testA/` and `testB/` for unpaired data."""
     if kind not in ("paired", "unpaired", "labelled", "images"):
         raise ValueError(f"unknown data kind {kind!r}: expected paired, unpaired, labelled or images")
     if kind == "unpaired":
-        root_a, root_b = unpaired_roots(data, a, b)
+        root_a, root_b = unpaired_roots(data, a, b, split)
         return UnpairedDataset(root_a, root_b, recipe, channels)
     if data is None:
         raise DataError(f"{kind} data needs --data")
+    if split == "test" and (Path(data) / "test").is_dir():
+        data = Path(data) / "test"
     if kind == "paired":
         return PairedDataset(data, recipe, channels)
     if kind == "images":

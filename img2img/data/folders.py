@@ -159,8 +159,9 @@ def _by_stem(folder: Path) -> dict[str, Path]:
     return by_stem
 
 
-def unpaired_roots(data, a, b) -> tuple[Path, Path]:
-    """The two domain folders of unpaired data, from --a and --b or from --data."""
+def unpaired_roots(data, a, b, split: str = "train") -> tuple[Path, Path]:
+    """The two domain folders of unpaired data, from --a and --b or from --data. `split` "test"
+    (evaluation) prefers testA/ and testB/, then a/ and b/, then trainA/ and trainB/."""
     if a is not None or b is not None:
         if a is None or b is None:
             raise DataError("unpaired data needs both --a and --b (or --data)")
@@ -168,7 +169,10 @@ def unpaired_roots(data, a, b) -> tuple[Path, Path]:
     if data is None:
         raise DataError("unpaired data needs --data, or --a and --b")
     root = require_folder(Path(data), UNPAIRED_LAYOUT)
-    for names in (("a", "b"), ("trainA", "trainB")):
+    order = [("a", "b"), ("trainA", "trainB")]
+    if split == "test":
+        order.insert(0, ("testA", "testB"))
+    for names in order:
         if all((root / n).is_dir() for n in names):
             return root / names[0], root / names[1]
     raise DataError(f"no a/ and b/ (or trainA/ and trainB/) folders in {root}: {UNPAIRED_LAYOUT}")
