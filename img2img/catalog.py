@@ -38,7 +38,8 @@ class ConvertPipeline(Protocol):
     each and paste them back.
 
     `convert(translate, image, *, source, **options)` gets `translate` (runs the model on an
-    HxW or HxWxC uint8/uint16 array and returns the same kind), the decoded `image`, `source`
+    HxW or HxWxC uint8/uint16 array and returns the same kind; `translate.spec` is the run's
+    `ImageSpec`: channels, training size, classes), the decoded `image`, `source`
     (the input file, or None for an image from Python; always passed, for messages) and, as
     keyword arguments, the values of its own `convert_options`: click options that become
     `img2img convert` flags (shown under a heading for the preset). Checked when the catalog is

@@ -7,6 +7,7 @@ generator on each padded tile is a runtime: PyTorch by default, ONNX Runtime or 
 (`img2img.interop`), so every runtime shares that handling."""
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -240,8 +241,9 @@ class Translator(LoadedModel):
         is passed on to it (see `img2img.catalog.ConvertPipeline`)."""
         if self.pipeline is None:
             return self(image, direction, size, label)
-        return self.pipeline.convert(lambda im: self(im, direction, size, label), image,
-                                     source=source, **options)
+        translate = functools.partial(self, direction=direction, size=size, label=label)
+        translate.spec = self.model.spec  # type: ignore[attr-defined]  # e.g. the training size
+        return self.pipeline.convert(translate, image, source=source, **options)
 
 
 def _split_alpha(batch: Tensor) -> tuple[Tensor, Tensor | None]:

@@ -75,10 +75,9 @@ class FacePipeline:
                      show_default=True,
                      help="face runs: margin around each face box, as a fraction of its size "
                           "(use the --margin the training crops were prepared with)"),
-        click.Option(["--face-size"], type=click.IntRange(min=16), default=DEFAULT_SIZE,
-                     show_default=True,
-                     help="face runs: side of the aligned crop handed to the model (its "
-                          "training size)"),
+        click.Option(["--face-size"], type=click.IntRange(min=16), default=None,
+                     help="face runs: side of the aligned crop handed to the model (default: "
+                          "the size the run trained at)"),
         click.Option(["--face-detector"], type=click.Path(dir_okay=False, path_type=Path),
                      default=None,
                      help="face runs: a YuNet ONNX model for cv2.FaceDetectorYN (default: "
@@ -96,7 +95,7 @@ class FacePipeline:
 
     def convert(self, translate: Callable[[np.ndarray], np.ndarray], image: np.ndarray, *,
                 faces: str = "all", face_margin: float = DEFAULT_MARGIN,
-                face_size: int = DEFAULT_SIZE, face_detector: Path | None = None,
+                face_size: int | None = None, face_detector: Path | None = None,
                 source: str | Path | None = None) -> np.ndarray:
         """`image` with its faces (all, or the largest) translated in place; unchanged, with a
         warning naming `source` when given, if it holds no face."""
@@ -107,6 +106,8 @@ class FacePipeline:
             log.warning("no face found in %s; it is left as it is",
                         source if source is not None else "an image")
             return image
+        if face_size is None:  # the run's own training size, as its checkpoint records
+            face_size = getattr(getattr(translate, "spec", None), "size", DEFAULT_SIZE)
         return translate_faces(translate, image, found, margin=face_margin, size=face_size)
 
     def __repr__(self) -> str:

@@ -333,3 +333,18 @@ def test_pix2pix_trains_with_the_face_preset(cli, tmp_path):
     run = Path(result.stdout.strip().splitlines()[-1])
     assert '"preset": "face"' in (run / "config.json").read_text()
     assert img2img.load(run, device="cpu").pipeline is PIPELINE
+
+
+def test_convert_hands_the_model_crops_of_the_size_it_trained_at(face_run, monkeypatch):
+    run, root = face_run
+    seen = []
+    translator = img2img.load(run, device="cpu")
+    original = type(translator).__call__
+
+    def recording(self, image, *args, **kwargs):
+        seen.append(image.shape[:2])
+        return original(self, image, *args, **kwargs)
+
+    monkeypatch.setattr(type(translator), "__call__", recording)
+    translator.convert_image(in_scene(photo("caltech_office_005.jpg")))
+    assert seen and all(shape == (32, 32) for shape in seen)  # the run's crop size, not 256
