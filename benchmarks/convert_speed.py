@@ -121,6 +121,19 @@ def _variants(requested: str) -> list[str]:
     return variants
 
 
+def _alternate(job: dict, variants: list[str], rounds: int, args) -> dict[str, list[dict]]:
+    """Each variant once per round in a fresh process; the order rotates every round, so a
+    change in the machine's load hits every variant."""
+    found: dict[str, list[dict]] = {v: [] for v in variants}
+    for r in range(rounds):
+        for variant in variants[r % len(variants):] + variants[:r % len(variants)]:
+            print(f"  {job['model']} {job['size']} px {variant} (round {r + 1}/{rounds})",
+                  file=sys.stderr, flush=True)
+            found[variant].append(benchlib.isolated(measure, {**job, "variant": variant},
+                                                    args.threads, args.passive_wait))
+    return found
+
+
 def _row(model: str, size: int, found: dict[str, list[dict]]) -> dict:
     row: dict = {"model": model, "size": size}
     for variant, results in found.items():
@@ -189,21 +202,11 @@ def main(argv: list[str] | None = None) -> int:
             folder = Path(tmp) / f"jpeg{size}"
             benchlib.write_jpegs(folder, count, size, size)
             for model in args.models.split(","):
-                rounds = args.rounds if size == sizes[0] else 1
-                found: dict[str, list[dict]] = {v: [] for v in variants}
-                for r in range(rounds):
-                    # rotate the order each round, so a change in load hits every variant
-                    for variant in variants[r % len(variants):] + variants[:r % len(variants)]:
-                        job = {"model": model, "generator": generators[model], "variant": variant,
-                               "size": size, "train_size": train_size, "folder": str(folder),
-                               "width": args.width, "batch": args.batch_size, "tile": args.tile,
-                               "device": args.device}
-                        print(f"  {model} {size} px {variant} (round {r + 1}/{rounds})",
-                              file=sys.stderr, flush=True)
-                        result = benchlib.isolated(measure, job, args.threads,
-                                                   args.passive_wait)
-                        found[variant].append(result)
-                        runs.append(result)
+                job = {"model": model, "generator": generators[model], "size": size,
+                       "train_size": train_size, "folder": str(folder), "width": args.width,
+                       "batch": args.batch_size, "tile": args.tile, "device": args.device}
+                found = _alternate(job, variants, args.rounds if size == sizes[0] else 1, args)
+                runs.extend(result for results in found.values() for result in results)
                 rows.append(_row(model, size, found))
     columns = ["model", "size"] + [f"{v} img/s" for v in variants] + ["speed ours/ref"]
     if "onnxruntime" in variants:

@@ -211,7 +211,13 @@ class Translator(LoadedModel):
 
     # -- user-facing kinds ------------------------------------------------------------------------
     def __call__(self, image: Any, direction: str | None = None, size: int | None = None,
-                 label: str | None = None) -> Any:
+                 label: str | None = None, *, pipeline: bool = True) -> Any:
+        """`image` translated as `img2img convert` would: through the run's preset pipeline
+        when it has one (faces found and pasted back, glyphs normalised), so Python and the
+        command line agree. `pipeline=False` runs the bare generator on the whole image."""
+        if pipeline and self.pipeline is not None:
+            return _through(self, image, lambda array: self.convert_image(
+                array, direction, size, label))
         return self.translate_many([image], direction, size, label)[0]
 
     def translate_many(self, images: list[Any], direction: str | None = None,
@@ -241,9 +247,32 @@ class Translator(LoadedModel):
         is passed on to it (see `img2img.catalog.ConvertPipeline`)."""
         if self.pipeline is None:
             return self(image, direction, size, label)
-        translate = functools.partial(self, direction=direction, size=size, label=label)
+        translate = functools.partial(self, direction=direction, size=size, label=label,
+                                      pipeline=False)
+        # From Python, flags not given take their command-line defaults, as in `convert`.
+        defaults = {o.name: o.default for o in self.pipeline.convert_options
+                    if not callable(o.default)}
+        options = {**defaults, **options}
         translate.spec = self.model.spec  # type: ignore[attr-defined]  # e.g. the training size
         return self.pipeline.convert(translate, image, source=source, **options)
+
+
+def _through(translator: Translator, image: Any, convert: Callable[[np.ndarray], np.ndarray]
+             ) -> Any:
+    """Run a pipeline (which works on uint8/uint16 arrays) on any supported kind of image."""
+    if isinstance(image, np.ndarray) and image.dtype == np.float32:
+        unit = np.clip(image, 0, 1)
+        return (convert((unit * 255).round().astype(np.uint8)) / 255.0).astype(image.dtype)
+    if isinstance(image, np.ndarray):
+        return convert(image)
+    if type(image).__module__.startswith("PIL."):
+        from PIL import Image
+
+        return Image.fromarray(convert(np.asarray(image.convert("RGB") if image.mode not in (
+            "L", "RGB", "RGBA", "LA") else image)))
+    raise Img2ImgError(f"this {translator.name} run's preset pipeline ({translator.preset}) "
+                       "works on numpy arrays and PIL images; pass one of those, or call with "
+                       "pipeline=False for the bare generator")
 
 
 def _split_alpha(batch: Tensor) -> tuple[Tensor, Tensor | None]:
@@ -291,17 +320,22 @@ def _tensor_to_batch(image: Tensor) -> tuple[Tensor, Restore]:
 
 def _array_to_batch(image: np.ndarray) -> tuple[Tensor, Restore]:
     array = image if image.ndim == 3 else image[..., None]
-    if array.ndim != 3 or array.dtype not in (np.uint8, np.uint16) or array.shape[2] > 4:
-        raise Img2ImgError(f"expected an HxW or HxWxC (C <= 4) uint8/uint16 array, got "
-                           f"{image.shape} {image.dtype}")
-    peak = 65535.0 if array.dtype == np.uint16 else 255.0
+    if array.ndim != 3 or array.dtype not in (np.uint8, np.uint16, np.float32) \
+            or array.shape[2] > 4:
+        raise Img2ImgError(f"expected an HxW or HxWxC (C <= 4) uint8/uint16 array, or float32 "
+                           f"in [0, 1], got {image.shape} {image.dtype}")
+    floating = array.dtype.kind == "f"
+    if floating:
+        array = np.clip(array, 0, 1)
+    peak = 65535.0 if array.dtype == np.uint16 else 1.0 if floating else 255.0
     batch = torch.tensor(array).permute(2, 0, 1)[None].float() / peak  # a copy: PIL's are read-only
     colour, alpha = _split_alpha(batch)
     dtype = array.dtype
 
     def restore(out: Tensor) -> np.ndarray:
         result = ((out[0] + 1) / 2).permute(1, 2, 0).cpu().numpy()
-        result = (result * peak).round().astype(dtype)
+        result = (result * peak).astype(dtype) if floating else \
+            (result * peak).round().astype(dtype)
         if alpha is not None:
             if result.shape[2] == 1:  # grey + alpha is written as RGBA: not every format has LA
                 result = np.repeat(result, 3, axis=2)

@@ -69,7 +69,7 @@ def test_a_preset_pipeline_runs_with_its_own_flags(setup):
     assert mirrored.exit_code == 0 and plain.exit_code == 0, mirrored.output + plain.output
     translator = img2img.load(runs["mirror"], device="cpu")
     image = cv2.cvtColor(cv2.imread(str(root / "in.png")), cv2.COLOR_BGR2RGB)
-    expected = translator(np.ascontiguousarray(image[:, ::-1]))[:, ::-1]
+    expected = translator(np.ascontiguousarray(image[:, ::-1]), pipeline=False)[:, ::-1]
     got = cv2.cvtColor(cv2.imread(str(out_m)), cv2.COLOR_BGR2RGB)
     assert np.abs(got.astype(int) - expected.astype(int)).max() <= 1
     assert not np.array_equal(cv2.imread(str(out_m)), cv2.imread(str(out_p)))
@@ -81,3 +81,22 @@ def test_pipeline_flags_are_refused_for_runs_without_that_pipeline(setup):
     assert result.exit_code == 1 and "--mirror does not apply to this run (pix2pix, no preset)" \
         in result.output
     assert "--mirror" in CliRunner().invoke(cli, ["convert", "--help"]).output
+
+
+def test_the_python_api_runs_the_preset_pipeline_like_convert_does(setup):
+    cli, runs, root = setup
+    converted, out = _convert(cli, runs["mirror"], root)
+    assert converted.exit_code == 0, converted.output
+    pm = load_plugins(strict=True, env={"IMG2IMG_LOAD_PLUGINS": "img2img_pix2pix"})
+    add_plugin(pm, types.SimpleNamespace(register_presets=register_presets), "mirror_presets")
+    translator = img2img.load(runs["mirror"], device="cpu", catalog=img2img.catalog(pm))
+    assert isinstance(translator.pipeline, MirrorPipeline)
+    image = cv2.cvtColor(cv2.imread(str(root / "in.png")), cv2.COLOR_BGR2RGB)
+    from_cli = cv2.cvtColor(cv2.imread(str(out)), cv2.COLOR_BGR2RGB)
+    # The default is what convert does (to the grey level its PNG rounding allows) ...
+    assert np.abs(translator(image).astype(int) - from_cli).max() <= 1
+    # ... and pipeline=False is the bare generator, unmirrored.
+    assert np.abs(translator(image, pipeline=False).astype(int) - from_cli).max() > 8
+    as_float = translator(image.astype(np.float32) / 255)  # float arrays in [0, 1] work too
+    assert as_float.dtype == np.float32 and 0 <= as_float.min() and as_float.max() <= 1
+    assert np.abs(as_float * 255 - from_cli).max() <= 2
