@@ -47,6 +47,19 @@ from .checkpoints import (
 
 log = logging.getLogger("img2img")
 
+def _warn_about_penalty_and_batch_norm(model: Model, gan_loss: str) -> None:
+    """WGAN-GP's penalty is a per-sample gradient norm; batch norm makes each sample's output
+    depend on the others in its batch, so the penalty no longer constrains what it should."""
+    uses_bn = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+                  for m in model.discriminators.modules())
+    if gan_loss == "wgan-gp" and uses_bn:
+        log.warning("--gan-loss wgan-gp with batch norm in the %s discriminator: the gradient "
+                    "penalty is per sample and batch norm couples a batch's samples (Gulrajani "
+                    "et al. 2017 use none); use a discriminator without batch norm (the "
+                    "PatchGAN's --norm instance or none, or --spectral-norm) or another "
+                    "--gan-loss", model.name)
+
+
 class Trainer:
     """Trains one model on one dataset into one run folder; `fit()` runs the loop."""
 
@@ -83,6 +96,7 @@ class Trainer:
                          tuple(getattr(self.dataset, "classes", ())))
         adversary = Adversary(config.gan_loss, config.gp_weight, config.r1_weight)
         self.model = model_cls(options, spec=spec, adversary=adversary).to(self.device)
+        _warn_about_penalty_and_batch_norm(self.model, config.gan_loss)
         if config.init_from is not None and resume_from is None:
             self._init_from(config.init_from)
         self.channels_last = config.channels_last == "on" or (

@@ -297,3 +297,22 @@ def test_the_first_log_line_after_resume_averages_the_steps_actually_run(tmp_pat
     resumed.fit()
     record = [r for r in runs.read_metrics(run_dir) if r["step"] == 5][0]
     assert record["g/l1"] == pytest.approx(sum(seen) / len(seen), rel=1e-4)  # 2 steps, not 5
+
+
+def test_wgan_gp_with_a_batch_norm_discriminator_warns_and_spectral_norm_is_on_every_conv(
+        tmp_path, caplog):
+    options = Pix2Pix.Options(**Pix2Pix.smoke_options)  # batch norm, pix2pix's default
+    with caplog.at_level("WARNING", logger="img2img"):
+        Trainer(Pix2Pix, options, _config(tmp_path, "paired", gan_loss="wgan-gp", name="bn"),
+                progress=False)
+    assert "wgan-gp with batch norm in the pix2pix discriminator" in caplog.text
+    caplog.clear()
+    instance = dataclasses.replace(options, norm="instance", spectral_norm=True)
+    with caplog.at_level("WARNING", logger="img2img"):
+        trainer = Trainer(Pix2Pix, instance, _config(tmp_path, "paired", gan_loss="wgan-gp",
+                                                     name="in"), progress=False)
+    assert "wgan-gp" not in caplog.text
+    convs = [m for m in trainer.model.discriminators.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(hasattr(c, "parametrizations") for c in convs)
+    trainer.config = dataclasses.replace(trainer.config, max_steps=1)
+    trainer.fit()  # and it trains

@@ -38,6 +38,9 @@ class NetworkOptions:
         "help": "batch norm at inference: each image's own statistics (as in training at batch "
                 "size 1, and the reference's test.py), or the running averages (its --eval)",
         "choices": BATCH_STATS})
+    spectral_norm: bool = dataclasses.field(default=False, metadata={
+        "help": "spectral normalisation on every discriminator conv (Miyato et al. 2018), which "
+                "bounds the critic and often steadies training"})
 
     def make_generator(self, in_channels: int, out_channels: int, size: int | None) -> nn.Module:
         """The generator these options describe, for `size` px crops (U-Nets check it fits)."""
@@ -47,7 +50,8 @@ class NetworkOptions:
 
     def make_discriminator(self, in_channels: int) -> nn.Module:
         """The PatchGAN these options describe, initialised as the reference does."""
-        return init_weights(PatchDiscriminator(in_channels, self.ndf, self.d_layers, self.norm))
+        return init_weights(PatchDiscriminator(in_channels, self.ndf, self.d_layers, self.norm,
+                                               spectral_norm=self.spectral_norm))
 
 
 def network_field(name: str, default: Any) -> Any:
