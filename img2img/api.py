@@ -1,6 +1,7 @@
-"""The functions behind the commands, for Python users: `train` (a new run or a resumed one)
-and `evaluate_run` (measure a run on held-out data and save what was measured). The command line
-parses its flags and calls these, so a script gets exactly the run the command line would."""
+"""The functions behind the commands, for Python users: `train` (a new run or a resumed one),
+`settings_toml` (what a new run would resolve, as a config file) and `evaluate_run` (measure a
+run on held-out data and save what was measured). The command line parses its flags and calls
+these, so a script gets exactly the run the command line would."""
 from __future__ import annotations
 
 import json
@@ -8,49 +9,51 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import checkpoints, runs
+from . import checkpoints, configfile, runs
 from .catalog import Catalog, catalog as installed_catalog
 from .evaluate import INCEPTION_HELP, evaluate, inception_features, load_eval_set
 from .errors import Img2ImgError, Interrupted
-from .config import TrainConfig, resolve_settings
+from .config import TrainConfig, environment_defaults, resolve_settings
+from .configfile import ConfigFileError
 from .distributed import from_environment
 from .inference import LoadedModel, load
 from .trainer import Trainer
 
 
-def train(model: str, *, preset: str | None = None, resume: str | Path | None = None,
-          catalog: Catalog | None = None, progress: bool | None = None,
-          **settings: Any) -> Path:
+def train(model: str, *, preset: str | None = None, config: str | Path | None = None,
+          resume: str | Path | None = None, catalog: Catalog | None = None,
+          progress: bool | None = None, **settings: Any) -> Path:
     """Train `model` (a name from `img2img.list_models()`) and return the run folder.
 
     `settings` are the model's options and the training settings by field name (`data="pairs/"`,
-    `max_steps=500`, `ngf=32`; see `img2img train MODEL --help`). Precedence: field default <
-    model default < `preset` < `settings`. With `resume` (a run folder, a checkpoint or
-    "latest"), the run continues exactly where it stopped; `settings` may then change only
-    training settings. With `init_from=RUN` a new run starts from that run's weights, its model
-    options and channels taking the place of the preset's. `progress` shows a progress bar
-    (default: when stderr is a terminal)."""
+    `max_steps=500`, `ngf=32`; see `img2img train MODEL --help`). `config` is a TOML (or YAML)
+    file of settings, or a past run's config.json (its preset applies when `preset` is None).
+    Precedence: field default < IMG2IMG_RUNS_DIR / IMG2IMG_DEVICE < model default < `preset` <
+    `config` < `settings`. With `resume` (a run folder, a checkpoint or "latest"), the run
+    continues exactly where it stopped; `settings` may then change only training settings. With
+    `init_from=RUN` a new run starts from that run's weights, its model options and channels
+    taking the place of the preset's. `progress` shows a progress bar (default: when stderr is
+    a terminal)."""
     catalog = catalog if catalog is not None else installed_catalog()
     model_cls = catalog.model(model)
     owner = catalog.owners.get(("model", model))
     plugin = {"name": owner.name, "distribution": owner.distribution,
               "version": owner.version} if owner else {}
     if resume is not None:
+        if config is not None:
+            raise ConfigFileError("--config: a resumed run keeps its own settings; give "
+                                  "--resume alone (typed training flags still apply)")
         if preset is not None:
             raise Img2ImgError("--preset: a resumed run keeps the preset it was trained with")
         if settings.get("init_from") is not None:
             raise Img2ImgError("--init-from starts a new run from another run's weights; "
                                "--resume continues a run: use one of them")
+        where = {k: v for k, v in environment_defaults().items() if k == "runs_dir"}
         trainer = Trainer.resume(model_cls, str(resume), plugin=plugin, progress=progress,
-                                 **settings)
+                                 **{**where, **settings})
     else:
-        found = catalog.preset(model, preset) if preset is not None else None
-        if settings.get("init_from") is not None:  # its options, so its weights fit the networks
-            runs_dir = Path(settings.get("runs_dir", TrainConfig.runs_dir))
-            settings = {**checkpoints.initial_settings(model_cls, settings["init_from"],
-                                                       runs_dir), **settings}
-        options, config = resolve_settings(model_cls, found, **settings)
-        trainer = Trainer(model_cls, options, config, plugin=plugin, preset=preset,
+        preset, options, resolved = _resolve(catalog, model_cls, preset, config, settings)
+        trainer = Trainer(model_cls, options, resolved, plugin=plugin, preset=preset,
                           progress=progress)
         if from_environment().is_main:
             print(f"Run folder: {trainer.run_dir}", file=sys.stderr)
@@ -59,6 +62,40 @@ def train(model: str, *, preset: str | None = None, resume: str | Path | None = 
         raise Interrupted(f"interrupted at step {trainer.step}; the checkpoint is saved: "
                           f"continue with: img2img train {model} --resume {run_dir}")
     return run_dir
+
+
+def settings_toml(model: str, *, preset: str | None = None, config: str | Path | None = None,
+                  catalog: Catalog | None = None, **settings: Any) -> str:
+    """Every setting `train` would resolve for a new run with these arguments, as a TOML file
+    that `config=` reads back (what `img2img train MODEL --print-config` writes); trains
+    nothing and writes no run folder."""
+    catalog = catalog if catalog is not None else installed_catalog()
+    model_cls = catalog.model(model)
+    preset, options, resolved = _resolve(catalog, model_cls, preset, config, settings)
+    return configfile.to_toml(model, preset, options, resolved)
+
+
+def _resolve(catalog: Catalog, model_cls: Any, preset: str | None, config: str | Path | None,
+             settings: dict[str, Any]) -> tuple[str | None, Any, TrainConfig]:
+    """(preset name, model options, TrainConfig) of a new run, in `train`'s precedence."""
+    loaded = configfile.read(config, model_cls) if config is not None else None
+    file_settings = dict(loaded.settings) if loaded is not None else {}
+    from_file = preset is None and loaded is not None and loaded.preset is not None
+    preset = loaded.preset if from_file else preset
+    try:
+        found = catalog.preset(model_cls.name, preset) if preset is not None else None
+    except Img2ImgError as exc:
+        if from_file:
+            raise ConfigFileError(f"{loaded.path}: preset: {exc}") from None
+        raise
+    given = {**file_settings, **settings}
+    if given.get("init_from") is not None:  # its options, so its weights fit the networks
+        runs_dir = given.get("runs_dir", environment_defaults().get("runs_dir",
+                                                                    TrainConfig.runs_dir))
+        inherited = checkpoints.initial_settings(model_cls, given["init_from"], Path(runs_dir))
+        file_settings = {**inherited, **file_settings}
+    options, resolved = resolve_settings(model_cls, found, file_settings, **settings)
+    return preset, options, resolved
 
 
 def _held_out(model: Any, data: Any, a: Any, b: Any, limit: int | None

@@ -1,10 +1,12 @@
 """Training settings shared by every model: `TrainConfig` (each field is a `train` flag with its
-help text), how settings are resolved (field default < model default < preset < what the user
-gave), the learning-rate schedule, and how a device and a mixed-precision type are chosen."""
+help text), how settings are resolved (`PRECEDENCE`: defaults, the IMG2IMG_* environment, the
+preset, a config file, what the user typed), the learning-rate schedule, and how a device and a
+mixed-precision type are chosen."""
 from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from pathlib import Path
 from collections.abc import Mapping
 from typing import Any
@@ -18,6 +20,10 @@ from .losses import GAN_LOSSES
 
 SCHEDULES = ("linear", "cosine")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+# Machine-wide defaults a user sets once in the shell: they replace the field defaults only.
+ENVIRONMENT = {"runs_dir": "IMG2IMG_RUNS_DIR", "device": "IMG2IMG_DEVICE"}
+PRECEDENCE = ("field default < IMG2IMG_RUNS_DIR / IMG2IMG_DEVICE < model default < preset < "
+              "config file < typed flag")
 
 
 def _f(default: Any, help: str, **meta: Any) -> Any:
@@ -88,7 +94,8 @@ class TrainConfig:
     dist_timeout: float = _f(900.0, "with torchrun: seconds a process waits for the others "
                                     "before the run stops with an error (a lost process never "
                                     "hangs the rest)")
-    logger: str = _f("none", "also write TensorBoard logs (needs `pip install tensorboard`)",
+    logger: str = _f("none", "also write TensorBoard logs (needs the tensorboard extra: "
+                             "`pip install 'img2img[tensorboard]'`)",
                      choices=("none", "tensorboard"))
     log_every: int = _f(50, "log losses every N steps")
     sample_every: int = _f(500, "save a sample grid every N steps (0 = only at the end)")
@@ -171,11 +178,32 @@ def split_settings(model_cls: Any, settings: Mapping[str, Any]
             {k: v for k, v in settings.items() if k in training_names})
 
 
-def resolve_settings(model_cls: Any, preset: Any = None, **settings: Any) -> tuple[Any, TrainConfig]:
-    """The model options and `TrainConfig` a new run trains with. Precedence: field default <
-    the model's `training_defaults` < the preset's values < `settings` (what the user gave:
-    typed flags on the command line, keyword arguments from Python)."""
-    options, training = split_settings(model_cls, settings)
+def environment_defaults(env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The training settings the IMG2IMG_* variables of `env` (default: os.environ) set."""
+    env = os.environ if env is None else env
+    found: dict[str, Any] = {}
+    for name, variable in ENVIRONMENT.items():
+        value = env.get(variable, "").strip()
+        if value:
+            found[name] = Path(value) if name == "runs_dir" else value
+    device = found.get("device", "auto")
+    if device != "auto":
+        try:
+            torch.device(device)
+        except RuntimeError:
+            raise SettingsError(f"{ENVIRONMENT['device']}={device} is not a device (cuda, "
+                                "cuda:N, mps, cpu, auto)") from None
+    return found
+
+
+def resolve_settings(model_cls: Any, preset: Any = None,
+                     file_settings: Mapping[str, Any] | None = None,
+                     **settings: Any) -> tuple[Any, TrainConfig]:
+    """The model options and `TrainConfig` a new run trains with. Precedence (`PRECEDENCE`):
+    field default < the IMG2IMG_* environment < the model's `training_defaults` < the preset's
+    values < `file_settings` (a config file's) < `settings` (what the user gave: typed flags on
+    the command line, keyword arguments from Python)."""
+    options, training = split_settings(model_cls, {**(file_settings or {}), **settings})
     preset_options = dict(preset.options) if preset is not None else {}
     preset_training = dict(preset.training) if preset is not None else {}
     try:
@@ -183,7 +211,8 @@ def resolve_settings(model_cls: Any, preset: Any = None, **settings: Any) -> tup
     except TypeError as exc:
         raise SettingsError(f"{model_cls.name} options: {exc}") from None
     check_ranges(model_options)
-    config = TrainConfig(**{**dict(model_cls.training_defaults), **preset_training, **training})
+    config = TrainConfig(**{**environment_defaults(), **dict(model_cls.training_defaults),
+                            **preset_training, **training})
     return model_options, config
 
 

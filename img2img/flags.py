@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import dataclasses
-import types
 import typing
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -13,19 +12,13 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
+from .configfile import field_type
+
 TYPED = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
 
 
 def flag_name(field: str) -> str:
     return "--" + field.replace("_", "-")
-
-
-def _base_type(hint: Any) -> tuple[Any, bool]:
-    """The field's type without Optional, and whether None is allowed."""
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        return (args[0] if len(args) == 1 else str), True
-    return hint, False
 
 
 def _click_type(hint: Any, choices: Iterable[Any] | None, meta: Mapping[str, Any]) -> Any:
@@ -77,7 +70,7 @@ def dataclass_options(cls: type, defaults: Mapping[str, Any] | None = None,
     defaults = defaults or {}
     options = []
     for field in dataclasses.fields(cls):
-        hint, optional = _base_type(hints[field.name])
+        hint, optional = field_type(hints[field.name])
         default = defaults.get(field.name, field.default)
         if default is dataclasses.MISSING and field.default_factory is not dataclasses.MISSING:
             default = field.default_factory()

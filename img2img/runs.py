@@ -97,8 +97,8 @@ def tensorboard_writer() -> Any:
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
-        raise Img2ImgError("--logger tensorboard needs the tensorboard package: "
-                           "pip install tensorboard") from None
+        raise Img2ImgError("--logger tensorboard needs the tensorboard extra: "
+                           "pip install 'img2img[tensorboard]'") from None
     return SummaryWriter
 
 

@@ -1,8 +1,10 @@
 """`img2img demo`: the first thing a new user runs. It trains pix2pix briefly on the face edge
-maps that ship in `datasets/faces_edges2photo`, translates the held-out edge maps with the
-trained run, and says where to look. A few minutes on a 2-core CPU."""
+maps of `datasets/faces_edges2photo` (package data of this plugin, so an installed wheel has
+them too), translates the held-out edge maps with the trained run, and says where to look.
+A few minutes on a 2-core CPU."""
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 import click
@@ -18,7 +20,17 @@ from img2img.images import grid, write_image
 
 from .model import Pix2Pix
 
-DATA = Path(__file__).resolve().parents[2] / "datasets" / "faces_edges2photo"
+SAMPLE = "faces_edges2photo"
+
+
+def bundled_data() -> Path:
+    """The sample set: package data in an installed wheel; in a source checkout the package's
+    link to `datasets/`, or `datasets/` itself where the link did not survive (Windows)."""
+    packaged = Path(str(resources.files(__package__) / SAMPLE))
+    for folder in (packaged, Path(__file__).resolve().parents[2] / "datasets" / SAMPLE):
+        if (folder / "train").is_dir():
+            return folder
+    return packaged  # missing: the error names it
 
 
 def _halves(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -45,7 +57,8 @@ def _fresh_output(out: Path) -> Path:
 
 
 @click.command("demo", context_settings={"show_default": True})
-@click.option("--data", type=click.Path(path_type=Path), default=DATA,
+@click.option("--data", type=click.Path(path_type=Path), default=bundled_data,
+              show_default=f"bundled {SAMPLE} sample",
               help="folder with train/ and test/ side-by-side edges|photo images")
 @click.option("--steps", type=click.IntRange(min=1), default=800, help="training steps")
 @output_option(default=Path("converted/demo"),
@@ -56,8 +69,8 @@ def demo(data: Path, steps: int, out: Path, runs_dir: Path) -> None:
     """Train pix2pix on bundled face edge maps for a few minutes, then translate unseen ones."""
     if not (data / "train").is_dir() or not (data / "test").is_dir():
         raise img2img.DataError(f"{data} needs train/ and test/ folders of side-by-side "
-                                "edges|photo images (the bundled set ships with the source "
-                                "checkout; pass --data)")
+                                "edges|photo images (pass --data; the bundled set is package "
+                                f"data of {__package__})")
     config = img2img.TrainConfig(
         data=data / "train", load_size=142, crop_size=128, epochs=10_000, decay_epochs=0,
         max_steps=steps, sample_every=max(1, steps // 4), checkpoint_every=0, log_every=20,

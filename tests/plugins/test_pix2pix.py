@@ -4,6 +4,7 @@ batched)."""
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -161,6 +162,21 @@ def test_eval_uses_each_images_own_statistics_as_in_training(tmp_path):
     assert torch.allclose(got, expected, atol=1e-5), (got - expected).abs().max()
     # Plain eval-mode batch norm (running averages) gives something else, so the check has teeth.
     assert (running_averages - expected).abs().max() > 0.05
+
+
+def test_demo_data_is_package_data_of_the_plugin():
+    """`demo --data` defaults to the sample inside the plugin package (a link to datasets/ in a
+    checkout), which is what the wheel ships."""
+    from importlib import resources
+
+    from img2img_pix2pix.demo import bundled_data
+
+    data = bundled_data()
+    assert data == Path(str(resources.files("img2img_pix2pix"))) / "faces_edges2photo"
+    checkout = Path(__file__).parents[2] / "datasets" / "faces_edges2photo"
+    assert data.resolve() == checkout.resolve()
+    assert [len(list((data / split).glob("*.jpg"))) for split in ("train", "test")] == [48, 16]
+    assert "CC BY 4.0" in (data / "LICENCE.md").read_text(encoding="utf-8")
 
 
 def test_demo_trains_converts_and_says_where_to_look(tmp_path):
