@@ -157,7 +157,8 @@ def test_a_lost_rank_ends_the_other_with_a_clear_message_and_resume_is_exact(tmp
                                                                    "straight"))
     assert max(float((got[k] - want[k]).abs().max()) for k in want) < 1e-6
     # Another process count is refused: the global batch and the shares depend on it.
-    other = torchrun(["train", "pix2pix", "--resume", str(newest), "--max-steps", "7",
+    other = torchrun(["train", "pix2pix", "--resume", str(tmp_path / "runs" / "cut"),
+                      "--max-steps", "7",
                       "--runs-dir", str(tmp_path / "runs")], nproc=1)
     assert other.returncode == 1 and "trained on 2 process(es)" in other.stderr
 
