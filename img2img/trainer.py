@@ -4,7 +4,6 @@ schedule, mixed precision, discriminator freezing, logging, sample grids, checkp
 resume. Models only say what to compute (see `img2img.model.Model`)."""
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import random
@@ -21,26 +20,21 @@ from tqdm import tqdm
 
 from . import checkpoints, distributed, runs
 from .data.augment import GEOMETRY_LIMITS, AugmentRecipe
-from .config import TrainConfig, autocast_dtype, lr_factor, resolve_device, split_settings
+from .config import TrainConfig, autocast_dtype, lr_factor, resolve_device
 from .data import SeededSampler, open_dataset
 from .data.loader import make_loader
 from .ema import GeneratorAverage, using
-from .errors import CheckpointError, DataError, Img2ImgError
+from .errors import DataError, Img2ImgError
 from .evaluate import evaluate_with_average, load_eval_set, primary_metric
 from .images import save_grid
 from .interrupt import Interrupt
+from .resumable import Resumable
 from .validation import check as check_ranges
 from .losses import Adversary
 from .model import ImageSpec, Model
 from .ops import DeviceAugment, to_model_range
 from .report import write_report
 from .checkpoints import (
-    average_tensors,
-    capture_rng,
-    load_networks,
-    network_tensors,
-    from_record,
-    restore_rng,
     settings_record,
 )
 
@@ -60,7 +54,7 @@ def _warn_about_penalty_and_batch_norm(model: Model, gan_loss: str) -> None:
                     "--gan-loss", model.name)
 
 
-class Trainer:
+class Trainer(Resumable):
     """Trains one model on one dataset into one run folder; `fit()` runs the loop."""
 
     def __init__(self, model_cls: type[Model], options: Any, config: TrainConfig, *,
@@ -141,50 +135,6 @@ class Trainer:
             if self.processes.is_main else None
         self.fixed_batch = self._fixed_batch()
         self.eval_set = load_eval_set(self.model, config.eval_data) if config.eval_every else None
-
-    def _new_run(self, config: TrainConfig, model: str) -> Path:
-        run_dir = None
-        if self.processes.is_main:
-            run_dir = runs.create_run(config.runs_dir, config.name or runs.default_run_name(model))
-            runs.write_config(run_dir, self.record)
-        return distributed.broadcast_object(run_dir) if self.processes.distributed else run_dir
-
-    def _init_from(self, ref: Path) -> None:
-        """Start from the networks of another run (or an imported one); the optimisers, the
-        schedule and the step count start afresh. Networks it lacks keep their fresh init."""
-        weights, fresh = checkpoints.load_initial_weights(self.model, ref, self.config.runs_dir)
-        if self.processes.is_main:
-            print(f"Starting from the weights of {weights}", file=sys.stderr)
-            for network in fresh:
-                print(f"note: {weights} has no trained {network}; it starts from a fresh "
-                      "initialisation", file=sys.stderr)
-
-    @classmethod
-    def resume(cls, model_cls: type[Model], ref: str | Path = "latest", *,
-               plugin: Mapping[str, str] | None = None, progress: bool | None = None,
-               **overrides: Any) -> "Trainer":
-        """A trainer that continues a run exactly where it stopped: `ref` is a run folder, a
-        checkpoint, or "latest" (the newest run of this model under `runs_dir`). Settings come
-        from the checkpoint; training settings in `overrides` (e.g. a larger `max_steps`) win;
-        model options cannot change (the networks were built with the checkpoint's own)."""
-        options_given, training = split_settings(model_cls, overrides)
-        if options_given:
-            flags = ", ".join("--" + o.replace("_", "-") for o in sorted(options_given))
-            raise Img2ImgError(f"{flags}: model options cannot change when resuming (the "
-                               "checkpoint's networks were built with its own options)")
-        runs_dir = Path(training.get("runs_dir", TrainConfig.runs_dir))
-        weights = checkpoints.resolve_checkpoint(ref, runs_dir, model=model_cls.name)
-        meta = checkpoints.read_metadata(weights)
-        if meta.get("model") != model_cls.name:
-            raise Img2ImgError(f"--resume {ref}: {weights} is a '{meta.get('model')}' "
-                               f"checkpoint, not '{model_cls.name}'")
-        options = from_record(model_cls.Options, meta["options"], "model options")
-        saved = from_record(TrainConfig, meta["training"], "training settings")
-        if distributed.from_environment().is_main:
-            print(f"Resuming {weights}", file=sys.stderr)
-        return cls(model_cls, options, dataclasses.replace(saved, **training),
-                   resume_from=weights, plugin=plugin, preset=meta.get("preset"),
-                   progress=progress)
 
     def _speed_up(self, config: TrainConfig) -> None:
         """Memory format and compilation, applied to every network of every model."""
@@ -354,19 +304,6 @@ class Trainer:
             raise DataError(f"{len(self.skipped)} training image(s) could not be read, more "
                             f"than --max-bad-samples {limit} (the latest: {reason})")
 
-    def _stop_on_error(self, exc: Exception) -> None:
-        """Between steps the state is sound: save it, then name the cause and how to resume.
-        Within a step (or when saving is what failed) the error stands as it is."""
-        sound = not self._in_step and self.processes.is_main and not isinstance(
-            exc, (distributed.LostPeer, CheckpointError))
-        if not sound:
-            raise exc
-        weights = self.save_checkpoint()
-        cause = str(exc) if isinstance(exc, Img2ImgError) else f"{type(exc).__name__}: {exc}"
-        error = type(exc) if isinstance(exc, Img2ImgError) else Img2ImgError
-        raise error(f"training stopped at step {self.step}: {cause}. Saved {weights.name}; "
-                    f"continue with: img2img train {self.model.name} --resume {self.run_dir}") \
-            from exc
     def _start_epoch(self) -> None:
         self.sampler.set_epoch(self.epoch, skip=self.batch_in_epoch * self.config.batch_size
                                * self.processes.world)
@@ -453,43 +390,3 @@ class Trainer:
         path = self.run_dir / runs.SAMPLES / f"{checkpoints.checkpoint_stem(self.step)}.png"
         save_grid(path, columns)
         return path
-
-    def save_checkpoint(self) -> Path:
-        state = {
-            "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
-            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
-            "scaler": self.scaler.state_dict(), "rng": capture_rng(),
-            "model": self.model.extra_state(), "best": self.best,
-            "world_size": self.processes.world,
-        }
-        meta = {**self.record, "step": self.step}
-        tensors = network_tensors(self.model)
-        if self.ema is not None:
-            tensors.update(self.ema.tensors())
-        return checkpoints.save_checkpoint(self.run_dir, self.step, tensors, meta, state,
-                                    keep=self.config.keep_checkpoints)
-
-    def _restore(self, weights: Path) -> None:
-        tensors = checkpoints.load_weights(weights, self.device)
-        load_networks(self.model, tensors, weights)
-        if self.ema is not None and average_tensors(tensors):
-            self.ema.average.load_state_dict(average_tensors(tensors))
-        state = checkpoints.load_state(weights)
-        saved_world = state.get("world_size", 1)
-        if saved_world != self.processes.world:
-            raise Img2ImgError(
-                f"{weights} was trained on {saved_world} process(es); resume it on the same "
-                f"number (torchrun --nproc-per-node/--nnodes), not {self.processes.world}: the "
-                "global batch and each process's share of an epoch depend on it")
-        for key, optimizer in self.optimizers.items():
-            optimizer.load_state_dict(state["optimizers"][key])
-        if state.get("scaler"):
-            self.scaler.load_state_dict(state["scaler"])
-        self.model.load_extra_state({k: v.to(self.device) for k, v in state["model"].items()})
-        self.step, self.epoch = state["step"], state["epoch"]
-        if self.processes.is_main:  # steps after the checkpoint are redone: log each once
-            runs.drop_metrics_after(self.run_dir, self.step)
-            checkpoints.clean_leftovers(self.run_dir)  # what a killed save left behind
-        self.batch_in_epoch = state["batch_in_epoch"]
-        self.best = state.get("best")
-        restore_rng(state["rng"])
