@@ -4,6 +4,7 @@ saving and restoring checkpoints, `Trainer.resume`, starting from another run's 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,6 +20,8 @@ from .model import Model
 
 if TYPE_CHECKING:
     from .trainer import Trainer
+
+log = logging.getLogger("img2img")
 
 
 class Resumable:
@@ -92,7 +95,7 @@ class Resumable:
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
             "scaler": self.scaler.state_dict(), "rng": capture_rng(),
             "model": self.model.extra_state(), "best": self.best,
-            "world_size": self.processes.world,
+            "world_size": self.processes.world, "items": len(self.dataset),
         }
         meta = {**self.record, "step": self.step}
         tensors = network_tensors(self.model)
@@ -114,6 +117,11 @@ class Resumable:
                 f"{weights} was trained on {saved_world} process(es); resume it on the same "
                 f"number (torchrun --nproc-per-node/--nnodes), not {self.processes.world}: the "
                 "global batch and each process's share of an epoch depend on it")
+        saved_items = state.get("items", len(self.dataset))
+        if saved_items != len(self.dataset):
+            log.warning("the training data has %d items now, %d when %s was saved: the run "
+                        "continues, but not exactly as it would have", len(self.dataset),
+                        saved_items, weights.name)
         for key, optimizer in self.optimizers.items():
             optimizer.load_state_dict(state["optimizers"][key])
         if state.get("scaler"):

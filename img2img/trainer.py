@@ -305,8 +305,10 @@ class Trainer(Resumable):
                             f"than --max-bad-samples {limit} (the latest: {reason})")
 
     def _start_epoch(self) -> None:
-        self.sampler.set_epoch(self.epoch, skip=self.batch_in_epoch * self.config.batch_size
-                               * self.processes.world)
+        done = self.batch_in_epoch * self.config.batch_size * self.processes.world
+        # A data folder that shrank since the checkpoint can leave the position past the end of
+        # the epoch: the epoch is then over, and the next one starts.
+        self.sampler.set_epoch(self.epoch, skip=min(done, self.sampler.used))
         for optimizer in self.optimizers.values():
             for group in optimizer.param_groups:
                 group["lr"] = self.config.lr * lr_factor(self.config, self.epoch)

@@ -313,3 +313,19 @@ def test_pairs_of_different_sizes_are_resized_with_a_warning(tmp_path, caplog):
         dataset = PairedDataset(root)
     assert "1 pair(s) whose a and b images differ in size" in caplog.text
     assert "001.png" in caplog.text and len(dataset) == 3
+
+
+def test_resume_after_the_data_folder_shrank_continues_with_a_warning(tmp_path, data, caplog):
+    """Found by the soak test: a deleted file made the saved epoch position run past the end."""
+    trainer = Trainer(Pix2Pix, OPTIONS, _config(tmp_path, data, max_steps=2, batch_size=2,
+                                                name="shrink", checkpoint_every=0),
+                      progress=False)
+    trainer.fit()  # 6 images, batch 2: stopped 4 images into the epoch
+    for name in ("003.png", "004.png", "005.png"):  # 3 left: the position is past the end
+        (data / "a" / name).unlink()
+        (data / "b" / name).unlink()
+    with caplog.at_level("WARNING", logger="img2img"):
+        resumed = Trainer.resume(Pix2Pix, trainer.run_dir, max_steps=4, progress=False)
+        resumed.fit()
+    assert resumed.step == 4
+    assert "the training data has 3 items now, 6 when" in caplog.text
