@@ -181,7 +181,8 @@ def _wait_for(path: Path, timeout: float = 90) -> None:
 
 
 def test_ctrl_c_saves_then_exits_130(tmp_path, data):
-    process = _train_process(tmp_path, data, "--name", "int", "--max-steps", "100000")
+    process = _train_process(tmp_path, data, "--name", "int", "--max-steps", "100000",
+                             "--epochs", "100000")
     _wait_for(tmp_path / "runs" / "int" / "metrics.jsonl")
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=60)
@@ -235,8 +236,8 @@ def _running(pid: int) -> bool:
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads /proc (Linux)")
 def test_kill_9_leaves_no_process_and_resume_finishes_with_each_step_once(tmp_path, data):
     run = tmp_path / "runs" / "crash"
-    common = ["--max-steps", "100000", "--workers", "2", "--checkpoint-every", "1",
-              "--keep-checkpoints", "2"]
+    common = ["--max-steps", "100000", "--epochs", "100000", "--workers", "2",
+              "--checkpoint-every", "1", "--keep-checkpoints", "2"]
     process = _train_process(tmp_path, data, "--name", "crash", *common)
     step = 0
     for delay in (0.0, 0.07, 0.2):  # kills land in steps, saves and pruning
