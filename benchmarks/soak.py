@@ -126,7 +126,9 @@ def main() -> None:
         data = write_sample_images("paired", root / "data", n=16 if args.smoke else 64,
                                    size=size + 8)["data"]
         run = root / "runs" / "soak"
-        common = ["--max-steps", "10000000", "--checkpoint-every", str(CHECKPOINT_EVERY),
+        # Never ends by itself: 10^6 epochs and steps (a 30-minute run at 64 px did 200 epochs).
+        common = ["--max-steps", "10000000", "--epochs", "1000000",
+                  "--checkpoint-every", str(CHECKPOINT_EVERY),
                   "--log-every", "1", "--sample-every", "0", "--workers", "2",
                   "--runs-dir", str(root / "runs")]
         first = ["--data", str(data), "--name", "soak", "--generator", "unet-32" if args.smoke
