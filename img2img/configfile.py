@@ -255,7 +255,7 @@ def _toml_value(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return repr(value)  # inf, -inf and nan are TOML too
-    # JSON string escapes are valid in TOML basic strings (\", \\, \n, \uXXXX).
+    # JSON string escapes are valid in TOML basic strings (\", \\, \n, \u followed by 4 hex digits).
     return json.dumps(str(value), ensure_ascii=False)
 
 
