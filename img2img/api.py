@@ -101,19 +101,13 @@ def _resolve(catalog: Catalog, model_cls: Any, preset: str | None, config: str |
 def _held_out(model: Any, data: Any, a: Any, b: Any, limit: int | None
               ) -> tuple[dict[str, Any], list[str]]:
     """The evaluation set and the folders it was read from (said to the user and recorded)."""
-    from .data.folders import unpaired_roots
-
     data, a, b = (None if v is None else Path(v) for v in (data, a, b))
-    if model.data == "unpaired":
-        scored = [str(p) for p in unpaired_roots(data, a, b, "test")]
-    elif data is None:
-        raise Img2ImgError("eval needs --data DIR (held-out data in the training layout)")
-    else:
-        scored = [str(data / "test" if (data / "test").is_dir() else data)]
-    if any(Path(s).name in ("trainA", "trainB") for s in scored):
+    folders: list[Path] = []  # open_dataset chooses the split; it says which folders it read
+    eval_set = load_eval_set(model, data, limit, a=a, b=b, folders=folders)
+    if any(p.name in ("trainA", "trainB") for p in folders):
         print("warning: scoring the training folders (no testA/ and testB/ in the data)",
               file=sys.stderr)
-    return load_eval_set(model, data, limit, a=a, b=b), scored
+    return eval_set, [str(p) for p in folders]
 
 
 def evaluate_run(run: str | Path | LoadedModel, data: str | Path | None = None, *,

@@ -30,13 +30,17 @@ def primary_metric(model: Model) -> tuple[str, bool]:
 
 
 def load_eval_set(model: Model, data: Path | None, limit: int | None = None, *,
-                  a: Path | None = None, b: Path | None = None) -> dict[str, Tensor]:
+                  a: Path | None = None, b: Path | None = None,
+                  folders: list[Path] | None = None) -> dict[str, Tensor]:
     """Every held-out item at the model's training size (resize only: no crop, no flip), from the
     data's test split when it has one (see `open_dataset`). Labels (class or style
-    sub-folders) are mapped to the run's own indices by name."""
+    sub-folders) are mapped to the run's own indices by name. The folders read are appended to
+    `folders` when given (to say what was scored)."""
     size = model.spec.size
     dataset = open_dataset(model.data, data=data, a=a, b=b, channels=model.spec.channels,
                            recipe=AugmentRecipe(size, size, flip=False), split="test")
+    if folders is not None:
+        folders.extend(getattr(dataset, "roots", None) or (dataset.root,))
     count = len(dataset) if limit is None else min(limit, len(dataset))
     items = [dataset[(i, i)] for i in range(count)]
     found = {k: torch.stack([torch.as_tensor(item[k]) for item in items]) for k in items[0]}

@@ -168,6 +168,7 @@ class UnpairedDataset(_SeededDataset):
                  channels: int | tuple[int, int] = 3) -> None:
         self.channels = _channel_pair(channels)
         self._set_recipe(recipe, paired=False)
+        self.roots = (Path(root_a), Path(root_b))
         self.a_paths, bad_a = readable_images(Path(root_a), UNPAIRED_LAYOUT)
         self.b_paths, bad_b = readable_images(Path(root_b), UNPAIRED_LAYOUT)
         warn_skipped(bad_a + bad_b)

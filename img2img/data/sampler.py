@@ -72,7 +72,10 @@ class SeededSampler(Sampler):
             == self.rank
 
     def __len__(self) -> int:
-        return sum(1 for p in range(self.skip, self.used) if self._mine(p))
+        if self.world == 1:
+            return self.used - self.skip
+        # Whole global steps only, and `skip` is always a multiple of one: b items per step.
+        return (self.used - self.skip) // self.world
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         generator = torch.Generator()
