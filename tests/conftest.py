@@ -98,3 +98,32 @@ def save():
                                            {"model": "demo", "step": step}, state, keep=keep)
 
     return write
+
+
+def _find(*names: str) -> str | None:
+    import shutil
+    return next((path for path in map(shutil.which, names) if path), None)
+
+
+@pytest.fixture
+def chromium(tmp_path):
+    """A headless Chromium driven by Selenium: Debian's `chromium` and `chromedriver` (installed by
+    `tests/install-browser.sh`), never a browser downloaded at run time. Skips, saying why, where
+    either is missing."""
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is in the test extra")
+    from selenium.webdriver.chrome.service import Service
+    browser = _find("chromium", "chromium-browser")
+    driver_path = _find("chromedriver")
+    if browser is None or driver_path is None:
+        pytest.skip("no system Chromium with chromedriver (run tests/install-browser.sh)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                     "--window-size=1280,1000", f"--user-data-dir={tmp_path / 'chromium-profile'}"):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
+    driver.set_page_load_timeout(60)
+    try:
+        yield driver
+    finally:
+        driver.quit()
