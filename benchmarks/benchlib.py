@@ -145,7 +145,7 @@ def ratio(ours: float, reference: float) -> float:
 # -- fresh processes --------------------------------------------------------------------------
 PRELOAD = ["torch", "torch._dynamo", "torchvision.transforms", "numpy", "cv2", "PIL.Image",
            "kornia", "albumentations", "img2img.trainer", "img2img.inference", "img2img.convert",
-           "img2img.cli", "img2img_pix2pix", "img2img_cyclegan"]
+           "img2img.cli", "img2img_pix2pix", "img2img_cyclegan", "img2img_cut"]
 
 
 def _isolated_entry(fn: Callable[[dict], dict], job: dict, threads: int, method: str,

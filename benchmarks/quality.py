@@ -1,21 +1,27 @@
-"""Quality at a fixed wall-clock budget: trains pix2pix on the bundled paired set
-`datasets/faces_edges2photo` (train/ side-by-side edges|photo, 128 px halves) for `--minutes`,
-then reports PSNR, SSIM and L1 on the held-out test/ pairs; trains cyclegan likewise on
-`datasets/faces_grey2colour` (trainA grey faces, trainB colour faces) and reports the sliced
-Wasserstein distance (SWD, lower is better) between translated testA and real testB, next to the
-SWD of untranslated testA (what doing nothing scores) and of real trainB (what real images score).
+"""Quality at a fixed wall-clock budget: the published recipe against the recommended one
+(`--preset fast`), each trained for the same number of minutes, over several seeds.
 
-Training runs through the real trainer and stops the way Ctrl-C stops it (after the current step,
-with a checkpoint); evaluation loads that checkpoint with `img2img.load`, as `convert` would.
+pix2pix trains on the bundled paired set `datasets/faces_edges2photo` (train/ side-by-side
+edges|photo, 128 px halves) and is scored on the 16 held-out test/ pairs: PSNR, SSIM and L1 of
+the output against the real photo, next to a flat image of the training photos' mean colour and
+the identity (the edge map itself). cyclegan trains on `datasets/faces_grey2colour` (trainA grey
+faces, trainB colour faces) and is scored by the sliced Wasserstein distance (SWD, lower is
+better) between translated testA and real testB, next to untranslated testA.
 
-    python benchmarks/quality.py                     # 5 minutes per model, published networks
-    python benchmarks/quality.py --minutes 20 --models pix2pix
-    python benchmarks/quality.py --smoke             # 32 px, narrow networks, 3 steps: seconds
+Training runs through the real trainer with the recipe's preset and stops the way Ctrl-C stops
+it (after the current step, with a checkpoint); evaluation loads that checkpoint with
+`img2img.load`, as `convert` would. Recipes alternate within each seed (published first on even
+seeds, fast first on odd ones), so a change in machine load hits both.
+
+    python benchmarks/quality.py --minutes 5,20 --seeds 3   # the comparison, both models
+    python benchmarks/quality.py --minutes 3 --ablation     # each candidate alone, pix2pix
+    python benchmarks/quality.py --smoke                    # 32 px, narrow networks: seconds
 """
 from __future__ import annotations
 
 import os
 import signal
+import statistics
 import sys
 import tempfile
 import threading
@@ -25,6 +31,21 @@ from pathlib import Path
 import benchlib
 
 DATASETS = Path(__file__).resolve().parent.parent / "datasets"
+
+RECIPES = {"published": None, "fast": "fast"}  # recipe -> preset
+
+# Each candidate of the fast recipe on its own, on top of the published pix2pix recipe.
+ABLATION = {
+    "published": {},
+    "resize-conv upsampling": {"upsample": "resize"},
+    "2-scale D + feature matching 10": {"d_scales": 2, "feature_matching": 10.0},
+    "DiffAugment (color,translation,cutout)": {"diff_augment": "color,translation,cutout"},
+    "hinge loss + spectral norm": {"gan_loss": "hinge", "spectral_norm": True},
+    "TTUR (D lr 4e-4)": {"lr_d": 4e-4},
+    "generator average (ema 0.99)": {"ema": 0.99},
+    "narrow (ngf = ndf = 32)": {"ngf": 32, "ndf": 32},
+    "lr 1e-3 + 100 warm-up steps": {"lr": 1e-3, "warmup_steps": 100},
+}
 
 
 def read_folder(folder: Path, size: int, limit: int | None = None, halves: bool = False):
@@ -45,20 +66,37 @@ def read_folder(folder: Path, size: int, limit: int | None = None, halves: bool 
             resize(torch.cat([x[..., width:] for x in images]), size))
 
 
-def train(model: str, options: dict, data: dict, args, runs_dir: Path) -> tuple[Path, dict]:
-    """Train through the real trainer until the budget is spent; returns (run folder, facts)."""
-    from img2img import catalog as default_catalog
-    from img2img.trainer import TrainConfig, Trainer
+def model_settings(model: str, args) -> dict:
+    """The data and the published networks at the benchmark's size and width."""
+    width = {"ngf": args.width, "ndf": args.width}
+    if model == "pix2pix":
+        return {"data": DATASETS / "faces_edges2photo" / "train",
+                "generator": f"unet-{args.size}", **width}
+    root = DATASETS / "faces_grey2colour"
+    return {"a": root / "trainA", "b": root / "trainB", "generator": "resnet-9", **width}
 
-    cls = default_catalog().model(model)
-    config = TrainConfig(**data, **cls.training_defaults, epochs=100000, decay_epochs=0,
-                         load_size=args.load_size, crop_size=args.size, device=args.device,
-                         max_steps=args.max_steps, sample_every=0, checkpoint_every=0,
-                         log_every=25, runs_dir=runs_dir, name=f"quality-{model}",
-                         workers=args.workers, seed=args.seed)
-    trainer = Trainer(cls, cls.Options(**options), config, progress=False)
+
+def train(model: str, preset: str | None, settings: dict, args, runs_dir: Path,
+          minutes: float, seed: int) -> tuple[Path, dict]:
+    """Train through the real trainer until the budget is spent; returns (run folder, facts).
+    `settings` (the benchmark's data and networks, an ablation's changes) override the preset
+    the way typed flags do."""
+    from img2img import catalog as installed_catalog
+    from img2img.api import _resolve
+    from img2img.trainer import Trainer
+
+    catalog = installed_catalog()
+    cls = catalog.model(model)
+    typed = {"epochs": 100000, "decay_epochs": 0, "load_size": args.load_size,
+             "crop_size": args.size, "device": args.device, "max_steps": args.max_steps,
+             "sample_every": 0, "checkpoint_every": 0, "log_every": 25, "runs_dir": runs_dir,
+             "name": f"quality-{model}-{preset or 'published'}-{seed}-{time.time_ns()}",
+             "workers": args.workers, "seed": seed,
+             **model_settings(model, args), **settings}
+    preset_used, options, config = _resolve(catalog, cls, preset, None, typed)
+    trainer = Trainer(cls, options, config, preset=preset_used, progress=False)
     # At the deadline, stop exactly as a user's Ctrl-C does: after the step, with a checkpoint.
-    deadline = threading.Timer(args.minutes * 60, os.kill, (os.getpid(), signal.SIGINT))
+    deadline = threading.Timer(minutes * 60, os.kill, (os.getpid(), signal.SIGINT))
     started = time.perf_counter()
     deadline.start()
     try:
@@ -68,91 +106,293 @@ def train(model: str, options: dict, data: dict, args, runs_dir: Path) -> tuple[
     seconds = time.perf_counter() - started
     return run_dir, {"model": model, "steps": trainer.step, "epochs": round(
         trainer.step / trainer.steps_per_epoch(), 2), "train_s": round(seconds, 1),
-        "s/step": round(seconds / max(trainer.step, 1), 3), "options": options}
+        "s/step": round(seconds / max(trainer.step, 1), 3)}
 
 
-def evaluate_pix2pix(run_dir: Path, args) -> dict:
+def _translate(run_dir: Path, images, args, direction: str | None = None):
     import torch
 
     import img2img
+
+    translator = img2img.load(run_dir, device=args.device)
+    return torch.cat([translator.translate(images[i:i + 8], direction)
+                      for i in range(0, len(images), 8)]).cpu()
+
+
+def paired_test(args):
+    a, b = read_folder(DATASETS / "faces_edges2photo" / "test", args.size, args.limit, halves=True)
+    _, train_b = read_folder(DATASETS / "faces_edges2photo" / "train", args.size, halves=True)
+    return a, b, train_b.mean((0, 2, 3), keepdim=True).expand_as(b)
+
+
+def score_pix2pix(fake, args) -> dict:
     from img2img.metrics import l1, psnr, ssim
 
-    translator = img2img.load(run_dir, device=args.device)
-    a, b = read_folder(DATASETS / "faces_edges2photo" / "test", args.size, args.limit, halves=True)
-    fake = torch.cat([translator.translate(a[i:i + 8]) for i in range(0, len(a), 8)]).cpu()
-    _, train_b = read_folder(DATASETS / "faces_edges2photo" / "train", args.size, halves=True)
-    mean_photo = train_b.mean(0, keepdim=True).expand_as(b)
+    a, b, flat = paired_test(args)
     return {"test_pairs": len(a), "psnr": float(psnr(fake, b).mean()),
-            "ssim": float(ssim(fake, b).mean()), "l1": float(l1(fake, b).mean()),
-            "mean_photo_psnr": float(psnr(mean_photo, b).mean()),
-            "mean_photo_ssim": float(ssim(mean_photo, b).mean())}
+            "ssim": float(ssim(fake, b).mean()), "l1": float(l1(fake, b).mean())}
 
 
-def evaluate_cyclegan(run_dir: Path, args) -> dict:
-    import torch
+def pix2pix_baselines(args) -> dict:
+    from img2img.metrics import l1, psnr, ssim
 
-    import img2img
+    a, b, flat = paired_test(args)
+    return {"flat": {"psnr": float(psnr(flat, b).mean()), "ssim": float(ssim(flat, b).mean()),
+                     "l1": float(l1(flat, b).mean())},
+            "identity": {"psnr": float(psnr(a, b).mean()), "ssim": float(ssim(a, b).mean()),
+                         "l1": float(l1(a, b).mean())}}
+
+
+def unpaired_test(args):
+    root = DATASETS / "faces_grey2colour"
+    return read_folder(root / "testA", args.size, args.limit), \
+        read_folder(root / "testB", args.size, args.limit)
+
+
+def score_cyclegan(fake, args) -> dict:
     from img2img.metrics import swd
 
-    translator = img2img.load(run_dir, device=args.device)
-    root = DATASETS / "faces_grey2colour"
-    test_a = read_folder(root / "testA", args.size, args.limit)
-    test_b = read_folder(root / "testB", args.size, args.limit)
-    train_b = read_folder(root / "trainB", args.size, args.limit)
-    fake_b = torch.cat([translator.translate(test_a[i:i + 8], "a_to_b")
-                        for i in range(0, len(test_a), 8)]).cpu()
-    return {"test_images": len(test_a), "swd": swd(fake_b, test_b)["swd"],
-            "swd_untranslated": swd(test_a, test_b)["swd"],
-            "swd_real_trainB": swd(train_b, test_b)["swd"]}
+    test_a, test_b = unpaired_test(args)
+    return {"test_images": len(test_a), "swd": swd(fake, test_b)["swd"]}
+
+
+def cyclegan_baselines(args) -> dict:
+    from img2img.metrics import swd
+
+    test_a, test_b = unpaired_test(args)
+    return {"untranslated": {"swd": swd(test_a, test_b)["swd"]}}
+
+
+def run_one(model: str, preset: str | None, settings: dict, args, runs_dir: Path,
+            minutes: float, seed: int) -> tuple[dict, object]:
+    run_dir, facts = train(model, preset, settings, args, runs_dir, minutes, seed)
+    if model == "pix2pix":
+        a, _, _ = paired_test(args)
+        fake = _translate(run_dir, a, args)
+        return {**facts, **score_pix2pix(fake, args)}, fake
+    test_a, _ = unpaired_test(args)
+    fake = _translate(run_dir, test_a, args, "a_to_b")
+    return {**facts, **score_cyclegan(fake, args)}, fake
+
+
+def _mean_sd(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def summarise(rows: list[dict], baselines: dict) -> list[dict]:
+    """One row per (model, minutes, recipe): mean and seed-to-seed sd of every score, and the
+    gains over the baseline (PSNR gain in dB over the flat image; L1 as a fraction of the flat
+    image's L1 saved; SWD as is)."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["model"], row["minutes"], row["recipe"]), []).append(row)
+    out = []
+    for (model, minutes, recipe), found in groups.items():
+        summary = {"model": model, "minutes": minutes, "recipe": recipe, "seeds": len(found),
+                   "steps": round(statistics.fmean(r["steps"] for r in found))}
+        keys = ("psnr", "ssim", "l1") if model == "pix2pix" else ("swd",)
+        for key in keys:
+            summary[key], summary[f"{key} sd"] = _mean_sd([r[key] for r in found])
+        if model == "pix2pix":
+            flat = baselines["pix2pix"]["flat"]
+            summary["psnr gain"], summary["psnr gain sd"] = _mean_sd(
+                [r["psnr"] - flat["psnr"] for r in found])
+            summary["l1 saved"], summary["l1 saved sd"] = _mean_sd(
+                [flat["l1"] - r["l1"] for r in found])
+        out.append(summary)
+    return out
+
+
+def targets(summary: list[dict]) -> list[dict]:
+    """The issue's targets at each budget: the fast recipe's PSNR gain over the flat image and
+    its L1 saving at least twice the published recipe's, its SWD at most 0.8x, each difference
+    larger than the seed-to-seed spread (the larger sd of the two recipes)."""
+    checks = []
+    by = {(s["model"], s["minutes"], s["recipe"]): s for s in summary}
+    for (model, minutes, recipe), fast in by.items():
+        published = by.get((model, minutes, "published"))
+        if recipe != "fast" or published is None:
+            continue
+        pairs = ([("psnr gain", 2.0, "x published's gain"), ("l1 saved", 2.0, "x published's saving")]
+                 if model == "pix2pix" else [("swd", 0.8, "x published's SWD")])
+        for key, limit, what in pairs:
+            ratio = benchlib.ratio(fast[key], published[key])
+            spread = max(fast[f"{key} sd"], published[f"{key} sd"])
+            beats = ratio >= limit if key != "swd" else ratio <= limit
+            checks.append({"target": f"{model} {minutes:g} min: {key}", "limit":
+                           f"{'>=' if key != 'swd' else '<='} {limit:g}{what}",
+                           "measured": f"{ratio:.2f}x (diff {fast[key] - published[key]:+.3f}, "
+                                       f"spread {spread:.3f})",
+                           "met": bool(beats and abs(fast[key] - published[key]) > spread)})
+    return checks
+
+
+def save_grid(path: Path, columns: dict) -> Path:
+    from img2img.images import grid, write_image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_image(path, grid(columns))
+    print(f"wrote {path}", flush=True)
+    return path
+
+
+def comparison(args, runs_dir: Path) -> tuple[list[dict], dict, list[Path]]:
+    models = args.models.split(",")
+    baselines = {}
+    if "pix2pix" in models:
+        baselines["pix2pix"] = pix2pix_baselines(args)
+    if "cyclegan" in models:
+        baselines["cyclegan"] = cyclegan_baselines(args)
+    rows, fakes = [], {}
+    for minutes in args.budgets:
+        for seed in range(args.seed, args.seed + args.seeds):
+            order = list(RECIPES) if seed % 2 == 0 else list(RECIPES)[::-1]
+            for recipe in order:
+                for model in models:
+                    row, fake = run_one(model, RECIPES[recipe], {}, args, runs_dir, minutes, seed)
+                    row.update(recipe=recipe, minutes=minutes, seed=seed)
+                    rows.append(row)
+                    print(f"{model} {recipe} {minutes:g} min seed {seed}: "
+                          f"{ {k: v for k, v in row.items() if k in ('steps', 'psnr', 'l1', 'swd')} }",
+                          file=sys.stderr, flush=True)
+                    if seed == args.seed:
+                        fakes[(model, minutes, recipe)] = fake
+    grids = []
+    for model in models:
+        for minutes in args.budgets:
+            source, target = (paired_test(args)[:2] if model == "pix2pix" else unpaired_test(args))
+            columns = {"input": source[:8],
+                       **{recipe: fakes[(model, minutes, recipe)][:8] for recipe in RECIPES}}
+            if model == "pix2pix":
+                columns["real"] = target[:8]
+            grids.append(save_grid(args.figures / f"quality-{model}-{minutes:g}min.png", columns))
+    return rows, baselines, grids
+
+
+def ablation(args, runs_dir: Path) -> list[dict]:
+    rows = []
+    flat = pix2pix_baselines(args)["flat"]
+    minutes = args.budgets[0]
+    for name, settings in ABLATION.items():
+        scores = []
+        for seed in range(args.seed, args.seed + args.seeds):
+            row, _ = run_one("pix2pix", None, settings, args, runs_dir, minutes, seed)
+            scores.append(row)
+        psnr_gain = _mean_sd([r["psnr"] - flat["psnr"] for r in scores])
+        l1_saved = _mean_sd([flat["l1"] - r["l1"] for r in scores])
+        rows.append({"candidate": name, "minutes": minutes, "seeds": len(scores),
+                     "steps": round(statistics.fmean(r["steps"] for r in scores)),
+                     "psnr gain": psnr_gain[0], "psnr gain sd": psnr_gain[1],
+                     "l1 saved": l1_saved[0], "l1 saved sd": l1_saved[1],
+                     "ssim": statistics.fmean(r["ssim"] for r in scores)})
+        print(f"ablation {name}: {rows[-1]}", file=sys.stderr, flush=True)
+    return rows
+
+
+# -- CUT beside CycleGAN (--one-sided) ----------------------------------------------------------
+ONE_SIDED = ("cyclegan", "cut")
+
+
+def one_sided(args, runs_dir: Path) -> list[dict]:
+    """CycleGAN and CUT with their published settings (ResNet-9, PatchGAN, lsgan; CUT's PatchNCE
+    and identity term) on faces_grey2colour for the same wall-clock budget and seeds, the order
+    alternating by seed; SWD of translated testA to testB, lower is better."""
+    rows = []
+    minutes = args.budgets[0]
+    for seed in range(args.seed, args.seed + args.seeds):
+        for model in ONE_SIDED if seed % 2 == 0 else ONE_SIDED[::-1]:
+            row, _ = run_one(model, None, {}, args, runs_dir, minutes, seed)
+            rows.append({**row, "minutes": minutes, "seed": seed})
+            print(f"one-sided {model} seed {seed}: steps {row['steps']} swd {row['swd']:.2f}",
+                  file=sys.stderr, flush=True)
+    return rows
+
+
+def one_sided_summary(rows: list[dict], untranslated: float) -> list[dict]:
+    out = []
+    for model in ONE_SIDED:
+        found = [r for r in rows if r["model"] == model]
+        swd, sd = _mean_sd([r["swd"] for r in found])
+        out.append({"model": model, "seeds": len(found),
+                    "steps": round(statistics.fmean(r["steps"] for r in found)),
+                    "s/step": round(statistics.fmean(r["s/step"] for r in found), 3),
+                    "swd": swd, "swd sd": sd})
+    return out + [{"model": "untranslated testA", "swd": untranslated}]
 
 
 def main(argv: list[str] | None = None) -> int:
     p = benchlib.parser("quality", __doc__.split("\n\n")[0])
-    p.add_argument("--minutes", type=float, default=5.0, help="training budget per model")
+    p.add_argument("--minutes", default="5", help="training budget(s) per run, comma-separated")
+    p.add_argument("--seeds", type=int, default=3, help="seeds per recipe (mean and spread)")
+    p.add_argument("--seed", type=int, default=0, help="the first seed")
     p.add_argument("--models", default="pix2pix,cyclegan", help="comma-separated subset")
+    p.add_argument("--ablation", action="store_true",
+                   help="instead: each candidate of the fast recipe alone on top of the "
+                        "published pix2pix recipe, at the first budget")
+    p.add_argument("--one-sided", action="store_true",
+                   help="instead: CUT beside CycleGAN on faces_grey2colour, same budget (the "
+                        "first) and seeds, published settings; SWD")
     p.add_argument("--size", type=int, default=128, help="crop size (the sets are 128 px)")
     p.add_argument("--load-size", type=int, default=142, help="resize before the random crop")
     p.add_argument("--width", type=int, default=64, help="ngf = ndf (64 = published)")
     p.add_argument("--workers", type=int, default=2, help="loader workers (trainer default)")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-steps", type=int, default=None, help="also stop after this many steps")
     p.add_argument("--limit", type=int, default=None, help="evaluate on at most N test images")
+    p.add_argument("--figures", type=Path, default=benchlib.RESULTS,
+                   help="where the side-by-side sample grids go")
     p.add_argument("--runs-dir", type=Path, default=None,
                    help="keep the run folders here (default: a temporary folder)")
     args = p.parse_args(argv)
     benchlib.setup_torch(args.threads, args.passive_wait)
     if args.smoke:
-        args.minutes, args.size, args.load_size, args.width = 0.5, 32, 36, 8
-        args.max_steps, args.limit, args.workers = 3, 4, 0
+        args.minutes, args.size, args.load_size, args.width = "0.5", 32, 36, 8
+        args.max_steps, args.limit, args.workers, args.seeds = 3, 4, 0, 1
+        if args.figures == benchlib.RESULTS:
+            args.figures = args.out.parent
+    args.budgets = [float(m) for m in str(args.minutes).split(",")]
     quiet = benchlib.wait_for_quiet(args.wait_load)
     machine = benchlib.machine()
-    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         runs_dir = args.runs_dir or Path(tmp)
-        width = {"ngf": args.width, "ndf": args.width}
-        if "pix2pix" in args.models.split(","):
-            run_dir, facts = train("pix2pix", {"generator": f"unet-{args.size}", **width},
-                                   {"data": DATASETS / "faces_edges2photo" / "train"}, args,
-                                   runs_dir)
-            rows.append({**facts, **evaluate_pix2pix(run_dir, args)})
-        if "cyclegan" in args.models.split(","):
-            root = DATASETS / "faces_grey2colour"
-            run_dir, facts = train("cyclegan", {"generator": "resnet-9", **width},
-                                   {"a": root / "trainA", "b": root / "trainB"}, args, runs_dir)
-            rows.append({**facts, **evaluate_cyclegan(run_dir, args)})
-    title = f"Quality after {args.minutes:g} min of training per model, {args.size} px"
-    for row in rows:
-        if row["model"] == "pix2pix":
-            benchlib.print_table([row], ["model", "steps", "epochs", "s/step", "psnr", "ssim", "l1",
-                                         "mean_photo_psnr", "mean_photo_ssim"],
-                                 f"{title}: pix2pix on faces_edges2photo test/ "
-                                 f"({row['test_pairs']} pairs; higher is better)")
+        if args.ablation:
+            rows = ablation(args, runs_dir)
+            benchlib.print_table(rows, ["candidate", "steps", "psnr gain", "psnr gain sd",
+                                        "l1 saved", "l1 saved sd", "ssim"],
+                                 f"Ablation: pix2pix, {args.budgets[0]:g} min, {args.size} px, "
+                                 f"{args.seeds} seed(s); gains over the flat mean-colour image")
+            benchlib.finish(args, "quality", machine, quiet, ablation=rows)
+            return 0
+        if args.one_sided:
+            rows = one_sided(args, runs_dir)
+            found = one_sided_summary(rows, cyclegan_baselines(args)["untranslated"]["swd"])
+            benchlib.print_table(found, ["model", "seeds", "steps", "s/step", "swd", "swd sd"],
+                                 f"CUT beside CycleGAN: faces_grey2colour, {args.budgets[0]:g} "
+                                 f"min each, {args.size} px; SWD of translated testA to testB "
+                                 f"(lower is better)")
+            benchlib.finish(args, "quality", machine, quiet, one_sided=rows,
+                            one_sided_summary=found)
+            return 0
+        rows, baselines, grids = comparison(args, runs_dir)
+    summary = summarise(rows, baselines)
+    for model in args.models.split(","):
+        found = [s for s in summary if s["model"] == model]
+        if model == "pix2pix":
+            flat, identity = baselines[model]["flat"], baselines[model]["identity"]
+            benchlib.print_table(
+                found + [{"recipe": "flat mean colour", **flat},
+                         {"recipe": "identity (edges)", **identity}],
+                ["minutes", "recipe", "seeds", "steps", "psnr", "psnr sd", "psnr gain", "ssim",
+                 "ssim sd", "l1", "l1 sd", "l1 saved"],
+                f"pix2pix on faces_edges2photo test/ ({args.size} px; higher PSNR/SSIM, lower L1 "
+                f"is better)")
         else:
-            benchlib.print_table([row], ["model", "steps", "epochs", "s/step", "swd",
-                                         "swd_untranslated", "swd_real_trainB"],
-                                 f"{title}: cyclegan on faces_grey2colour, SWD to testB "
-                                 f"({row['test_images']} images; lower is better)")
-    benchlib.finish(args, "quality", machine, quiet, rows=rows)
+            benchlib.print_table(
+                found + [{"recipe": "untranslated testA", **baselines[model]["untranslated"]}],
+                ["minutes", "recipe", "seeds", "steps", "swd", "swd sd"],
+                f"cyclegan on faces_grey2colour, SWD of translated testA to testB ({args.size} px;"
+                f" lower is better)")
+    benchlib.finish(args, "quality", machine, quiet, targets(summary), rows=rows,
+                    summary=summary, baselines=baselines, grids=[str(g) for g in grids])
     return 0
 
 

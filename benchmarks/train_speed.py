@@ -10,6 +10,13 @@ gradients are saved and compared: same weights, same batch, so they must agree t
     python benchmarks/train_speed.py                  # 256 px, batch 1 and 4 (about 15 minutes)
     python benchmarks/train_speed.py --size 128       # about 4x cheaper
     python benchmarks/train_speed.py --smoke          # 32 px, narrow networks: seconds
+
+The one-sided section (`--one-sided-rounds`, 0 = skip) times our CycleGAN, CUT and FastCUT steps
+at the same size, batch 1 and width, in alternating fresh processes, and reports CUT's and
+FastCUT's step time and peak memory as ratios of our CycleGAN's (the CUT paper's own ratios,
+0.24/0.40 s and 3.33/4.81 GB for CUT, 0.15/0.40 s and 2.25/4.81 GB for FastCUT, give the targets);
+the reference-style CycleGAN step, which the paper's CycleGAN figures describe, is timed beside
+them for context.
 """
 from __future__ import annotations
 
@@ -21,6 +28,8 @@ import benchlib
 
 MODELS = ("cyclegan", "pix2pix")
 TARGETS = {"cyclegan_time": 0.85, "cyclegan_memory": 0.5, "pix2pix_time": 1.0}
+ONE_SIDED = ("cut", "fastcut")
+ONE_SIDED_TARGETS = {"cut": (0.65, 0.75), "fastcut": (0.45, 0.55)}  # (time, memory) / CycleGAN
 
 
 # -- the reference's steps ------------------------------------------------------------------------
@@ -110,7 +119,8 @@ def _trainer(job: dict, workdir: Path):
     generator = f"unet-{size}" if job["model"] == "pix2pix" else "resnet-9"
     options = cls.Options(generator=generator, ngf=width, ndf=width)
     folders = write_sample_images(cls.data, workdir / "data", n=2, size=size)
-    config = TrainConfig(**folders, **cls.training_defaults, epochs=1, decay_epochs=0,
+    schedule = {**cls.training_defaults, "epochs": 1, "decay_epochs": 0}  # CUT has its own
+    config = TrainConfig(**folders, **schedule,
                          batch_size=job["batch"], load_size=size, crop_size=size, workers=0,
                          device=job["device"], precision=job["precision"], log_every=1,
                          sample_every=0, checkpoint_every=0, runs_dir=workdir / "runs",
@@ -238,6 +248,65 @@ def verdicts(summaries: list[dict]) -> list[dict]:
     return found
 
 
+# -- CUT and FastCUT against our own CycleGAN -------------------------------------------------
+def compare_one_sided(args, rounds: int, steps: int) -> tuple[list, dict]:
+    """Our CycleGAN, CUT and FastCUT steps (ResNet-9 generators, PatchGANs, batch 1, the same
+    size and width), and for context the reference-style CycleGAN step the paper measured
+    against; each process alone, the order rotating every round; ratios to our CycleGAN."""
+    entries = {"cyclegan": ("cyclegan", "ours"), "cut": ("cut", "ours"),
+               "fastcut": ("fastcut", "ours"), "cyclegan reference": ("cyclegan", "reference")}
+    names = list(entries)
+    runs: dict[str, list] = {name: [] for name in names}
+    for r in range(rounds):
+        shift = r % len(names)
+        for name in names[shift:] + names[:shift]:
+            model, variant = entries[name]
+            job = {"model": model, "variant": variant, "size": args.size, "batch": 1,
+                   "steps": steps, "width": args.width, "device": args.device,
+                   "precision": args.precision}
+            print(f"  one-sided: {name} (round {r + 1}/{rounds})", file=sys.stderr, flush=True)
+            runs[name].append(benchlib.isolated(measure, job, args.threads, args.passive_wait))
+    rows = []
+    for name in names:
+        times = [t for run in runs[name] for t in run["step_s"]]
+        peak = max(run["peak_rss_mb"] for run in runs[name])
+        setup = min(run["rss_setup_mb"] for run in runs[name])
+        gpu = [run["gpu_peak_mb"] for run in runs[name] if run["gpu_peak_mb"] is not None]
+        rows.append({"model": name, "s/step": benchlib.median(times),
+                     "peak RSS MB": peak, "step RSS MB": round(peak - setup, 1),
+                     "GPU peak MB": max(gpu) if gpu else None, "steps timed": len(times)})
+    by_name = {row["model"]: row for row in rows}
+
+    def ratios_to(row: dict, base: dict) -> dict:
+        return {"time_ratio": benchlib.ratio(row["s/step"], base["s/step"]),
+                "peak_rss_ratio": benchlib.ratio(row["peak RSS MB"], base["peak RSS MB"]),
+                "step_rss_ratio": benchlib.ratio(row["step RSS MB"], base["step RSS MB"]),
+                **({"gpu_peak_ratio": benchlib.ratio(row["GPU peak MB"], base["GPU peak MB"])}
+                   if row["GPU peak MB"] is not None else {})}
+
+    ratios = {m: ratios_to(by_name[m], by_name["cyclegan"]) for m in ONE_SIDED}
+    to_reference = {m: ratios_to(by_name[m], by_name["cyclegan reference"])
+                    for m in ("cyclegan", *ONE_SIDED)}
+    return rows, {"rows": rows, "ratios": ratios, "to_reference": to_reference, "runs": runs}
+
+
+def one_sided_verdicts(ratios: dict) -> list[dict]:
+    """Time against the paper's ratio; memory as GPU peak on CUDA, else the step's own RSS
+    (peak less what the process held before its first step: weights, libraries, data)."""
+    found = []
+    for model, (time_limit, memory_limit) in ONE_SIDED_TARGETS.items():
+        r = ratios[model]
+        memory_key = "gpu_peak_ratio" if "gpu_peak_ratio" in r else "step_rss_ratio"
+        found.append({"target": f"{model} step time / our cyclegan's", "limit": f"<= {time_limit}",
+                      "measured": r["time_ratio"], "met": r["time_ratio"] <= time_limit})
+        found.append({"target": f"{model} {memory_key.replace('_', ' ')} / our cyclegan's",
+                      "limit": f"<= {memory_limit}", "measured": r[memory_key],
+                      "met": r[memory_key] <= memory_limit})
+        found.append({"target": f"{model} whole-process peak RSS / our cyclegan's",
+                      "limit": "(context)", "measured": r["peak_rss_ratio"], "met": None})
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
     p = benchlib.parser("train_speed", __doc__.split("\n\n")[0])
     p.add_argument("--size", type=int, default=256, help="image size (pix2pix uses unet-SIZE)")
@@ -251,17 +320,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--precision", default="fp32", help="ours: fp32 (equal settings), auto, bf16")
     p.add_argument("--pix2pix-steps", type=int, default=12,
                    help="timed pix2pix steps per process at batch 1 (its steps are short)")
+    p.add_argument("--one-sided-rounds", type=int, default=2,
+                   help="rounds of our CycleGAN, CUT and FastCUT processes (0 = skip)")
     args = p.parse_args(argv)
     benchlib.setup_torch(args.threads)
     if args.smoke:
         args.size, args.steps, args.rounds, args.width = 32, 1, 1, 8
         args.pix2pix_steps = 1
         args.large_batch, args.large_steps = 2, 1
+        args.one_sided_rounds = min(args.one_sided_rounds, 1)
     quiet = benchlib.wait_for_quiet(args.wait_load)
     machine = benchlib.machine()
     rows, summaries = [], []
     with tempfile.TemporaryDirectory() as tmp:
-        for model in args.models.split(","):
+        for model in [m for m in args.models.split(",") if m]:  # "" = the one-sided part only
             first_steps = args.pix2pix_steps if model == "pix2pix" else args.steps
             for batch, rounds, steps in ((1, args.rounds, first_steps),
                                          (args.large_batch, 1, args.large_steps)):
@@ -272,16 +344,30 @@ def main(argv: list[str] | None = None) -> int:
                 summaries.append(summary)
     columns = ["model", "batch", "variant", "s/step", "images/s", "peak RSS MB", "step RSS MB",
                "GPU peak MB", "steps timed"]
-    benchlib.print_table(rows, columns, f"Training step, {args.size} px, device {args.device}")
+    if rows:
+        benchlib.print_table(rows, columns, f"Training step, {args.size} px, device {args.device}")
     ratio_rows = [{"model": s["model"], "batch": s["batch"], "variant": variant,
                    "time / ref": s[f"{key}time_ratio"],
                    "peak RSS / ref": s[f"{key}peak_rss_ratio"],
                    "step RSS / ref": s[f"{key}step_rss_ratio"],
                    "grad max abs diff": s.get(f"{key}gradients", {}).get("max_abs_diff")}
                   for s in summaries for variant, key in (("ours", ""),)]
-    benchlib.print_table(ratio_rows, list(ratio_rows[0]), "Ratios (ours / reference, one run)")
-    benchlib.finish(args, "train_speed", machine, quiet, verdicts(summaries), rows=rows,
-                    comparisons=summaries)
+    if ratio_rows:
+        benchlib.print_table(ratio_rows, list(ratio_rows[0]), "Ratios (ours / reference, one run)")
+    checks, one_sided = verdicts(summaries), {}
+    if args.one_sided_rounds > 0:
+        found, one_sided = compare_one_sided(args, args.one_sided_rounds, args.steps)
+        benchlib.print_table(found, list(found[0]), f"One-sided models beside our CycleGAN, "
+                             f"{args.size} px, batch 1, width {args.width}")
+        benchlib.print_table([{"model": m, **r} for m, r in one_sided["ratios"].items()],
+                             ["model", "time_ratio", "peak_rss_ratio", "step_rss_ratio"],
+                             "Ratios (model / our CycleGAN, one run)")
+        benchlib.print_table([{"model": m, **r} for m, r in one_sided["to_reference"].items()],
+                             ["model", "time_ratio", "peak_rss_ratio", "step_rss_ratio"],
+                             "Context: ratios to the reference-style CycleGAN step (one run)")
+        checks += one_sided_verdicts(one_sided["ratios"])
+    benchlib.finish(args, "train_speed", machine, quiet, checks, rows=rows,
+                    comparisons=summaries, one_sided=one_sided)
     return 0
 
 

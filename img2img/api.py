@@ -11,7 +11,8 @@ from typing import Any
 
 from . import checkpoints, configfile, runs
 from .catalog import Catalog, catalog as installed_catalog
-from .evaluate import INCEPTION_HELP, evaluate, inception_features, load_eval_set
+from .evaluate import evaluate, load_eval_set
+from .fid import HELP as FID_HELP, inception, protocol
 from .errors import Img2ImgError, Interrupted
 from .config import TrainConfig, environment_defaults, resolve_settings
 from .configfile import ConfigFileError
@@ -122,19 +123,24 @@ def evaluate_run(run: str | Path | LoadedModel, data: str | Path | None = None, 
     RUN/eval.json)
     and return (record, path). The record holds the checkpoint, the data, the item count and
     the metrics (PSNR/SSIM/L1 for paired data, SWD for unpaired and labelled data, FID/KID with
-    local `inception_weights`)."""
+    `inception_weights`, the FID Inception weights file, and then `fid_protocol`: the library,
+    weights, resize, feature layer and image counts behind them)."""
     loaded = run if isinstance(run, LoadedModel) else load(run, device=device, runs_dir=runs_dir,
                                                           catalog=catalog)
-    features = inception_features(Path(inception_weights), loaded.device) \
-        if inception_weights else None
+    features = inception(inception_weights, loaded.device) if inception_weights else None
     eval_set, scored = _held_out(loaded.model, data, a, b, limit)
     print(f"Evaluating {loaded.checkpoint} on {', '.join(scored)}", file=sys.stderr)
-    results = evaluate(loaded.model, eval_set, batch_size=batch_size, features=features)
+    counted: dict[str, int] = {}
+    results = evaluate(loaded.model, eval_set, batch_size=batch_size, features=features,
+                       counted=counted)
     if features is None:
-        print(f"(no FID/KID: {INCEPTION_HELP})", file=sys.stderr)
+        print(f"(no FID/KID: {FID_HELP})", file=sys.stderr)
     target = Path(out) if out is not None else \
         checkpoints.run_dir_of(loaded.checkpoint) / runs.EVAL
     record = {"checkpoint": str(loaded.checkpoint), "data": scored,
               "items": len(next(iter(eval_set.values()))), **results}
+    if features is not None:  # what the FID/KID numbers mean, to compare them with papers'
+        record["fid_protocol"] = protocol(features, counted["generated"], counted["reference"],
+                                          scored)
     runs.write_text(target, json.dumps(record, indent=2) + "\n")
     return record, target

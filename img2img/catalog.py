@@ -1,6 +1,7 @@
-"""The validated registry of what plugins provide: models, presets and commands. It is built by
-calling each plugin's `register_*` hooks one plugin at a time, so a plugin that registers
-something invalid or a taken name is reported against its own distribution and skipped.
+"""The validated registry of what plugins provide: models, presets, commands and loggers. It is
+built by calling each plugin's `register_*` hooks one plugin at a time, so a plugin that
+registers something invalid or a taken name is reported against its own distribution and
+skipped.
 
 `catalog()` is the public, cached entry point for what is installed (as timm has `list_models`):
 inference, the command line, plugins and scripts all ask it; `list_models()` and
@@ -20,6 +21,7 @@ import numpy as np
 
 from .config import TrainConfig
 from .errors import Img2ImgError
+from .loggers import Logger, logger_problem
 from .model import DATA_KINDS, Model, option_fields
 from .plugins import PluginInfo, PluginManager, load_plugins
 
@@ -28,7 +30,7 @@ NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 TRAIN_FIELDS = frozenset(f.name for f in dataclasses.fields(TrainConfig))
 # Top-level commands of the core, which a plugin's command may not take.
 BUILTIN_COMMANDS = frozenset({"train", "prepare", "plugins", "models", "presets", "convert",
-                              "eval", "import", "export"})
+                              "eval", "import", "export", "serve"})
 
 
 @runtime_checkable
@@ -73,6 +75,7 @@ class Catalog:
     presets: dict[tuple[str, str], Preset] = dataclasses.field(default_factory=dict)
     commands: dict[str, click.Command] = dataclasses.field(default_factory=dict)
     prepare_commands: dict[str, click.Command] = dataclasses.field(default_factory=dict)
+    loggers: dict[str, type[Logger]] = dataclasses.field(default_factory=dict)
     owners: dict[tuple[str, str], PluginInfo] = dataclasses.field(default_factory=dict)
 
     def model(self, name: str) -> type[Model]:
@@ -212,7 +215,17 @@ def build_catalog(pm: PluginManager, training_fields: Set[str] = TRAIN_FIELDS,
                 pm.fail(info, f"command '{command.name}' is a built-in command; skipped")
             elif _claim(cat, pm, info, (label, command.name), f"{label} {command.name}"):
                 found[command.name] = command
+    _collect_loggers(cat, pm)
     return cat
+
+
+def _collect_loggers(cat: Catalog, pm: PluginManager) -> None:
+    for info, cls in _collect(pm, "register_loggers"):
+        problem = logger_problem(cls)
+        if problem:
+            pm.fail(info, problem)
+        elif _claim(cat, pm, info, ("logger", cls.name), f"logger {cls.name}"):
+            cat.loggers[cls.name] = cls
 
 
 @functools.cache

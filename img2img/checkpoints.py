@@ -1,7 +1,8 @@
 """Checkpoints: reading and writing them, and what they record. A checkpoint is a safetensors
-weights file (generators, discriminators and, with --ema, the averaged generators) whose metadata
-describes the run fully, so `convert` needs no flags, plus a training-state file (optimisers,
-scaler, step, random numbers, model extra state) that loads with `torch.load(weights_only=True)`.
+weights file (generators, discriminators, auxiliary networks and, with --ema, the averaged
+generators) whose metadata describes the run fully, so `convert` needs no flags, plus a
+training-state file (optimisers, scaler, step, random numbers, model extra state) that loads with
+`torch.load(weights_only=True)`.
 Weights are written before state and the `latest` pointer moves last, each write atomic, so a
 crash never leaves a broken latest checkpoint."""
 from __future__ import annotations
@@ -274,7 +275,7 @@ def _coerce(value: Any, hint: Any) -> Any:
     if hint is Path or Path in args:
         return Path(value)
     if origin is tuple or hint is tuple or (isinstance(value, list) and origin is not list):
-        return tuple(value)
+        return (value,) if isinstance(value, str) else tuple(value)  # an older single value
     return value
 
 
@@ -320,17 +321,21 @@ def keep_directions(model: Model, trained: Any) -> None:
 
 
 def network_tensors(model: Model) -> dict[str, torch.Tensor]:
-    """All network weights under `generators.` / `discriminators.` prefixes."""
+    """All network weights under `generators.` / `discriminators.` / `auxiliary.` prefixes."""
     tensors = {f"generators.{k}": v for k, v in model.generators.state_dict().items()}
     tensors.update({f"discriminators.{k}": v
                     for k, v in model.discriminators.state_dict().items()})
+    tensors.update({f"auxiliary.{k}": v for k, v in model.auxiliary.state_dict().items()})
     return tensors
 
 
 def load_networks(model: Model, tensors: Mapping[str, torch.Tensor], source: Path) -> None:
     for prefix, modules in (("generators.", model.generators),
-                            ("discriminators.", model.discriminators)):
+                            ("discriminators.", model.discriminators),
+                            ("auxiliary.", model.auxiliary)):
         part = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+        if prefix == "auxiliary." and not part:
+            continue  # translating needs no auxiliary network (a file of generators only)
         try:
             modules.load_state_dict(part)
         except RuntimeError as exc:
@@ -369,17 +374,20 @@ def load_initial_weights(model: Model, ref: str | Path, runs_dir: Path
     trained = meta.get(IMPORTED, {}).get("networks")  # an import also stores untrained ones
     fresh = []
     for kind, modules in (("generators", model.generators),
-                          ("discriminators", model.discriminators)):
+                          ("discriminators", model.discriminators),
+                          ("auxiliary", model.auxiliary)):
+        what = {"generators": "generator", "discriminators": "discriminator"}.get(
+            kind, "auxiliary network")
         for name, net in modules.items():
             prefix = f"{kind}.{name}."
             part = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
             if not part or (trained is not None and f"{kind}.{name}" not in trained):
-                fresh.append(f"{kind[:-1]} {name}")
+                fresh.append(f"{what} {name}")
                 continue
             try:
                 net.load_state_dict(part)
             except RuntimeError as exc:
-                raise CheckpointError(f"--init-from {ref}: its {kind[:-1]} '{name}' does not "
+                raise CheckpointError(f"--init-from {ref}: its {what} '{name}' does not "
                                       f"fit this run's: {_first_problem(exc)}"
                                       f"{_option_differences(model, meta)}") from None
     return weights, fresh

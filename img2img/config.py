@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from .data.augment import GEOMETRY_LIMITS, geometry_error
+from .diffaugment import parse_policy
 from .errors import Img2ImgError
 from .validation import SettingsError, check as check_ranges
 from .losses import GAN_LOSSES
@@ -62,9 +63,17 @@ class TrainConfig:
     balance_classes: bool = _f(False, "labelled data: draw every class equally often in each "
                                       "epoch, however many images it has")
     lr: float = _f(2e-4, "Adam learning rate", gt=0)
+    lr_d: float | None = _f(None, "the discriminators' own learning rate (two time-scale "
+                                  "update rule, Heusel et al. 2017; default: --lr)", gt=0)
+    warmup_steps: int = _f(0, "raise the learning rates linearly from near zero over the first "
+                              "N steps (0 = off)", min=0)
     beta1: float = _f(0.5, "Adam beta1", min=0, max=0.9999)
     beta2: float = _f(0.999, "Adam beta2", min=0, max=0.99999)
     gan_loss: str = _f("vanilla", "adversarial objective", choices=GAN_LOSSES)
+    diff_augment: str = _f("none", "differentiable augmentation of every discriminator input, "
+                                   "real and fake (DiffAugment, Zhao et al. 2020; helps most "
+                                   "on a few dozen images): a comma-separated list of color, "
+                                   "translation, cutout, or none")
     gp_weight: float = _f(10.0, "gradient penalty weight (wgan-gp)", min=0)
     r1_weight: float = _f(0.0, "R1 penalty weight on real images (0 = off)", min=0)
     ema: float = _f(0.0, "keep a moving average of the generator weights with this decay, e.g. "
@@ -94,9 +103,9 @@ class TrainConfig:
     dist_timeout: float = _f(900.0, "with torchrun: seconds a process waits for the others "
                                     "before the run stops with an error (a lost process never "
                                     "hangs the rest)")
-    logger: str = _f("none", "also write TensorBoard logs (needs the tensorboard extra: "
-                             "`pip install 'img2img[tensorboard]'`)",
-                     choices=("none", "tensorboard"))
+    logger: tuple[str, ...] = _f((), "experiment tracker, repeatable: tensorboard (extra "
+                                     "tensorboard), wandb (extra wandb), one a plugin adds, or "
+                                     "none; metrics.jsonl and the report are always written")
     log_every: int = _f(50, "log losses every N steps")
     sample_every: int = _f(500, "save a sample grid every N steps (0 = only at the end)")
     checkpoint_every: int = _f(2000, "save a checkpoint every N steps (0 = only at the end)")
@@ -112,6 +121,10 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and not isinstance(value, Path):
                 object.__setattr__(self, name, Path(value))
+        # One name (Python, a config.json from before --logger repeated) or several; "none" adds
+        # nothing. Which names exist is known once plugins are loaded (img2img.loggers.resolve).
+        names = (self.logger,) if isinstance(self.logger, str) else tuple(self.logger)
+        object.__setattr__(self, "logger", tuple(dict.fromkeys(n for n in names if n != "none")))
         positive = ("epochs", "batch_size", "load_size", "crop_size", "log_every")
         for name in positive:
             if getattr(self, name) < 1:
@@ -122,6 +135,10 @@ class TrainConfig:
                 raise SettingsError(f"--{name.replace('_', '-')} must not be negative")
         if self.eval_every and self.eval_data is None:
             raise SettingsError("--eval-every needs --eval-data DIR (held-out images)")
+        try:
+            parse_policy(self.diff_augment)
+        except ValueError as error:
+            raise SettingsError(f"--diff-augment: {error}") from None
         if self.dist_timeout <= 0:
             raise SettingsError("--dist-timeout must be a positive number of seconds")
         if not 0.0 <= self.ema < 1.0:
@@ -148,8 +165,8 @@ SECTIONS = {
     "Augmentation": ("load_size", "crop_size", "flip", "color_jitter", "scale_jitter", "rotate",
                      "shear", "elastic", "augment_on"),
     "Optimisation": ("epochs", "decay_epochs", "schedule", "max_steps", "batch_size", "lr",
-                     "beta1", "beta2", "gan_loss", "gp_weight", "r1_weight", "ema", "init_from",
-                     "seed"),
+                     "lr_d", "warmup_steps", "beta1", "beta2", "gan_loss", "diff_augment",
+                     "gp_weight", "r1_weight", "ema", "init_from", "seed"),
     "Logging, evaluation and checkpoints": ("logger", "log_every", "sample_every",
                                             "checkpoint_every", "eval_every", "eval_data",
                                             "keep_checkpoints", "runs_dir", "name"),
@@ -214,6 +231,13 @@ def resolve_settings(model_cls: Any, preset: Any = None,
     config = TrainConfig(**{**environment_defaults(), **dict(model_cls.training_defaults),
                             **preset_training, **training})
     return model_options, config
+
+
+def warmup_factor(config: TrainConfig, step: int) -> float:
+    """(step + 1) / warmup_steps during the warm-up, then 1."""
+    if step >= config.warmup_steps:
+        return 1.0
+    return (step + 1) / config.warmup_steps
 
 
 def lr_factor(config: TrainConfig, epoch: int) -> float:

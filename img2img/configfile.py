@@ -207,6 +207,11 @@ def _as_type(value: Any, base: Any) -> tuple[Any, str | None]:
         return (Path(value), None) if isinstance(value, str) else (None, "a path (a string)")
     if base is str:
         return (value, None) if isinstance(value, str) else (None, "a string")
+    if typing.get_origin(base) is tuple:  # a repeatable flag: a list of strings, or just one
+        items = [value] if isinstance(value, str) else value
+        if isinstance(items, (list, tuple)) and all(isinstance(v, str) for v in items):
+            return tuple(items), None
+        return None, "a string or a list of strings"
     return value, None  # a type no flag parses either (flags read it as a string): as written
 
 
@@ -255,6 +260,8 @@ def _toml_value(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return repr(value)  # inf, -inf and nan are TOML too
+    if isinstance(value, (tuple, list)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     # JSON string escapes are valid in TOML basic strings (\", \\, \n, \u followed by 4 hex digits).
     return json.dumps(str(value), ensure_ascii=False)
 

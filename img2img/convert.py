@@ -77,7 +77,9 @@ def plan_outputs(inputs: list[Path], out: Path | None) -> dict[Path, Path]:
     return plan
 
 
-def _for_format(image: np.ndarray, suffix: str) -> np.ndarray:
+def for_format(image: np.ndarray, suffix: str) -> np.ndarray:
+    """A translated image as the format `suffix` names can hold it: 8 bits for JPEG, WebP and
+    BMP, no alpha in a JPEG (`img2img serve` answers with the same bytes)."""
     if image.dtype == np.uint16 and suffix.lower() in EIGHT_BIT_FORMATS:
         return ((image.astype(np.uint32) + 128) // 257).astype(np.uint8)
     if suffix.lower() in (".jpg", ".jpeg") and image.ndim == 3 and image.shape[2] == 4:
@@ -198,7 +200,7 @@ def _translate(translator: Translator, todo: list[tuple[Path, np.ndarray]],
 def _write(dst: Path, image: np.ndarray, src: Path, outcome: Outcome) -> None:
     try:
         dst.parent.mkdir(parents=True, exist_ok=True)
-        write_image(dst, _for_format(image, dst.suffix))
+        write_image(dst, for_format(image, dst.suffix))
         outcome.converted.append((src, dst))
     except (Img2ImgError, OSError, cv2.error) as exc:
         outcome.failed.append((str(src), f"cannot write {dst}: {exc}"))

@@ -154,7 +154,7 @@ def prepare_model(model: Any, device: torch.device, sync_batch_norm: bool) -> No
     if sync_batch_norm:
         model.generators = nn.SyncBatchNorm.convert_sync_batchnorm(model.generators)
         model.discriminators = nn.SyncBatchNorm.convert_sync_batchnorm(model.discriminators)
-    broadcast_modules([model.generators, model.discriminators])
+    broadcast_modules([model.generators, model.discriminators, model.auxiliary])
 
 
 def total(count: int) -> int:

@@ -1,7 +1,7 @@
 """Measuring a trained model on held-out data: PSNR, SSIM and L1 against targets for paired data,
 the sliced Wasserstein distance between generated and real images for unpaired and labelled
-data, and FID/KID when the user supplies local Inception-v3 weights (nothing is downloaded).
-Used by `img2img eval` and by the trainer's `--eval-every`."""
+data, and FID/KID on the FID Inception network when the user supplies its weights file
+(`img2img.fid`; nothing is downloaded). Used by `img2img eval` and the trainer's `--eval-every`."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -13,16 +13,11 @@ from torch import Tensor
 from .data.augment import AugmentRecipe
 from .data import open_dataset
 from .ema import using
-from .errors import DataError, Img2ImgError
-from .metrics import frechet_distance, kernel_distance, l1, psnr, ssim, swd
+from .errors import DataError
+from .fid import distances
+from .metrics import l1, psnr, ssim, swd
 from .model import Model
 from .ops import to_model_range
-
-INCEPTION_HELP = ("FID and KID need Inception-v3 weights on disk; img2img never downloads them. "
-                  "On a machine with internet, save torchvision's file "
-                  "(https://download.pytorch.org/models/inception_v3_google-0cc3c7bd.pth) and pass "
-                  "--inception-weights FILE.")
-
 
 def primary_metric(model: Model) -> tuple[str, bool]:
     """The metric that picks the `best` checkpoint, and whether higher is better."""
@@ -81,8 +76,11 @@ def _translate_all(model: Model, x: Tensor, labels: Tensor | None, batch_size: i
 
 @torch.inference_mode()
 def evaluate(model: Model, eval_set: dict[str, Tensor], *, batch_size: int = 8,
-             features: Callable[[Tensor], Tensor] | None = None) -> dict[str, float]:
-    """Metrics of `model` (eval mode) on a held-out set from `load_eval_set`."""
+             features: Callable[[Tensor], Tensor] | None = None,
+             counted: dict[str, int] | None = None) -> dict[str, float]:
+    """Metrics of `model` (eval mode) on a held-out set from `load_eval_set`. With `features`
+    (e.g. `img2img.fid.inception`), also FID and KID on them; `counted` then receives how many
+    generated and real images they compared."""
     device = next(model.generators.parameters()).device
     model.eval()
     real = {k: to_model_range(v) if v.dtype == torch.uint8 else v for k, v in eval_set.items()}
@@ -110,36 +108,10 @@ def evaluate(model: Model, eval_set: dict[str, Tensor], *, batch_size: int = 8,
     if features is not None:
         generated = torch.cat([_batched(features, f, batch_size, device) for f, _ in pairs])
         reference = torch.cat([_batched(features, r, batch_size, device) for _, r in pairs])
-        results["fid"] = frechet_distance(generated, reference)
-        if min(len(generated), len(reference)) >= 2:
-            results["kid"] = kernel_distance(generated, reference, subset_size=100)
+        results.update(distances(generated, reference))
+        if counted is not None:
+            counted.update(generated=len(generated), reference=len(reference))
     return results
-
-
-def inception_features(weights: Path, device: torch.device) -> Callable[[Tensor], Tensor]:
-    """2048-d pool features of torchvision's Inception-v3 loaded from a local file."""
-    if not Path(weights).is_file():
-        raise Img2ImgError(f"--inception-weights {weights}: no such file. {INCEPTION_HELP}")
-    from torchvision.models import inception_v3
-
-    net = inception_v3(weights=None, aux_logits=True, init_weights=False)
-    try:
-        net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-    except Exception as exc:
-        raise Img2ImgError(f"--inception-weights {weights} is not torchvision Inception-v3 "
-                           f"weights ({type(exc).__name__}). {INCEPTION_HELP}") from None
-    net.fc = torch.nn.Identity()
-    net = net.eval().to(device)
-    mean = torch.tensor([0.485, 0.456, 0.406], device=device).view(1, 3, 1, 1)
-    std = torch.tensor([0.229, 0.224, 0.225], device=device).view(1, 3, 1, 1)
-
-    def extract(x: Tensor) -> Tensor:
-        x = ((x.float() + 1) / 2).expand(-1, 3, -1, -1)
-        x = torch.nn.functional.interpolate(x, size=(299, 299), mode="bilinear",
-                                            antialias=True)
-        return net((x - mean) / std)
-
-    return extract
 
 
 def evaluate_with_average(model: Model, average: torch.nn.ModuleDict | None,

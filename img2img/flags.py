@@ -40,6 +40,8 @@ def _converter(hint: Any) -> Any:
     """Click hands choices back as strings; turn them into the field's type."""
     if hint in (int, float):
         return hint
+    if typing.get_origin(hint) is tuple:
+        return tuple
     if typing.get_origin(hint) is typing.Literal:
         values = {str(v): v for v in typing.get_args(hint)}
         return values.__getitem__
@@ -78,6 +80,9 @@ def dataclass_options(cls: type, defaults: Mapping[str, Any] | None = None,
         if hint is bool:
             opt = click.Option([f"{flag_name(field.name)}/--no-{field.name.replace('_', '-')}"],
                                default=default, show_default=True, help=help_text)
+        elif typing.get_origin(hint) is tuple:  # a repeatable flag: --logger a --logger b
+            opt = click.Option([flag_name(field.name)], multiple=True, default=tuple(default),
+                               show_default=", ".join(default) or "none", help=help_text)
         else:
             choices = field.metadata.get("choices")
             shown = default if default is not None else None

@@ -28,3 +28,9 @@ def register_commands(register):
 @hookspec
 def register_prepare_commands(register):
     """Call `register(click_command)` for each `img2img prepare` sub-command (data preparation)."""
+
+
+@hookspec
+def register_loggers(register):
+    """Call `register(LoggerClass)` for each `img2img.Logger` subclass (an experiment tracker
+    that `--logger NAME` turns on)."""

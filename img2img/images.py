@@ -21,17 +21,26 @@ def to_array(image: torch.Tensor) -> np.ndarray:
     return x[..., 0] if x.shape[2] == 1 else x
 
 
-def write_image(path: Path, image: np.ndarray) -> None:
-    """Write an HxW / HxWx3 RGB / HxWx4 RGBA uint8 (or uint16) array; format from the suffix."""
+def encode_image(image: np.ndarray, suffix: str = ".png", name: str | Path = "") -> bytes:
+    """An HxW / HxWx3 RGB / HxWx4 RGBA uint8 (or uint16) array encoded in the format `suffix`
+    names (what `write_image` writes; `img2img serve` answers with it). `name` is for the
+    message when the format cannot hold the image."""
     if image.ndim == 3 and image.shape[2] == 3:
         image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
     elif image.ndim == 3 and image.shape[2] == 4:
         image = cv2.cvtColor(image, cv2.COLOR_RGBA2BGRA)
-    ok, encoded = cv2.imencode(path.suffix or ".png", np.ascontiguousarray(image))
+    ok, encoded = cv2.imencode(suffix or ".png", np.ascontiguousarray(image))
     if not ok:
-        raise Img2ImgError(f"cannot encode an image as '{path.suffix}' for {path}")
+        raise Img2ImgError(f"cannot encode an image as '{suffix}'" + (f" for {name}" if name
+                                                                       else ""))
+    return encoded.tobytes()
+
+
+def write_image(path: Path, image: np.ndarray) -> None:
+    """Write an HxW / HxWx3 RGB / HxWx4 RGBA uint8 (or uint16) array; format from the suffix."""
+    encoded = encode_image(image, path.suffix or ".png", path)
     with atomic_path(path) as tmp:
-        encoded.tofile(tmp)
+        tmp.write_bytes(encoded)
 
 
 def grid(columns: Mapping[str, torch.Tensor], channels: int = 3) -> np.ndarray:
@@ -51,5 +60,8 @@ def grid(columns: Mapping[str, torch.Tensor], channels: int = 3) -> np.ndarray:
     return to_array(rows)
 
 
-def save_grid(path: Path, columns: Mapping[str, torch.Tensor]) -> None:
-    write_image(path, grid(columns))
+def save_grid(path: Path, columns: Mapping[str, torch.Tensor]) -> np.ndarray:
+    """Write the grid of `columns` to `path` and return it (the trackers get it too)."""
+    image = grid(columns)
+    write_image(path, image)
+    return image

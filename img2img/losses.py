@@ -3,15 +3,27 @@ each GAN kind, the WGAN-GP gradient penalty, the R1 penalty, and the history poo
 images. Models compose these; none of them calls backward() -- the trainer does."""
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence, Union
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 GAN_LOSSES = ("vanilla", "lsgan", "hinge", "wgan-gp")
 
-Critic = Callable[[Tensor], Tensor]
+# A critic maps images to logits: one map, or a list of maps (a multi-scale discriminator).
+Logits = Union[Tensor, Sequence[Tensor]]
+Critic = Callable[[Tensor], Logits]
+
+
+def _scales(logits: Logits) -> list[Tensor]:
+    return [logits] if isinstance(logits, Tensor) else list(logits)
+
+
+def _mean_over_scales(logits: Logits, loss: Callable[[Tensor], Tensor]) -> Tensor:
+    """`loss` of each scale's map, averaged: one scale gives exactly the single-map loss."""
+    maps = _scales(logits)
+    return sum(loss(m.float()) for m in maps) / len(maps)
 
 
 class Adversary:
@@ -35,11 +47,14 @@ class Adversary:
         return (f"Adversary(kind={self.kind!r}, gp_weight={self.gp_weight}, "
                 f"r1_weight={self.r1_weight})")
 
-    def generator_loss(self, fake_logits: Tensor) -> Tensor:
+    def generator_loss(self, fake_logits: Logits) -> Tensor:
         """Scalar loss for the generator given the discriminator's logits on fakes (any shape,
-        e.g. a PatchGAN map (B,1,h,w); every element counts equally)."""
+        e.g. a PatchGAN map (B,1,h,w); every element counts equally). A list of maps (one per
+        scale) gives the mean of their losses."""
+        return _mean_over_scales(fake_logits, self._generator_loss)
+
+    def _generator_loss(self, logits: Tensor) -> Tensor:
         # Losses are taken in float32: squaring half-precision logits can overflow under autocast.
-        logits = fake_logits.float()
         if self.kind == "vanilla":
             # Non-saturating form (Goodfellow et al. 2014): maximise log D(G(z)).
             return F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
@@ -57,9 +72,10 @@ class Adversary:
         if self.r1_weight > 0:
             # R1 differentiates through the real input, so it needs its own leaf that wants grad.
             real = real.detach().requires_grad_(True)
-        real_logits = critic(real)
-        fake_logits = critic(fake)
-        terms = self._real_fake_terms(real_logits.float(), fake_logits.float())
+        real_logits, fake_logits = _scales(critic(real)), _scales(critic(fake))
+        per_scale = [self._real_fake_terms(r.float(), f.float())
+                     for r, f in zip(real_logits, fake_logits)]
+        terms = {name: sum(t[name] for t in per_scale) / len(per_scale) for name in per_scale[0]}
         if self.kind == "wgan-gp" and self.gp_weight > 0:
             terms["gp"] = self.gp_weight * gradient_penalty(critic, real, fake)
         if self.r1_weight > 0:
@@ -86,11 +102,14 @@ def _per_sample_norm(grads: Tensor) -> Tensor:
     return (grads.float().flatten(1).pow(2).sum(1) + 1e-12).sqrt()
 
 
-def _input_gradient(outputs: Tensor, inputs: Tensor) -> Tensor | None:
-    """d outputs.sum() / d inputs with a graph, or None when outputs do not depend on inputs."""
-    if not outputs.requires_grad:
+def _input_gradient(outputs: Logits, inputs: Tensor) -> Tensor | None:
+    """d outputs.sum() / d inputs with a graph (summed over every map of a list), or None when
+    outputs do not depend on inputs."""
+    maps = [m for m in _scales(outputs) if m.requires_grad]
+    if not maps:
         return None
-    (grads,) = torch.autograd.grad(outputs.sum(), inputs, create_graph=True, allow_unused=True)
+    total = sum(m.sum() for m in maps)
+    (grads,) = torch.autograd.grad(total, inputs, create_graph=True, allow_unused=True)
     return grads
 
 
@@ -111,7 +130,7 @@ def gradient_penalty(critic: Critic, real: Tensor, fake: Tensor) -> Tensor:
     return (_per_sample_norm(grads) - 1).pow(2).mean()
 
 
-def r1_penalty(real_logits: Tensor, real: Tensor) -> Tensor:
+def r1_penalty(real_logits: Logits, real: Tensor) -> Tensor:
     """R1 penalty (Mescheder et al. 2018): mean over samples of ||d real_logits.sum() / d real||^2.
 
     `real` must require grad and `real_logits` must have been computed from it; the result is
@@ -124,6 +143,25 @@ def r1_penalty(real_logits: Tensor, real: Tensor) -> Tensor:
     if grads is None:
         return torch.zeros((), device=real.device)
     return grads.float().flatten(1).pow(2).sum(1).mean()
+
+
+def feature_matching(discriminator: nn.Module, real: Tensor, fake: Tensor) -> Tensor:
+    """Discriminator feature matching (pix2pixHD, Wang et al. 2018): the mean over layers of the
+    L1 distance between the discriminator's activations on `real` and on `fake`, each layer
+    weighted equally (pix2pixHD's 1/number-of-layers, averaged over scales too). The real side is
+    a fixed target (no gradient); the loss trains the generator only, through `fake`.
+
+    `discriminator` needs a `features(x)` method returning a list of activations, as
+    `PatchDiscriminator` and `MultiScaleDiscriminator` have; for a conditional discriminator
+    pass the same concatenated (condition, image) inputs its `forward` takes."""
+    extract = getattr(discriminator, "features", None)
+    if extract is None:
+        raise TypeError(f"{type(discriminator).__name__} has no features() method; feature "
+                        "matching needs one (PatchDiscriminator and MultiScaleDiscriminator have it)")
+    with torch.no_grad():
+        targets = extract(real)
+    found = extract(fake)
+    return sum(F.l1_loss(f.float(), t.float()) for f, t in zip(found, targets)) / len(found)
 
 
 class ImagePool:

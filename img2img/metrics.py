@@ -1,7 +1,7 @@
 """Image-quality metrics that need no download: PSNR, SSIM and L1 for paired results, the sliced
 Wasserstein distance (SWD) between Laplacian-pyramid patch sets for unpaired ones (Karras et al.
-2018), and the Frechet / kernel distances (FID, KID) on features from any network the user
-provides. Images are (B,C,H,W) floats in [-1, 1] unless a docstring says otherwise."""
+2018). FID and KID are `img2img.fid` (the published network, through torch-fidelity).
+Images are (B,C,H,W) floats in [-1, 1] unless a docstring says otherwise."""
 from __future__ import annotations
 
 import math
@@ -86,44 +86,6 @@ def swd(fake: Tensor, real: Tensor, levels: int = 4, patch: int = 7, per_image: 
         result[f"swd_level{i}"] = 1e3 * float(sliced_wasserstein(f, r, generator=generator))
     result["swd"] = sum(result.values()) / max(len(result), 1)
     return result
-
-
-# -- feature distances ------------------------------------------------------------------------
-def _sqrtm_psd(matrix: Tensor) -> Tensor:
-    values, vectors = torch.linalg.eigh(matrix)
-    return (vectors * values.clamp_min(0).sqrt()) @ vectors.T
-
-
-def frechet_distance(a: Tensor, b: Tensor) -> float:
-    """FID formula on two feature sets (N, D): |mu_a - mu_b|^2 + Tr(S_a + S_b - 2 (S_a S_b)^1/2).
-    The trace of the square root is taken through the symmetric form S_a^1/2 S_b S_a^1/2."""
-    a, b = a.double(), b.double()
-    mu_a, mu_b = a.mean(0), b.mean(0)
-    cov_a, cov_b = torch.cov(a.T), torch.cov(b.T)
-    root = _sqrtm_psd(cov_a)
-    cross = torch.linalg.eigvalsh(root @ cov_b @ root).clamp_min(0).sqrt().sum()
-    return float((mu_a - mu_b).pow(2).sum() + cov_a.trace() + cov_b.trace() - 2 * cross)
-
-
-def kernel_distance(a: Tensor, b: Tensor, subsets: int = 10, subset_size: int = 1000,
-                    seed: int = 0) -> float:
-    """KID: unbiased MMD^2 with the cubic polynomial kernel (x.y/d + 1)^3, averaged over random
-    subsets (Binkowski et al. 2018)."""
-    a, b = a.double(), b.double()
-    d = a.shape[1]
-    m = min(subset_size, a.shape[0], b.shape[0])
-    if m < 2:
-        raise ValueError("KID needs at least two feature vectors per set")
-    generator = torch.Generator().manual_seed(seed)
-    total = 0.0
-    for _ in range(subsets):
-        x = a[torch.randperm(a.shape[0], generator=generator)[:m]]
-        y = b[torch.randperm(b.shape[0], generator=generator)[:m]]
-        kxx, kyy, kxy = ((x @ x.T / d + 1) ** 3, (y @ y.T / d + 1) ** 3, (x @ y.T / d + 1) ** 3)
-        off = 1 - torch.eye(m, dtype=a.dtype)
-        total += float((kxx * off).sum() / (m * (m - 1)) + (kyy * off).sum() / (m * (m - 1))
-                       - 2 * kxy.mean())
-    return total / subsets
 
 
 def summary(values: dict[str, list[float]]) -> dict[str, float]:

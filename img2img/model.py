@@ -57,7 +57,9 @@ class Model(abc.ABC):
     `discriminator_losses`; a model that translates declares `directions` (the default
     `translate` runs `generators[direction]`), one that generates from noise implements
     `sample`; the catalog rejects a model that does neither. Networks are reachable afterwards as
-    `self.generators[...]` and `self.discriminators[...]`.
+    `self.generators[...]` and `self.discriminators[...]`; a model that trains networks beside
+    its generators (a projection head) returns them from `build_auxiliary`, as
+    `self.auxiliary[...]`.
     """
 
     name: ClassVar[str] = ""
@@ -75,6 +77,7 @@ class Model(abc.ABC):
         self.adversary = adversary or Adversary(self.training_defaults.get("gan_loss", "vanilla"))
         self.generators = nn.ModuleDict(self.build_generators())
         self.discriminators = nn.ModuleDict(self.build_discriminators())
+        self.auxiliary = nn.ModuleDict(self.build_auxiliary())
 
     # -- what a plugin implements -------------------------------------------------------------
     @abc.abstractmethod
@@ -102,6 +105,12 @@ class Model(abc.ABC):
         """Return the weighted discriminator loss terms; `fakes` are detached."""
 
     # -- optional -------------------------------------------------------------------------------
+    def build_auxiliary(self) -> dict[str, nn.Module]:
+        """Networks trained with the generators (same optimiser, schedule and step) that only the
+        losses use, such as CUT's projection head: saved and resumed with the run, not used by
+        `translate` and never exported. None by default."""
+        return {}
+
     def translate(self, images: Tensor, direction: str | None = None,
                   label: Tensor | None = None) -> Tensor:
         """Translate (B,C,H,W) images in [-1, 1] in `direction` (default: the first one); runs
@@ -141,11 +150,13 @@ class Model(abc.ABC):
     def to(self, device: torch.device | str) -> "Model":
         self.generators.to(device)
         self.discriminators.to(device)
+        self.auxiliary.to(device)
         return self
 
     def train(self, mode: bool = True) -> "Model":
         self.generators.train(mode)
         self.discriminators.train(mode)
+        self.auxiliary.train(mode)
         return self
 
     def eval(self) -> "Model":
@@ -158,6 +169,9 @@ class Model(abc.ABC):
                                "translate them; use its own command (see `img2img --help`)")
         if direction is None:
             return self.directions[0]
+        if direction not in self.directions and len(self.directions) == 1:
+            raise Img2ImgError(f"model '{self.name}' has no direction '{direction}': it "
+                               f"translates one way only, {self.directions[0]}")
         if direction not in self.directions:
             raise Img2ImgError(f"model '{self.name}' has no direction '{direction}'; "
                                f"choose one of: {', '.join(self.directions)}")

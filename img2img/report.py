@@ -1,64 +1,147 @@
-"""The run report: `index.html` in every run folder, readable offline in any browser. It shows
-the latest and past sample grids, loss curves (inline SVG, no scripts or downloads), the latest
-evaluation metrics and every setting. Rewritten (atomically) whenever the trainer saves samples
-or a checkpoint, so it is never more than one interval behind."""
+"""The run report: `index.html` in every run folder, a dashboard readable offline in any browser
+(no scripts, nothing fetched). It shows the latest sample grid large with its columns labelled,
+one chart per loss (raw and smoothed, each on its own axis), the learning rate, the evaluation
+curves with the best step marked, the latest evaluation record, past grids and every setting.
+Rewritten (atomically) whenever the trainer saves samples or a checkpoint."""
 from __future__ import annotations
 
 import html
 import json
 import math
+import struct
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from . import runs
+from .charts import STYLE as CHART_STYLE, line_chart
+from .loggers import sample_columns
 
 REPORT = "index.html"
-COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2",
-           "#17becf")
-STYLE = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px;color:#222}
-h1{font-size:1.4em}h2{font-size:1.1em;margin-top:2em}table{border-collapse:collapse}
-td,th{border:1px solid #ccc;padding:2px 8px;text-align:left;font-size:.9em}
-img{max-width:100%;image-rendering:pixelated}.thumbs img{width:160px;margin:4px}
-.legend span{margin-right:1em;font-size:.85em}"""
+HIGHER_IS_BETTER = ("psnr", "ssim")  # every other evaluation metric (l1, swd, fid, kid) falls
+GRID_BOX = (960, 640)  # the size a sample grid is scaled up towards (never down)
+STYLE = """body{font-family:system-ui,sans-serif;margin:1.5em auto;max-width:1400px;padding:0 1em;
+color:#222;background:#fafafa}h1{font-size:1.4em;margin-bottom:.2em}.sub{color:#666;margin-top:0}
+h2{font-size:1.15em;margin-top:1.8em;border-bottom:1px solid #ddd;padding-bottom:.2em}
+table{border-collapse:collapse;background:#fff}
+td,th{border:1px solid #ddd;padding:2px 8px;text-align:left;font-size:.85em;vertical-align:top}
+.charts{display:flex;flex-wrap:wrap;gap:12px}
+figure.samples{margin:0;max-width:100%}
+figure.samples img{width:100%;height:auto;image-rendering:pixelated;display:block;
+border:1px solid #ddd}
+.labels{display:grid;text-align:center;font-weight:600;font-size:.9em;margin-bottom:4px}
+.labels span small{display:block;font-weight:400;color:#666}
+.thumbs{display:flex;flex-wrap:wrap;gap:8px}.thumbs figure{margin:0;text-align:center;
+font-size:.8em;color:#555}.thumbs img{width:200px;image-rendering:pixelated;border:1px solid #ddd}
+.metrics td{font-variant-numeric:tabular-nums}"""
 
 
-def _curve(records: Sequence[Mapping[str, Any]], keys: Sequence[str], title: str) -> str:
-    """One SVG chart of `keys` against step."""
-    points = {k: [(r["step"], r[k]) for r in records if isinstance(r.get(k), (int, float))
-                  and math.isfinite(r[k])] for k in keys}
-    points = {k: v for k, v in points.items() if v}
-    if not points:
+def column_label(name: str, names: Sequence[str]) -> tuple[str, str]:
+    """(role, name) for a sample-grid column: what a reader wants to know is whether it is the
+    input, the model's output, the target, a reconstruction or an identity mapping."""
+    if name.startswith("fake_"):
+        return "output", name
+    if name.startswith("rec_"):
+        return "reconstruction", name
+    if name.startswith("idt_"):
+        return "identity", name
+    real = name.removeprefix("real_")
+    if real in ("a", "b"):
+        other = "b" if real == "a" else "a"
+        # A real domain the model translates from is an input; one it only produces is a target.
+        if f"fake_{other}" in names or f"fake_{real}" not in names:
+            return "input", name
+        return "target", name
+    return name, ""
+
+
+def _png_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) from a PNG's header, or None when the file is not a PNG."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(24)
+    except OSError:
+        return None
+    if len(head) < 24 or head[:8] != b"\x89PNG\r\n\x1a\n":
+        return None
+    return struct.unpack(">II", head[16:24])
+
+
+def _samples(run_dir: Path, samples: list[Path]) -> str:
+    latest = samples[-1]
+    columns = sample_columns(run_dir)
+    size = _png_size(latest)
+    # Small grids are scaled up by a whole factor (crisp pixels) to fill about GRID_BOX.
+    scale = max(1, math.floor(min(GRID_BOX[0] / size[0], GRID_BOX[1] / size[1]))) \
+        if size else 1
+    width = f"{size[0] * scale}px" if size else f"{GRID_BOX[0]}px"
+    labels = ""
+    if columns:
+        cells = "".join(f"<span>{html.escape(role)}<small>{html.escape(name)}</small></span>"
+                        for role, name in (column_label(c, columns) for c in columns))
+        labels = (f"<div class='labels' style='grid-template-columns:repeat({len(columns)},1fr)'>"
+                  f"{cells}</div>")
+    return (f"<h2>Samples at {html.escape(_step_name(latest))}</h2>"
+            f"<figure class='samples' style='width:{width}'>{labels}"
+            f"<img src='{runs.SAMPLES}/{html.escape(latest.name)}' alt='latest sample grid'>"
+            "</figure>")
+
+
+def _step_name(path: Path) -> str:
+    digits = path.stem.rsplit("_", 1)[-1]
+    return f"step {int(digits)}" if digits.isdigit() else path.stem
+
+
+def _series(records: Sequence[Mapping[str, Any]], key: str) -> list[tuple[float, float]]:
+    return [(float(r["step"]), float(r[key])) for r in records
+            if isinstance(r.get(key), (int, float)) and not isinstance(r.get(key), bool)
+            and isinstance(r.get("step"), (int, float)) and math.isfinite(r[key])]
+
+
+def _loss_charts(records: Sequence[Mapping[str, Any]]) -> str:
+    keys = sorted({k for r in records for k in r if k.startswith(("g/", "d/"))},
+                  key=lambda k: (not k.startswith("g/"), k))
+    charts = [line_chart(("generator " if k.startswith("g/") else "discriminator ") + k[2:],
+                         {k: _series(records, k)}, y_label=k) for k in keys]
+    charts = [c for c in charts if c]
+    if not charts:
+        return "<h2>Losses</h2><p>No losses logged yet.</p>"
+    lr = line_chart("learning rate", {"lr": _series(records, "lr")}, y_label="lr",
+                    smoothed=False)
+    parts = ["<h2>Losses</h2><div class='charts'>", *charts, "</div>"]
+    if lr:
+        parts += ["<h2>Learning rate</h2><div class='charts'>", lr, "</div>"]
+    return "".join(parts)
+
+
+def _eval_charts(records: Sequence[Mapping[str, Any]]) -> str:
+    keys = sorted({k for r in records for k in r if k.startswith("eval/")})
+    charts = []
+    for key in keys:
+        points = _series(records, key)
+        if not points:
+            continue
+        higher = key.removeprefix("eval/").split("_")[0] in HIGHER_IS_BETTER
+        best = (max if higher else min)(points, key=lambda p: p[1])
+        caption = f"best {best[1]:.4g} at step {int(best[0])}"
+        charts.append(line_chart(f"{key} ({'higher' if higher else 'lower'} is better)",
+                                 {key: points}, y_label=key, smoothed=False,
+                                 mark=(*best, caption)))
+    if not charts:
         return ""
-    xs = [x for v in points.values() for x, _ in v]
-    ys = [y for v in points.values() for _, y in v]
-    x0, x1 = min(xs), max(max(xs), min(xs) + 1)
-    y0, y1 = min(ys), max(max(ys), min(ys) + 1e-9)
-    width, height, pad = 560, 220, 40
-
-    def xy(x: float, y: float) -> str:
-        px = pad + (x - x0) / (x1 - x0) * (width - 2 * pad)
-        py = height - pad - (y - y0) / (y1 - y0) * (height - 2 * pad)
-        return f"{px:.1f},{py:.1f}"
-
-    lines = [f'<polyline fill="none" stroke="{COLOURS[i % len(COLOURS)]}" stroke-width="1.5" '
-             f'points="{" ".join(xy(x, y) for x, y in v)}"/>'
-             for i, v in enumerate(points.values())]
-    legend = "".join(f'<span style="color:{COLOURS[i % len(COLOURS)]}">&#9632; {html.escape(k)}'
-                     f"</span>" for i, k in enumerate(points))
-    axes = (f'<text x="{pad}" y="{height - 8}" font-size="11">step {x0}</text>'
-            f'<text x="{width - pad}" y="{height - 8}" font-size="11" text-anchor="end">{x1}</text>'
-            f'<text x="4" y="{pad - 6}" font-size="11">{y1:.4g}</text>'
-            f'<text x="4" y="{height - pad + 4}" font-size="11">{y0:.4g}</text>')
-    return (f"<h3>{html.escape(title)}</h3><svg width='{width}' height='{height}' "
-            f"style='border:1px solid #eee'>{axes}{''.join(lines)}</svg>"
-            f"<div class='legend'>{legend}</div>")
+    return "<h2>Evaluation during training</h2><div class='charts'>" + "".join(charts) + "</div>"
 
 
-def _table(rows: Mapping[str, Any]) -> str:
-    cells = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_fmt(v))}</td></tr>"
+def _table(rows: Mapping[str, Any], css: str = "") -> str:
+    cells = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{_cell(v)}</td></tr>"
                     for k, v in rows.items())
-    return f"<table>{cells}</table>"
+    return f"<table class='{css}'>{cells}</table>"
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return _table(value)
+    return html.escape(_fmt(value))
 
 
 def _fmt(value: Any) -> str:
@@ -82,39 +165,44 @@ def _flatten(config: Mapping[str, Any]) -> dict[str, Any]:
     return flat
 
 
+def _evaluation_record(run_dir: Path) -> str:
+    path = run_dir / runs.EVAL
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ""
+    if not isinstance(record, dict):
+        return ""
+    return f"<h2>Evaluation ({html.escape(runs.EVAL)})</h2>" + _table(record, "metrics")
+
+
 def render(run_dir: Path) -> str:
     config = runs.read_config(run_dir)
     records = runs.read_metrics(run_dir)
     samples = sorted((run_dir / runs.SAMPLES).glob("*.png"))
-    losses = sorted({k for r in records for k in r if k.startswith(("g/", "d/"))})
-    evals = sorted({k for r in records for k in r if k.startswith("eval/")})
-    parts = [f"<h1>{html.escape(run_dir.name)} &mdash; {html.escape(str(config.get('model')))}"
-             "</h1>"]
+    parts = [f"<h1>{html.escape(run_dir.name)}</h1>"]
+    where = [f"model {config.get('model')}"]
+    if config.get("preset"):
+        where.append(f"preset {config['preset']}")
     if records:
-        last = records[-1]
-        parts.append(f"<p>step {last.get('step')}, epoch {last.get('epoch')}</p>")
+        where.append(f"step {records[-1].get('step')}, epoch {records[-1].get('epoch')}")
+    parts.append(f"<p class='sub'>{html.escape(' | '.join(where))}</p>")
     if samples:
-        latest = samples[-1]
-        parts.append(f"<h2>Latest samples ({html.escape(latest.stem)})</h2>"
-                     f"<img src='{runs.SAMPLES}/{html.escape(latest.name)}'>")
-    parts.append("<h2>Losses</h2>")
-    parts.append(_curve(records, [k for k in losses if k.startswith("g/")], "generator")
-                 or "<p>No losses logged yet.</p>")
-    parts.append(_curve(records, [k for k in losses if k.startswith("d/")], "discriminator"))
-    if evals:
-        parts.append("<h2>Evaluation during training</h2>")
-        parts.extend(_curve(records, [k], k) for k in evals)
-    if (run_dir / runs.EVAL).exists():
-        parts.append("<h2>Metrics</h2>" + _table(json.loads((run_dir / runs.EVAL).read_text())))
+        parts.append(_samples(run_dir, samples))
+    parts.append(_loss_charts(records))
+    parts.append(_eval_charts(records))
+    parts.append(_evaluation_record(run_dir))
     if len(samples) > 1:
-        thumbs = "".join(f"<a href='{runs.SAMPLES}/{html.escape(p.name)}' title='{p.stem}'>"
-                         f"<img src='{runs.SAMPLES}/{html.escape(p.name)}'></a>"
+        thumbs = "".join(f"<figure><a href='{runs.SAMPLES}/{html.escape(p.name)}'>"
+                         f"<img src='{runs.SAMPLES}/{html.escape(p.name)}' "
+                         f"alt='{html.escape(_step_name(p))}'></a>"
+                         f"<figcaption>{html.escape(_step_name(p))}</figcaption></figure>"
                          for p in reversed(samples[:-1]))
         parts.append(f"<h2>Past samples</h2><div class='thumbs'>{thumbs}</div>")
     parts.append("<h2>Settings</h2>" + _table(_flatten(config)))
     body = "\n".join(p for p in parts if p)
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(run_dir.name)}"
-            f"</title><style>{STYLE}</style></head><body>{body}</body></html>\n")
+            f"</title><style>{STYLE}\n{CHART_STYLE}</style></head><body>{body}</body></html>\n")
 
 
 def write_report(run_dir: Path) -> Path:

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from .errors import CheckpointError, Img2ImgError
+from .errors import CheckpointError
 
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"  # the training log: one JSON line per --log-every
@@ -89,34 +89,6 @@ def read_config(run_dir: Path) -> dict[str, Any]:
 def append_metrics(run_dir: Path, record: Mapping[str, Any]) -> None:
     with open(run_dir / METRICS, "a", encoding="utf-8") as f:
         f.write(json.dumps(record) + "\n")
-
-
-def tensorboard_writer() -> Any:
-    """TensorBoard's SummaryWriter class; a clear error when the package is missing (checked
-    before a run folder exists, so a refused run leaves nothing behind)."""
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        raise Img2ImgError("--logger tensorboard needs the tensorboard extra: "
-                           "pip install 'img2img[tensorboard]'") from None
-    return SummaryWriter
-
-
-class MetricsLog:
-    """Appends records to `metrics.jsonl` and, when asked, to TensorBoard in `RUN/tensorboard`."""
-
-    def __init__(self, run_dir: Path, tensorboard: bool = False):
-        self.run_dir, self.writer = run_dir, None
-        if tensorboard:
-            self.writer = tensorboard_writer()(str(run_dir / "tensorboard"))
-
-    def write(self, record: Mapping[str, Any]) -> None:
-        append_metrics(self.run_dir, record)
-        if self.writer is not None:
-            for key, value in record.items():
-                if key not in ("step", "epoch", "time") and isinstance(value, (int, float)):
-                    self.writer.add_scalar(key, value, record["step"])
-            self.writer.flush()
 
 
 def drop_metrics_after(run_dir: Path, step: int) -> int:

@@ -1,7 +1,7 @@
 """`check_model(cls)`: the contract test shipped for plugin authors. It builds the model at 32 px
 with its `smoke_options`, trains a few steps through the real trainer on generated images, and
-checks what every model owes its users: finite losses, generator and discriminator weights that
-move, outputs of the right shape, and a checkpoint that rebuilds the same model."""
+checks what every model owes its users: finite losses, generator, discriminator and auxiliary
+weights that move, outputs of the right shape, and a checkpoint that rebuilds the same model."""
 from __future__ import annotations
 
 import dataclasses
@@ -94,9 +94,11 @@ def check_model(cls: type[Model], options: Any = None, *, size: int = 32, steps:
         trainer = Trainer(cls, options, config, progress=False)
         model = trainer.model
         g_before, d_before = _snapshot(model.generators), _snapshot(model.discriminators)
+        aux_before = _snapshot(model.auxiliary)
         run_dir = trainer.fit()
         _assert_moved(g_before, model.generators, "generator")
         _assert_moved(d_before, model.discriminators, "discriminator")
+        _assert_moved(aux_before, model.auxiliary, "auxiliary network")
         records = runs.read_metrics(run_dir)
         assert len(records) == steps, f"expected {steps} metric records, got {len(records)}"
         losses = {k: v for r in records for k, v in r.items() if k.startswith(("g/", "d/"))}
@@ -109,6 +111,10 @@ def check_model(cls: type[Model], options: Any = None, *, size: int = 32, steps:
         weights = checkpoints.resolve_checkpoint(run_dir)
         restored = model_from_checkpoint(cls, weights, trainer.device)
         assert dataclasses.asdict(restored.options) == dataclasses.asdict(model.options)
+        for name, net in model.auxiliary.items():  # trained with the run, so saved with it
+            saved = restored.auxiliary[name].state_dict()
+            assert all(torch.equal(v.cpu(), saved[k].cpu()) for k, v in net.state_dict().items()), \
+                f"the checkpoint does not hold the trained auxiliary network '{name}'"
         with torch.no_grad():
             for direction in model.directions:
                 x = trainer.fixed_batch[next(k for k, v in trainer.fixed_batch.items()

@@ -18,18 +18,20 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from . import checkpoints, distributed, runs
+from . import checkpoints, diffaugment, distributed, runs
 from .data.augment import GEOMETRY_LIMITS, AugmentRecipe
-from .config import TrainConfig, autocast_dtype, lr_factor, resolve_device
+from .config import TrainConfig, autocast_dtype, lr_factor, resolve_device, warmup_factor
 from .data import SeededSampler, open_dataset
 from .data.loader import make_loader
 from .ema import GeneratorAverage, using
 from .errors import DataError, Img2ImgError
 from .evaluate import evaluate_with_average, load_eval_set, primary_metric
 from .images import save_grid
+from .loggers import RunLog, resolve as resolve_loggers
 from .interrupt import Interrupt
 from .resumable import Resumable
 from .validation import check as check_ranges
+from .diffaugment import parse_policy
 from .losses import Adversary
 from .model import ImageSpec, Model
 from .ops import DeviceAugment, to_model_range
@@ -62,8 +64,7 @@ class Trainer(Resumable):
                  preset: str | None = None,
                  progress: bool | None = None):
         check_ranges(options)  # before anything is opened or written
-        if config.logger == "tensorboard":
-            runs.tensorboard_writer()
+        self.logger_classes = resolve_loggers(config.logger)  # before any run folder exists
         self.config, self.progress = config, progress
         self.processes = distributed.from_environment()
         self.device = distributed.local_device(self.processes, resolve_device(config.device))
@@ -91,6 +92,8 @@ class Trainer(Resumable):
         adversary = Adversary(config.gan_loss, config.gp_weight, config.r1_weight)
         self.model = model_cls(options, spec=spec, adversary=adversary).to(self.device)
         _warn_about_penalty_and_batch_norm(self.model, config.gan_loss)
+        diffaugment.install(self.model.discriminators.values(), parse_policy(config.diff_augment),
+                            config.channels)
         if config.init_from is not None and resume_from is None:
             self._init_from(config.init_from)
         self.channels_last = config.channels_last == "on" or (
@@ -103,9 +106,13 @@ class Trainer(Resumable):
             distributed.prepare_model(self.model, self.device, config.sync_batch_norm)
         self.ema = GeneratorAverage(self.model.generators, config.ema) if config.ema else None
         self.optimizers = {
-            "g": self._adam(self.model.generators.parameters()),
+            # Auxiliary networks (a projection head) learn with the generators, step for step.
+            "g": self._adam([*self.model.generators.parameters(),
+                             *self.model.auxiliary.parameters()]),
             "d": self._adam(self.model.discriminators.parameters()),
         }
+        # TTUR: the discriminators may learn at their own rate; warm-up and decay scale both.
+        self.base_lr = {"g": config.lr, "d": config.lr if config.lr_d is None else config.lr_d}
         scaler_on = self.amp_dtype == torch.float16
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=scaler_on)
         labels = getattr(self.dataset, "labels", None) if config.balance_classes else None
@@ -131,7 +138,8 @@ class Trainer(Resumable):
         else:
             self.run_dir = self._new_run(config, model_cls.name)
         # Only rank 0 writes: the run folder, logs, samples, checkpoints and the report.
-        self.metrics = runs.MetricsLog(self.run_dir, tensorboard=config.logger == "tensorboard") \
+        self.metrics = RunLog(self.run_dir, self.logger_classes,
+                              resumed_at=self.step if resume_from is not None else None) \
             if self.processes.is_main else None
         self.fixed_batch = self._fixed_batch()
         self.eval_set = load_eval_set(self.model, config.eval_data) if config.eval_every else None
@@ -208,6 +216,8 @@ class Trainer(Resumable):
     def train_step(self, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
         """One generator update then one discriminator update; returns the detached terms."""
         model, logged = self.model, {}
+        if self.step < self.config.warmup_steps:
+            self._set_learning_rates()
         for optimizer in self.optimizers.values():
             optimizer.zero_grad(set_to_none=True)
         model.discriminators.requires_grad_(False)
@@ -222,7 +232,8 @@ class Trainer(Resumable):
             self._backward(group, "g", logged)
             del group
         if self.processes.distributed:  # once per network per step, after every group
-            distributed.average_gradients([model.generators], self.processes.world)
+            distributed.average_gradients([model.generators, model.auxiliary],
+                                          self.processes.world)
         self.scaler.step(self.optimizers["g"])
         if self.ema is not None:
             self.ema.update(model.generators)
@@ -257,6 +268,7 @@ class Trainer(Resumable):
             self.save_samples()
             weights = self.save_checkpoint()
             write_report(self.run_dir)
+            self.metrics.close(self.record)  # the trackers get the settings and final metrics
             state = "stopped at" if self.step < total else "finished"
             print(f"Training {state} step {self.step}/{total}; checkpoint {weights}",
                   file=sys.stderr)
@@ -309,9 +321,14 @@ class Trainer(Resumable):
         # A data folder that shrank since the checkpoint can leave the position past the end of
         # the epoch: the epoch is then over, and the next one starts.
         self.sampler.set_epoch(self.epoch, skip=min(done, self.sampler.used))
-        for optimizer in self.optimizers.values():
+        self._set_learning_rates()
+
+    def _set_learning_rates(self) -> None:
+        """Each optimiser's base rate x the epoch schedule x the warm-up."""
+        factor = lr_factor(self.config, self.epoch) * warmup_factor(self.config, self.step)
+        for name, optimizer in self.optimizers.items():
             for group in optimizer.param_groups:
-                group["lr"] = self.config.lr * lr_factor(self.config, self.epoch)
+                group["lr"] = self.base_lr.get(name, self.config.lr) * factor
 
     def _periodic(self) -> None:
         every = self.config.eval_every
@@ -390,5 +407,5 @@ class Trainer(Resumable):
             finally:
                 self.model.train()
         path = self.run_dir / runs.SAMPLES / f"{checkpoints.checkpoint_stem(self.step)}.png"
-        save_grid(path, columns)
+        self.metrics.samples(self.step, save_grid(path, columns), tuple(columns))
         return path

@@ -67,13 +67,25 @@ def test_loader_speed_smoke(tmp_path):
 
 def test_quality_smoke(tmp_path):
     payload = run_smoke("quality", tmp_path)
-    pix2pix, cyclegan = payload["rows"]
-    assert pix2pix["model"] == "pix2pix" and pix2pix["steps"] >= 1
-    assert math.isfinite(pix2pix["psnr"]) and 0 < pix2pix["psnr"] < 100
-    assert -1 <= pix2pix["ssim"] <= 1
-    assert cyclegan["model"] == "cyclegan" and cyclegan["steps"] >= 1
-    for key in ("swd", "swd_untranslated", "swd_real_trainB"):
-        assert math.isfinite(cyclegan[key]) and cyclegan[key] >= 0
+    rows = {(r["model"], r["recipe"]): r for r in payload["rows"]}
+    assert set(rows) == {(m, r) for m in ("pix2pix", "cyclegan") for r in ("published", "fast")}
+    for recipe in ("published", "fast"):
+        pix2pix, cyclegan = rows["pix2pix", recipe], rows["cyclegan", recipe]
+        assert pix2pix["steps"] >= 1 and math.isfinite(pix2pix["psnr"]) and 0 < pix2pix["psnr"] < 100
+        assert -1 <= pix2pix["ssim"] <= 1 and 0 <= pix2pix["l1"] <= 2
+        assert cyclegan["steps"] >= 1 and math.isfinite(cyclegan["swd"]) and cyclegan["swd"] >= 0
+    flat = payload["baselines"]["pix2pix"]["flat"]
+    assert 0 < flat["psnr"] < 100 and payload["baselines"]["cyclegan"]["untranslated"]["swd"] > 0
+    assert {t["target"] for t in payload["targets"]} >= {"pix2pix 0.5 min: psnr gain",
+                                                          "cyclegan 0.5 min: swd"}
+    assert all(Path(g).is_file() for g in payload["grids"])
+
+
+def test_quality_ablation_smoke(tmp_path):
+    payload = run_smoke("quality", tmp_path, "--ablation")
+    names = [r["candidate"] for r in payload["ablation"]]
+    assert names[0] == "published" and len(names) >= 8
+    assert all(math.isfinite(r["psnr gain"]) for r in payload["ablation"])
 
 
 def test_distributed_smoke(tmp_path):
@@ -93,9 +105,34 @@ def test_soak_smoke(tmp_path):
     assert targets["steps lost per kill"]["met"]
 
 
+def test_serve_load_smoke(tmp_path):
+    pytest.importorskip("uvicorn", reason="the serve extra")
+    payload = run_smoke("serve_load", tmp_path)
+    [row] = payload["rows"]
+    assert row["requests"] > 0 and row["failed"] == 0 and row["requests/s"] > 0
+    assert 0 < row["p50 ms"] <= row["p99 ms"] and row["server peak RSS MB"] > 0
+
+
 @pytest.mark.parametrize("script", ["train_speed", "convert_speed", "loader_speed", "quality",
-                                    "distributed", "soak"])
+                                    "distributed", "soak", "serve_load"])
 def test_help(script):
     done = subprocess.run([sys.executable, str(BENCHMARKS / f"{script}.py"), "--help"],
                           capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0 and "--smoke" in done.stdout
+
+
+def test_train_speed_one_sided_smoke(tmp_path):
+    payload = run_smoke("train_speed", tmp_path, "--models", "")
+    one_sided = payload["one_sided"]
+    assert [r["model"] for r in one_sided["rows"]] == ["cyclegan", "cut", "fastcut"]
+    assert all(r["s/step"] > 0 and r["peak RSS MB"] > 0 for r in one_sided["rows"])
+    assert set(one_sided["ratios"]) == {"cut", "fastcut"}
+    assert all(math.isfinite(r["time_ratio"]) for r in one_sided["ratios"].values())
+    names = [t["target"] for t in payload["targets"]]
+    assert "cut step time / our cyclegan's" in names and "fastcut step time / our cyclegan's" in names
+
+
+def test_quality_one_sided_smoke(tmp_path):
+    payload = run_smoke("quality", tmp_path, "--one-sided")
+    assert {r["model"] for r in payload["one_sided"]} == {"cyclegan", "cut"}
+    assert all(r["steps"] >= 1 and math.isfinite(r["swd"]) for r in payload["one_sided"])

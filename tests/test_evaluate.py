@@ -53,8 +53,8 @@ def test_eval_errors_are_clear(cli, pix2pix_run, tmp_path):
     folders = write_sample_images("paired", tmp_path / "held_out", n=2, size=40)
     result = CliRunner().invoke(cli, ["eval", str(pix2pix_run), "--data", str(folders["data"]),
                                       "--inception-weights", str(tmp_path / "nope.pth")])
-    assert result.exit_code == 1 and "nope.pth" in result.output
-    assert "download.pytorch.org" in result.output and "Traceback" not in result.output
+    assert result.exit_code == 2 and "nope.pth" in result.output
+    assert "weights-inception-2015-12-05" in result.output and "Traceback" not in result.output
     result = CliRunner().invoke(cli, ["eval", str(pix2pix_run), "--data", str(tmp_path / "x")])
     assert result.exit_code == 2 and "x" in result.output
 

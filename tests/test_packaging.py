@@ -130,6 +130,8 @@ def test_the_wheel_carries_the_licences_metadata_and_demo_images(wheel):
     for split, count in (("train", 48), ("test", 16)):
         assert len([n for n in names if n.startswith(f"{SAMPLE}/{split}/")
                     and n.endswith(".jpg")]) == count
+    # `img2img serve`'s page is package data, served from the installed package
+    assert {f"img2img/serve/static/{f}" for f in ("index.html", "app.js", "style.css")} <= names
 
 
 @pytest.mark.packaging

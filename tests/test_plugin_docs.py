@@ -282,8 +282,9 @@ def test_ci_runs_the_readme_install_and_test_commands():
     readme = (root / "README.md").read_text(encoding="utf-8")
     tests = re.search(r"^## Tests\n+```bash\n(.+?)\n```", readme, re.MULTILINE | re.DOTALL)
     assert tests, "README.md's Tests section has no command"
-    install, test = tests.group(1).split(" && ")
-    assert "-e examples/img2img-colorize" in install
+    steps = tests.group(1).split(" && ")
+    assert "-e examples/img2img-colorize" in steps[0] and steps[-1] == "pytest"
+    assert "sh tests/install-browser.sh" in steps  # the browser tests' Chromium
     ci = [line for line in (root / ".ci" / "run").read_text().splitlines()
           if line and not line.startswith(("#", "set ", "cd "))]
-    assert ci == [install, test]
+    assert ci == steps

@@ -31,3 +31,42 @@ def test_report_of_a_fresh_run_says_nothing_is_logged_yet(tmp_path):
     runs.write_config(run_dir, {"model": "cyclegan"})
     page = write_report(run_dir).read_text()
     assert "No losses logged yet" in page and "Past samples" not in page
+
+
+def test_each_loss_has_its_own_labelled_chart_and_the_best_evaluation_is_marked(tmp_path):
+    run_dir = runs.create_run(tmp_path, "dash")
+    runs.write_config(run_dir, {"model": "pix2pix"})
+    for step in range(1, 21):
+        runs.append_metrics(run_dir, {"step": step, "epoch": 1, "lr": 2e-4 / step,
+                                      "g/l1": 100.0 - step, "g/gan": 0.01 * step,
+                                      "d/real": 0.5})
+    for step, l1, psnr in ((5, 0.3, 18.0), (10, 0.2, 21.5), (15, 0.25, 20.0)):
+        runs.append_metrics(run_dir, {"step": step, "epoch": 1, "eval/l1": l1,
+                                      "eval/psnr": psnr})
+    page = write_report(run_dir).read_text()
+    charts = re.findall(r'<svg class="chart" role="img" aria-label="([^"]+)"', page)
+    assert charts == ["generator gan: g/gan against step", "generator l1: g/l1 against step",
+                      "discriminator real: d/real against step", "learning rate: lr against step",
+                      "eval/l1 (lower is better): eval/l1 against step",
+                      "eval/psnr (higher is better): eval/psnr against step"]
+    gan = page[page.index("generator gan"):page.index("generator l1")]
+    # Its own axis: ticks at round values of 0.01 .. 0.2, not 0 .. 100 shared with g/l1.
+    assert ">0.2</text>" in gan and ">100</text>" not in gan
+    assert "best 21.5 at step 10" in page and "best 0.2 at step 10" in page
+    assert page.count('class="raw"') == 3  # each loss raw and smoothed; lr and evals raw only
+
+
+def test_sample_grid_columns_are_labelled_by_role(tmp_path):
+    from img2img.report import column_label
+
+    run_dir = runs.create_run(tmp_path, "labels")
+    runs.write_config(run_dir, {"model": "cyclegan"})
+    (run_dir / "samples" / "step_00000010.png").write_bytes(b"\x89PNG")
+    names = ["a", "fake_b", "rec_a", "b", "fake_a", "rec_b"]
+    (run_dir / "samples.json").write_text(json.dumps({"columns": names}))
+    page = write_report(run_dir).read_text()
+    assert "<span>reconstruction<small>rec_a</small></span>" in page
+    assert [column_label(n, names)[0] for n in names] == [
+        "input", "output", "reconstruction", "input", "output", "reconstruction"]
+    assert [column_label(n, ["a", "fake_b", "b"])[0] for n in ("a", "fake_b", "b")] == [
+        "input", "output", "target"]

@@ -1,9 +1,8 @@
-"""Run folders: never reused, config.json, newest-run lookup, the metrics log."""
+"""Run folders: never reused, config.json, newest-run lookup, atomic writes (the metrics log
+and the trackers are tests/test_loggers.py)."""
 from __future__ import annotations
 
 import json
-import re
-import sys
 import time
 
 import pytest
@@ -40,23 +39,6 @@ def test_config_json_is_readable(tmp_path):
     (run_dir / "config.json").write_text("{broken")
     with pytest.raises(CheckpointError, match="not valid JSON"):
         runs.read_config(run_dir)
-
-
-def test_tensorboard_logger_without_the_package_names_the_extra(tmp_path, monkeypatch):
-    from img2img import Img2ImgError
-
-    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # as if not installed
-    with pytest.raises(Img2ImgError, match=re.escape("pip install 'img2img[tensorboard]'")):
-        runs.MetricsLog(runs.create_run(tmp_path, "tb"), tensorboard=True)
-
-
-def test_tensorboard_logger_writes_events(tmp_path):
-    pytest.importorskip("tensorboard")
-    run_dir = runs.create_run(tmp_path, "tb")
-    log = runs.MetricsLog(run_dir, tensorboard=True)
-    log.write({"step": 1, "g/l1": 0.5})
-    assert list((run_dir / "tensorboard").iterdir())
-    assert runs.read_metrics(run_dir) == [{"step": 1, "g/l1": 0.5}]
 
 
 def test_written_files_follow_the_umask_like_open_does(tmp_path):

@@ -18,6 +18,7 @@ from .export import export_command
 from .import_run import import_command
 from .listings import models_command, plugins_command, presets_command, print_version
 from .run_commands import convert_command, eval_command
+from .serve import serve_command
 from .train import prepare_group, train_group
 
 
@@ -60,7 +61,7 @@ def build_cli(pm: PluginManager | None = None) -> click.Group:
     cli.add_command(prepare_group(catalog))
     for command in (convert_command(catalog), eval_command(catalog), plugins_command(pm),
                     models_command(catalog), import_command(catalog), export_command(catalog),
-                    presets_command(catalog)):
+                    presets_command(catalog), serve_command(catalog)):
         cli.add_command(command)
     for command in catalog.commands.values():
         cli.add_command(command)

@@ -137,7 +137,9 @@ def eval_command(catalog: Catalog) -> click.Command:
     @click.option("--b", type=click.Path(path_type=Path), default=None,
                   help="unpaired models: held-out domain B images (instead of --data)")
     @click.option("--inception-weights", type=click.Path(path_type=Path), default=None,
-                  help="local torchvision Inception-v3 weights file, for FID and KID")
+                  help="the FID Inception-v3 weights file (torch-fidelity's "
+                       "weights-inception-2015-12-05-6726825d.pth), for FID and KID as papers "
+                       "report them; needs pip install 'img2img[fid]'")
     @click.option("--limit", type=click.IntRange(min=2), default=None,
                   help="evaluate at most this many items")
     @click.option("--batch-size", type=click.IntRange(min=1), default=8)
@@ -154,7 +156,8 @@ def eval_command(catalog: Catalog) -> click.Command:
         record, target = api.evaluate_run(loaded, data, a=a, b=b,
                                           inception_weights=inception_weights,
                                           limit=limit, batch_size=batch_size, out=out)
-        results = {k: v for k, v in record.items() if k not in ("checkpoint", "data", "items")}
+        results = {k: v for k, v in record.items() if k not in ("checkpoint", "data", "items")
+                   and isinstance(v, (int, float))}  # fid_protocol is in the file
         width = max(len(k) for k in results)
         for key, value in results.items():
             click.echo(f"{key:<{width}}  {value:.4f}")

@@ -10,19 +10,21 @@ from img2img.networks.norm import (
     per_sample_batch_norm,
 )
 from img2img.networks.options import NetworkOptions, network_field
-from img2img.networks.patchgan import PatchDiscriminator, receptive_field
-from img2img.networks.resnet import ResnetBlock, ResnetGenerator
+from img2img.networks.patchgan import MultiScaleDiscriminator, PatchDiscriminator, receptive_field
+from img2img.networks.resnet import UPSAMPLING, ResnetBlock, ResnetGenerator
 from img2img.networks.unet import UnetGenerator
 
 __all__ = [
     "GENERATORS",
     "build_generator",
     "NORMS",
+    "MultiScaleDiscriminator",
     "NetworkOptions",
     "PatchDiscriminator",
     "PerSampleNorm2d",
     "ResnetBlock",
     "ResnetGenerator",
+    "UPSAMPLING",
     "UnetGenerator",
     "init_weights",
     "network_field",

@@ -15,16 +15,17 @@ GENERATORS = ("unet-32", "unet-64", "unet-128", "unet-256", "resnet-6", "resnet-
 
 
 def build_generator(kind: str, in_channels: int, out_channels: int, *, ngf: int, norm: str,
-                    dropout: bool, size: int | None = None) -> nn.Module:
+                    dropout: bool, size: int | None = None,
+                    upsample: str = "transposed") -> nn.Module:
     """A freshly initialised (normal 0, 0.02) generator; `size` is the training crop size."""
     family, _, number = kind.partition("-")
     if kind not in GENERATORS:
         raise Img2ImgError(f"--generator '{kind}' is unknown; choose one of {', '.join(GENERATORS)}")
     if family == "unet":
         net: nn.Module = UnetGenerator(in_channels, out_channels, int(number).bit_length() - 1,
-                                       ngf, norm, dropout)
+                                       ngf, norm, dropout, upsample)
     else:
-        net = ResnetGenerator(in_channels, out_channels, ngf, int(number), norm, dropout)
+        net = ResnetGenerator(in_channels, out_channels, ngf, int(number), norm, dropout, upsample)
     multiple = net.required_multiple
     if size is not None and size % multiple:
         lower = max(multiple, size // multiple * multiple)

@@ -12,7 +12,8 @@ from torch import nn
 from img2img.networks.factory import GENERATORS, build_generator
 from img2img.networks.init import init_weights
 from img2img.networks.norm import NORMS, per_sample_batch_norm
-from img2img.networks.patchgan import PatchDiscriminator
+from img2img.networks.patchgan import MultiScaleDiscriminator, PatchDiscriminator
+from img2img.networks.resnet import UPSAMPLING
 
 BATCH_STATS = ("per-image", "running")
 
@@ -38,6 +39,13 @@ class NetworkOptions:
         "help": "batch norm at inference: each image's own statistics (as in training at batch "
                 "size 1, and the reference's test.py), or the running averages (its --eval)",
         "choices": BATCH_STATS})
+    upsample: str = dataclasses.field(default="transposed", metadata={
+        "help": "generator upsampling: transposed convs (published), or resize = nearest 2x "
+                "resize then a 3x3 conv, which avoids checkerboard artefacts (Odena et al. 2016)",
+        "choices": UPSAMPLING})
+    d_scales: int = dataclasses.field(default=1, metadata={
+        "help": "discriminator scales: N PatchGANs judging the image at full, 1/2, 1/4 ... "
+                "resolution (pix2pixHD; 1 = the published single PatchGAN)", "min": 1, "max": 4})
     spectral_norm: bool = dataclasses.field(default=False, metadata={
         "help": "spectral normalisation on every discriminator conv (Miyato et al. 2018), which "
                 "bounds the critic and often steadies training"})
@@ -45,13 +53,18 @@ class NetworkOptions:
     def make_generator(self, in_channels: int, out_channels: int, size: int | None) -> nn.Module:
         """The generator these options describe, for `size` px crops (U-Nets check it fits)."""
         net = build_generator(self.generator, in_channels, out_channels, ngf=self.ngf,
-                              norm=self.norm, dropout=self.dropout, size=size)
+                              norm=self.norm, dropout=self.dropout, size=size,
+                              upsample=self.upsample)
         return per_sample_batch_norm(net) if self.batch_stats == "per-image" else net
 
     def make_discriminator(self, in_channels: int) -> nn.Module:
-        """The PatchGAN these options describe, initialised as the reference does."""
-        return init_weights(PatchDiscriminator(in_channels, self.ndf, self.d_layers, self.norm,
-                                               spectral_norm=self.spectral_norm))
+        """The PatchGAN these options describe (with `d_scales` > 1 a `MultiScaleDiscriminator`
+        of that many), initialised as the reference does."""
+        def patchgan() -> PatchDiscriminator:
+            return PatchDiscriminator(in_channels, self.ndf, self.d_layers, self.norm,
+                                      spectral_norm=self.spectral_norm)
+        net = patchgan() if self.d_scales == 1 else MultiScaleDiscriminator(self.d_scales, patchgan)
+        return init_weights(net)
 
 
 def network_field(name: str, default: Any) -> Any:

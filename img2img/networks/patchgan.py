@@ -1,9 +1,16 @@
 """The PatchGAN discriminator of pix2pix and CycleGAN: a fully convolutional stack whose every
 output logit judges one overlapping patch of the input (70x70 with the published three layers).
-Optional spectral norm on every conv serves the models that stabilise the critic that way."""
+Optional spectral norm on every conv serves the models that stabilise the critic that way.
+
+`MultiScaleDiscriminator` (pix2pixHD, Wang et al. 2018) runs N such PatchGANs on the input at full,
+half, quarter ... resolution and returns one logit map per scale; `features()` on either hands
+back the activations the feature-matching loss compares."""
 from __future__ import annotations
 
+from typing import Callable, Iterator
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
@@ -58,3 +65,43 @@ class PatchDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
+
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The activation after every LeakyReLU, then the logit map (what `forward` returns)."""
+        found = []
+        for layer in self.model:
+            x = layer(x)
+            if isinstance(layer, nn.LeakyReLU):
+                found.append(x)
+        return found + [x]
+
+
+class MultiScaleDiscriminator(nn.Module):
+    """`scales` independent PatchGANs; scale k judges the input average-pooled k times by 2 (3x3,
+    stride 2, padding not counted, as pix2pixHD). `forward` returns the list of logit maps, full
+    resolution first, which every `Adversary` loss accepts in place of one map."""
+
+    def __init__(self, scales: int, make: Callable[[], PatchDiscriminator]):
+        super().__init__()
+        if scales < 1:
+            raise ValueError(f"MultiScaleDiscriminator needs scales >= 1, got {scales}")
+        self.scales = nn.ModuleList(make() for _ in range(scales))
+
+    @property
+    def receptive_field(self) -> int:
+        """Side, in input pixels, of the patch the coarsest scale's logits see."""
+        first = self.scales[0]
+        return first.receptive_field * 2 ** (len(self.scales) - 1)
+
+    def _pyramid(self, x: torch.Tensor) -> Iterator[tuple[nn.Module, torch.Tensor]]:
+        for k, net in enumerate(self.scales):
+            if k:
+                x = F.avg_pool2d(x, 3, stride=2, padding=1, count_include_pad=False)
+            yield net, x
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return [net(scaled) for net, scaled in self._pyramid(x)]
+
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Every scale's `PatchDiscriminator.features`, concatenated, full resolution first."""
+        return [f for net, scaled in self._pyramid(x) for f in net.features(scaled)]

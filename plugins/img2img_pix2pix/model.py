@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 import img2img
+from img2img.losses import feature_matching
 from img2img.networks import NetworkOptions
 from img2img.networks.unet import UnetGenerator, UnetLevel
 
@@ -62,6 +63,9 @@ class StyledUnet(nn.Module):
 class Options(NetworkOptions):  # the published networks: NetworkOptions' defaults are pix2pix's
     lambda_l1: float = field(default=100.0, metadata={"help": "weight of the L1 loss to the target",
                                                       "min": 0})
+    feature_matching: float = field(default=0.0, metadata={
+        "help": "weight of the discriminator feature-matching loss between (a, fake b) and "
+                "(a, b) (pix2pixHD uses 10; 0 = off, the published recipe)", "min": 0})
 
 
 class Pix2Pix(img2img.Model):
@@ -98,11 +102,15 @@ class Pix2Pix(img2img.Model):
         return {"fake_b": self._generator(batch["a"], batch.get("label"))}
 
     def generator_losses(self, batch, fakes):
-        fake_b = fakes["fake_b"]
-        return {
-            "gan": self.adversary.generator_loss(self._critic(batch["a"])(fake_b)),
+        fake_b, a = fakes["fake_b"], batch["a"]
+        terms = {
+            "gan": self.adversary.generator_loss(self._critic(a)(fake_b)),
             "l1": self.options.lambda_l1 * F.l1_loss(fake_b, batch["b"]),
         }
+        if self.options.feature_matching:
+            terms["fm"] = self.options.feature_matching * feature_matching(
+                self.discriminators["b"], torch.cat([a, batch["b"]], 1), torch.cat([a, fake_b], 1))
+        return terms
 
     def discriminator_losses(self, batch, fakes):
         return self.adversary.discriminator_losses(self._critic(batch["a"]), batch["b"],
