@@ -124,9 +124,11 @@ def test_help(script):
 def test_train_speed_one_sided_smoke(tmp_path):
     payload = run_smoke("train_speed", tmp_path, "--models", "")
     one_sided = payload["one_sided"]
-    assert [r["model"] for r in one_sided["rows"]] == ["cyclegan", "cut", "fastcut"]
+    assert [r["model"] for r in one_sided["rows"]] == ["cyclegan", "cut", "fastcut",
+                                                       "cyclegan reference"]
     assert all(r["s/step"] > 0 and r["peak RSS MB"] > 0 for r in one_sided["rows"])
     assert set(one_sided["ratios"]) == {"cut", "fastcut"}
+    assert set(one_sided["to_reference"]) == {"cyclegan", "cut", "fastcut"}
     assert all(math.isfinite(r["time_ratio"]) for r in one_sided["ratios"].values())
     names = [t["target"] for t in payload["targets"]]
     assert "cut step time / our cyclegan's" in names and "fastcut step time / our cyclegan's" in names
