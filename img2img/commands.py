@@ -12,6 +12,7 @@ import click
 
 from . import runs
 from .catalog import Catalog, catalog as installed_catalog
+from .config import ENVIRONMENT
 from .errors import CheckpointError, Img2ImgError
 from .inference import Sampler, Translator, load
 
@@ -36,9 +37,7 @@ def run_options(purpose: str = "translate") -> Callable[[F], F]:
                          help="a run folder (its latest checkpoint; RUN:best for the best "
                               f"evaluated one), a .safetensors checkpoint{exported}, or "
                               f"'latest': {newest}"),
-            click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path),
-                         default=Path("runs"), show_default=True,
-                         help="where 'latest' looks for runs"),
+            runs_dir_option("where 'latest' looks for runs"),
             device_option(),
         )):
             function = option(function)
@@ -47,8 +46,17 @@ def run_options(purpose: str = "translate") -> Callable[[F], F]:
     return decorate
 
 
+def runs_dir_option(help: str = "folder that holds run folders") -> Callable[[F], F]:
+    """`--runs-dir`, defaulting to $IMG2IMG_RUNS_DIR and then `runs`, as `train` does."""
+    return click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path),
+                        default=Path("runs"), show_default=True, envvar=ENVIRONMENT["runs_dir"],
+                        show_envvar=True, help=help)
+
+
 def device_option() -> Callable[[F], F]:
+    """`--device`, defaulting to $IMG2IMG_DEVICE and then auto, as `train` does."""
     return click.option("--device", default="auto", show_default=True,
+                        envvar=ENVIRONMENT["device"], show_envvar=True,
                         help="cuda, cuda:N, mps, cpu or auto (the best available)")
 
 

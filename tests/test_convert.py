@@ -376,3 +376,20 @@ def test_the_python_api_refuses_a_model_that_generates(runs):
     with pytest.raises(img2img.Img2ImgError, match="generates images from noise"):
         translator(noise((32, 32, 3)))
     assert translator.sample([0, 1]).shape == (2, 3, 32, 32)
+
+
+def test_latest_run_is_found_under_img2img_runs_dir(cli, runs, tmp_path, monkeypatch):
+    """`train` puts runs under $IMG2IMG_RUNS_DIR; `convert` (and every command with --model
+    latest) looks there too, and `--help` says so."""
+    runs_dir = runs["pix2pix"].parent
+    monkeypatch.setenv("IMG2IMG_RUNS_DIR", str(runs_dir))
+    monkeypatch.setenv("IMG2IMG_DEVICE", "cpu")
+    image = write(tmp_path / "in.png", noise((32, 32, 3)))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["convert", str(image), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert (out / "in.png").is_file()
+    monkeypatch.setenv("IMG2IMG_RUNS_DIR", str(tmp_path / "no-runs-here"))
+    result = CliRunner().invoke(cli, ["convert", str(image), "--out", str(out)])
+    assert result.exit_code != 0 and "no-runs-here" in result.output
+    assert "IMG2IMG_RUNS_DIR" in CliRunner().invoke(cli, ["convert", "--help"]).output

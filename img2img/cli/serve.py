@@ -7,7 +7,7 @@ import click
 import torch
 
 from ..catalog import Catalog
-from ..commands import device_option
+from ..commands import device_option, runs_dir_option
 from ..inference import DEFAULT_TILE
 from ..serve import require_extra
 
@@ -18,8 +18,7 @@ def serve_command(catalog: Catalog) -> click.Command:
                   help="a run folder (RUN:best for its best evaluated checkpoint) or a "
                        ".safetensors checkpoint to serve; repeat for several  [default: the "
                        "newest run under --runs-dir]")
-    @click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path),
-                  default=Path("runs"), help="where the default run is looked for")
+    @runs_dir_option("where the default run is looked for")
     @click.option("--host", default="127.0.0.1",
                   help="address to listen on; the default is reachable only from this "
                        "machine, 0.0.0.0 from the network (with no authentication)")

@@ -16,7 +16,7 @@ import torch
 
 import img2img
 from img2img import metrics
-from img2img.commands import output_option
+from img2img.commands import output_option, runs_dir_option
 from img2img.data import list_images
 from img2img.data.decode import read_image
 from img2img.images import grid, write_image
@@ -84,7 +84,7 @@ def _fresh_output(out: Path) -> Path:
 @output_option(default=Path("converted/demo"),
                help="where the translated test images go; an earlier demo's folder is kept "
                     "(the new one is numbered) unless you name it yourself")
-@click.option("--runs-dir", type=click.Path(path_type=Path), default=Path("runs"))
+@runs_dir_option("where the demo's run folder goes")
 def demo(data: Path, steps: int, out: Path, runs_dir: Path) -> None:
     """Train pix2pix on bundled face edge maps for a few minutes, then translate unseen ones."""
     if not (data / "train").is_dir() or not (data / "test").is_dir():
