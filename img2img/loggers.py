@@ -4,6 +4,7 @@ and Weights & Biases loggers, and `RunLog`, what the trainer writes to (the run'
 registering a `Logger` subclass through the `register_loggers` hook."""
 from __future__ import annotations
 
+import abc
 import json
 import math
 import os
@@ -22,7 +23,7 @@ from .validation import SettingsError
 NONE = "none"  # `--logger none`: the run's own metrics.jsonl only
 
 
-class Logger:
+class Logger(abc.ABC):
     """An experiment tracker for one run. Subclasses set `name` (the `--logger` value) and
     implement the `log_*` methods; `check()` runs before the run folder exists, so a tracker
     whose package is missing refuses the run without leaving anything behind.
@@ -41,15 +42,17 @@ class Logger:
         """Raise `Img2ImgError` when the tracker cannot work here (e.g. its package is
         missing), naming what to install."""
 
+    @abc.abstractmethod
     def log_scalars(self, step: int, values: Mapping[str, float]) -> None:
-        raise NotImplementedError
+        """Scalars of one step (losses, learning rate, evaluation metrics)."""
 
+    @abc.abstractmethod
     def log_images(self, step: int, images: Mapping[str, np.ndarray]) -> None:
-        raise NotImplementedError
+        """Named images of one step (the sample grid)."""
 
+    @abc.abstractmethod
     def log_hparams(self, settings: Mapping[str, Any], metrics: Mapping[str, float]) -> None:
         """The run's settings (flat, `training.lr`, `options.ngf`) beside its final metrics."""
-        raise NotImplementedError
 
     def close(self) -> None:
         """Flush and release; called once when training ends."""
@@ -260,8 +263,8 @@ def logger_problem(cls: Any) -> str | None:
         return f"{cls.__name__}.name must be a lower-case name, got {cls.name!r}"
     if cls.name == NONE or cls.name in BUILT_IN:
         return f"logger '{cls.name}' is built in; skipped"
-    missing = [m for m in ("log_scalars", "log_images", "log_hparams")
-               if getattr(cls, m) is getattr(Logger, m)]
+    abstract = getattr(cls, "__abstractmethods__", frozenset())
+    missing = [m for m in ("log_scalars", "log_images", "log_hparams") if m in abstract]
     if missing:
         return f"{cls.__name__} does not implement: {', '.join(missing)}"
     return None

@@ -30,7 +30,7 @@ from .images import save_grid
 from .loggers import RunLog, resolve as resolve_loggers
 from .interrupt import Interrupt
 from .resumable import Resumable
-from .validation import check as check_ranges
+from .validation import SettingsError, check as check_ranges
 from .diffaugment import parse_policy
 from .losses import Adversary
 from .model import ImageSpec, Model
@@ -54,6 +54,17 @@ def _warn_about_penalty_and_batch_norm(model: Model, gan_loss: str) -> None:
                     "et al. 2017 use none); use a discriminator without batch norm (the "
                     "PatchGAN's --norm instance or none, or --spectral-norm) or another "
                     "--gan-loss", model.name)
+
+
+def _check_discriminator_sizes(model: Model, crop_size: int) -> None:
+    """A discriminator that declares `minimum_size` (the PatchGANs do) must fit the crops,
+    checked before any run folder exists."""
+    for name, net in model.discriminators.items():
+        needed = getattr(net, "minimum_size", None)
+        if needed is not None and crop_size < needed:
+            raise SettingsError(f"--crop-size {crop_size} is too small for discriminator "
+                                f"'{name}' of '{model.name}', which needs at least {needed} px "
+                                "(fewer --d-layers or --d-scales, or larger crops)")
 
 
 class Trainer(Resumable):
@@ -92,6 +103,7 @@ class Trainer(Resumable):
         adversary = Adversary(config.gan_loss, config.gp_weight, config.r1_weight)
         self.model = model_cls(options, spec=spec, adversary=adversary).to(self.device)
         _warn_about_penalty_and_batch_norm(self.model, config.gan_loss)
+        _check_discriminator_sizes(self.model, config.crop_size)
         diffaugment.install(self.model.discriminators.values(), parse_policy(config.diff_augment),
                             config.channels)
         if config.init_from is not None and resume_from is None:

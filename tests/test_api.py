@@ -85,8 +85,8 @@ def test_train_rejects_unknown_settings_and_option_changes_on_resume(tmp_path, c
         img2img.train("pix2pix", lambda_cycle=3.0, catalog=catalog)
     with pytest.raises(img2img.Img2ImgError, match="unknown model 'nope'"):
         img2img.train("nope", catalog=catalog)
-    with pytest.raises(img2img.Img2ImgError, match="no preset 'fast'"):
-        img2img.train("pix2pix", preset="fast", catalog=catalog)
+    with pytest.raises(img2img.Img2ImgError, match="no preset 'quick'"):
+        img2img.train("pix2pix", preset="quick", catalog=catalog)
     with pytest.raises(img2img.Img2ImgError, match="--ngf: model options cannot change"):
         img2img.train("pix2pix", resume="latest", ngf=4, catalog=catalog)
 

@@ -150,7 +150,7 @@ def test_cyclegan_help_shows_its_options_and_shared_flags(runner, cli):
     assert entries["--crop-size"].endswith("[default: 256]")
     assert entries["--gan-loss"].endswith("[default: lsgan]")  # the model's training default
     assert "Data: unpaired." in result.output
-    assert "--preset" not in entries  # no presets registered for it here
+    assert "--preset [fast]" in entries["--preset"]  # its own recipe; the faces plugin is not loaded
     assert "--lambda-l1" not in entries  # pix2pix's option
 
 
@@ -166,8 +166,9 @@ def test_pix2pix_help_shows_its_own_defaults(runner, cli):
 def test_help_lists_presets_with_their_summaries(runner, cli_with_extras):
     result = runner.invoke(cli_with_extras, ["train", "pix2pix", "--help"])
     entries = help_entries(result.output)
-    assert "--preset [tiny]" in entries["--preset"]
+    assert "--preset [fast|tiny]" in entries["--preset"]
     assert "tiny: small crops for tests" in entries["--preset"]
+    assert "fast: more quality per minute of training" in entries["--preset"]
 
 
 # -- listings -----------------------------------------------------------------------------------
@@ -218,8 +219,9 @@ def test_models_lists_each_model(runner, cli_with_extras):
     lines = result.stdout.splitlines()
     [pix2pix] = [line for line in lines if line.startswith("pix2pix ")]
     [cyclegan] = [line for line in lines if line.startswith("cyclegan ")]
-    assert "paired" in pix2pix and "[presets: tiny; from img2img]" in pix2pix
-    assert "unpaired" in cyclegan and "[presets: hinged; from img2img]" in cyclegan
+    # The built-in `fast` recipe of each, beside the test plugin's presets.
+    assert "paired" in pix2pix and "[presets: fast, tiny; from img2img]" in pix2pix
+    assert "unpaired" in cyclegan and "[presets: fast, hinged; from img2img]" in cyclegan
 
 
 def test_models_with_none_installed(runner):
@@ -237,9 +239,15 @@ def test_presets_lists_settings(runner, cli_with_extras):
     assert "sets --pool-size 0, --gan-loss hinge" in result.stdout
 
 
-def test_presets_with_none_registered(runner, cli):
-    result = runner.invoke(cli, ["presets"])
+def test_presets_with_none_registered(runner):
+    result = runner.invoke(build_cli(load_plugins(env={"IMG2IMG_LOAD_PLUGINS": ""})), ["presets"])
     assert result.exit_code == 0 and "No presets registered." in result.output
+
+
+def test_builtin_models_bring_their_fast_recipe(runner, cli):
+    result = runner.invoke(cli, ["presets"])
+    assert result.exit_code == 0
+    assert "fast (pix2pix):" in result.output and "fast (cyclegan):" in result.output
 
 
 def test_plugin_command_is_available(runner, cli_with_extras):

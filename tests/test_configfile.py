@@ -196,7 +196,7 @@ ERRORS = {
                      ["lambda_l1 = -1.0 is out of range: expected a value >= 0"]),
     "wrong model": ("exp.toml", 'model = "cyclegan"\n',
                     ["model = 'cyclegan'", "img2img train cyclegan --config"]),
-    "unknown preset": ("exp.toml", 'preset = "fast"\n', ["preset:", "no preset 'fast'"]),
+    "unknown preset": ("exp.toml", 'preset = "quick"\n', ["preset:", "no preset 'quick'"]),
     "broken TOML": ("exp.toml", "lr = \n", ["not valid TOML", "line 1"]),
     "unknown format": ("exp.ini", "lr = 1\n", ["unknown config format '.ini'"]),
     "unknown key in a run record": ("config.json", '{"options": {"ngff": 3}}',

@@ -169,3 +169,18 @@ def test_trainer_applies_ttur_and_warmup(tmp_path):
     assert g_lr == pytest.approx(1e-3 * 2 / 4) and d_lr == pytest.approx(4e-3 * 2 / 4)
     logged = (trainer.run_dir / "metrics.jsonl").read_text()
     assert "g/fm" in logged
+
+
+def test_crops_too_small_for_the_discriminator_are_refused_before_a_run_folder(tmp_path):
+    import img2img
+    from img2img.testing import write_sample_images
+
+    folders = write_sample_images("paired", tmp_path / "data", n=2, size=32)
+    pix2pix = img2img.catalog().model("pix2pix")
+    assert PatchDiscriminator(3, 4, 3).minimum_size == 24
+    assert MultiScaleDiscriminator(2, lambda: PatchDiscriminator(3, 4, 3)).minimum_size == 48
+    with pytest.raises(SettingsError, match="--crop-size 32 is too small.*needs at least 48 px"):
+        img2img.Trainer(pix2pix, pix2pix.Options(generator="unet-32", ngf=4, ndf=4, d_scales=2),
+                        TrainConfig(**folders, load_size=32, crop_size=32, workers=0,
+                                    runs_dir=tmp_path / "runs"), progress=False)
+    assert not (tmp_path / "runs").exists()

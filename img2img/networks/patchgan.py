@@ -63,6 +63,12 @@ class PatchDiscriminator(nn.Module):
     def receptive_field(self) -> int:
         return receptive_field(self.n_layers)
 
+    @property
+    def minimum_size(self) -> int:
+        """Smallest input side it trains on: the map its last normalisation sees must keep more
+        than one value per channel (2x2), which takes 3 * 2**n_layers px."""
+        return 3 * 2 ** self.n_layers
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
@@ -92,6 +98,11 @@ class MultiScaleDiscriminator(nn.Module):
         """Side, in input pixels, of the patch the coarsest scale's logits see."""
         first = self.scales[0]
         return first.receptive_field * 2 ** (len(self.scales) - 1)
+
+    @property
+    def minimum_size(self) -> int:
+        """Smallest input side the coarsest scale still trains on."""
+        return self.scales[0].minimum_size * 2 ** (len(self.scales) - 1)
 
     def _pyramid(self, x: torch.Tensor) -> Iterator[tuple[nn.Module, torch.Tensor]]:
         for k, net in enumerate(self.scales):
