@@ -31,7 +31,6 @@ from .loggers import RunLog, resolve as resolve_loggers
 from .interrupt import Interrupt
 from .resumable import Resumable
 from .validation import SettingsError, check as check_ranges
-from .diffaugment import parse_policy
 from .losses import Adversary
 from .model import ImageSpec, Model
 from .ops import DeviceAugment, to_model_range
@@ -104,7 +103,8 @@ class Trainer(Resumable):
         self.model = model_cls(options, spec=spec, adversary=adversary).to(self.device)
         _warn_about_penalty_and_batch_norm(self.model, config.gan_loss)
         _check_discriminator_sizes(self.model, config.crop_size)
-        diffaugment.install(self.model.discriminators.values(), parse_policy(config.diff_augment),
+        diffaugment.install(self.model.discriminators.values(),
+                            diffaugment.parse_policy(config.diff_augment),
                             config.channels)
         if config.init_from is not None and resume_from is None:
             self._init_from(config.init_from)

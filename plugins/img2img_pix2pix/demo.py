@@ -22,7 +22,6 @@ from img2img.data.decode import read_image
 from img2img.images import grid, write_image
 from img2img.runs import write_text
 
-from .model import Pix2Pix
 
 SAMPLE = "faces_edges2photo"
 
