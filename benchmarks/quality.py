@@ -19,6 +19,7 @@ seeds, fast first on odd ones), so a change in machine load hits both.
 """
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import statistics
@@ -121,15 +122,21 @@ def _translate(run_dir: Path, images, args, direction: str | None = None):
 
 
 def paired_test(args):
-    a, b = read_folder(DATASETS / "faces_edges2photo" / "test", args.size, args.limit, halves=True)
-    _, train_b = read_folder(DATASETS / "faces_edges2photo" / "train", args.size, halves=True)
+    """(test edges, test photos, flat image of the training photos' mean colour), read once."""
+    return _paired_test(args.size, args.limit)
+
+
+@functools.lru_cache(maxsize=None)
+def _paired_test(size: int, limit: int | None):
+    a, b = read_folder(DATASETS / "faces_edges2photo" / "test", size, limit, halves=True)
+    _, train_b = read_folder(DATASETS / "faces_edges2photo" / "train", size, halves=True)
     return a, b, train_b.mean((0, 2, 3), keepdim=True).expand_as(b)
 
 
 def score_pix2pix(fake, args) -> dict:
     from img2img.metrics import l1, psnr, ssim
 
-    a, b, flat = paired_test(args)
+    a, b, _ = paired_test(args)
     return {"test_pairs": len(a), "psnr": float(psnr(fake, b).mean()),
             "ssim": float(ssim(fake, b).mean()), "l1": float(l1(fake, b).mean())}
 
@@ -145,9 +152,14 @@ def pix2pix_baselines(args) -> dict:
 
 
 def unpaired_test(args):
+    """(testA, testB), read once."""
+    return _unpaired_test(args.size, args.limit)
+
+
+@functools.lru_cache(maxsize=None)
+def _unpaired_test(size: int, limit: int | None):
     root = DATASETS / "faces_grey2colour"
-    return read_folder(root / "testA", args.size, args.limit), \
-        read_folder(root / "testB", args.size, args.limit)
+    return read_folder(root / "testA", size, limit), read_folder(root / "testB", size, limit)
 
 
 def score_cyclegan(fake, args) -> dict:

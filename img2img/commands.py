@@ -84,10 +84,11 @@ def current_catalog() -> Catalog:
 
 
 def newest_run_for(purpose: str, runs_dir: Path, catalog: Catalog) -> Path:
-    """The newest run under `runs_dir` of an installed model with `purpose`, so a newer cgan run
-    does not hide the pix2pix run `latest` means for `convert`, nor the other way round."""
+    """The newest run under `runs_dir` of an installed model with `purpose` ("any": of any
+    installed model), so a newer cgan run does not hide the pix2pix run `latest` means for
+    `convert`, nor the other way round."""
     names = [name for name, cls in catalog.models.items()
-             if bool(cls.directions) == (purpose == "translate")]
+             if purpose == "any" or bool(cls.directions) == (purpose == "translate")]
     found = []
     for name in names:
         try:

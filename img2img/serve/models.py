@@ -66,17 +66,11 @@ class Served:
 
 def newest_served_run(runs_dir: Path, catalog: Catalog) -> Path:
     """The newest run under `runs_dir` of any installed model, translating or sampling."""
-    found = []
-    for purpose in ("translate", "sample"):
-        try:
-            run = newest_run_for(purpose, runs_dir, catalog)
-        except CheckpointError:
-            continue
-        found.append(((run / runs.CONFIG).stat().st_mtime, str(run)))
-    if not found:
+    try:
+        return newest_run_for("any", runs_dir, catalog)
+    except CheckpointError:
         raise CheckpointError(f"no trained run under {runs_dir}/ to serve; train one with "
-                              "`img2img train <model>` or pass --model RUN|CHECKPOINT")
-    return Path(max(found)[1])
+                              "`img2img train <model>` or pass --model RUN|CHECKPOINT") from None
 
 
 def _name_for(source: Any) -> str:
