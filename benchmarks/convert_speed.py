@@ -8,7 +8,9 @@ overlapping tiles (default 512, so memory stays bounded) and the reference runs 
 through the generator at once (its `--preprocess none`); the figure to look at there is memory.
 Ours runs twice where the onnx extra is installed: with PyTorch (`ours`) and with ONNX Runtime
 (`onnxruntime`, `convert --runtime onnxruntime`: the same decoding, tiling and encoding; the
-export happens during the untimed warm-up). Each (model, size, variant) runs in its own fresh
+export happens during the untimed warm-up), and a third time with `convert --precision auto`
+(`ours-auto`: bf16 autocast where the CPU or GPU computes bf16 natively, else fp32; its PSNR
+against the fp32 output is reported beside it). Each (model, size, variant) runs in its own fresh
 process for its peak RSS; at 256 px the variants alternate over `--rounds`.
 
     python benchmarks/convert_speed.py               # about 5 minutes on a 2-core CPU
@@ -16,6 +18,7 @@ process for its peak RSS; at 256 px the variants alternate over `--rounds`.
 """
 from __future__ import annotations
 
+import math
 import sys
 import tempfile
 from pathlib import Path
@@ -80,12 +83,15 @@ def measure(job: dict) -> dict:
     paths = sorted(Path(job["folder"]).glob("*.jpg"))
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
-        if job["variant"] in ("ours", "onnxruntime"):
+        extra: dict = {}
+        if job["variant"] in ("ours", "onnxruntime", "ours-auto"):
             runtime = None
             if job["variant"] == "onnxruntime":
                 from img2img.interop.onnx_runtime import OnnxRuntime
 
                 runtime = OnnxRuntime(model, device)
+            if job["variant"] == "ours-auto":  # convert --precision auto
+                runtime, extra = _reduced_precision(model, paths[0], device)
             translator = Translator(model, Path("random-weights"), device, tile=job["tile"],
                                     runtime=runtime)
             batch = job["batch"] or (1 if device.type == "cpu" else 4)
@@ -102,9 +108,30 @@ def measure(job: dict) -> dict:
         written = len(list(out.iterdir()))
     if written != len(paths):
         raise RuntimeError(f"{job['variant']} wrote {written} of {len(paths)} images")
-    return {**job, "images": len(paths), "seconds": round(seconds, 3),
+    return {**job, **extra, "images": len(paths), "seconds": round(seconds, 3),
             "images_per_s": len(paths) / seconds, "peak_rss_mb": benchlib.peak_rss_mb(),
             "gpu_peak_mb": benchlib.gpu_peak_mb(device)}
+
+
+def _reduced_precision(model, path: Path, device) -> tuple[object, dict]:
+    """`convert --precision auto`'s runtime, its type, and the PSNR of its output against fp32
+    on `path` (untimed)."""
+    import cv2
+    import torch
+
+    from img2img.inference import TorchRuntime, inference_dtype
+
+    dtype = inference_dtype("auto", device)
+    runtime = TorchRuntime(model, dtype)
+    image = cv2.imread(str(path))[:, :, ::-1].copy()
+    x = torch.from_numpy(image).permute(2, 0, 1)[None].float().div(127.5).sub(1).to(device)
+    direction = model.directions[0]
+    with torch.inference_mode():
+        exact, reduced = TorchRuntime(model)(x, direction, None), runtime(x, direction, None)
+    mse = float(((exact - reduced) / 2).pow(2).mean())
+    psnr = round(10 * math.log10(1 / mse), 1) if mse > 0 else float("inf")
+    return runtime, {"dtype": str(dtype or torch.float32).replace("torch.", ""),
+                     "psnr_vs_fp32_db": psnr}
 
 
 def _variants(requested: str) -> list[str]:
@@ -149,6 +176,10 @@ def _row(model: str, size: int, found: dict[str, list[dict]]) -> dict:
         row["speed onnxruntime/ref"] = benchlib.ratio(row["onnxruntime img/s"],
                                                       row["reference img/s"])
         row["speed onnxruntime/ours"] = benchlib.ratio(row["onnxruntime img/s"], row["ours img/s"])
+    if "ours-auto" in found:
+        row["speed ours-auto/ref"] = benchlib.ratio(row["ours-auto img/s"], row["reference img/s"])
+        row["auto dtype"] = found["ours-auto"][0]["dtype"]
+        row["auto PSNR vs fp32 dB"] = found["ours-auto"][0]["psnr_vs_fp32_db"]
     return row
 
 
@@ -163,7 +194,12 @@ def _checks(rows: list[dict], first_size: int) -> list[dict]:
             checks.append({"target": f"{what}, onnxruntime/reference img/s",
                            "limit": ONNX_TARGETS.get(row["model"], TARGET),
                            "measured": row["speed onnxruntime/ref"]})
-        elif "speed onnxruntime/ours" in row:
+        if "speed ours-auto/ref" in row and row["size"] == first_size:
+            checks.append({"target": f"{what}, ours --precision auto ({row['auto dtype']}, "
+                                     f"{row['auto PSNR vs fp32 dB']} dB from fp32)/reference "
+                                     "img/s", "limit": ONNX_TARGETS.get(row["model"], TARGET),
+                           "measured": row["speed ours-auto/ref"]})
+        if "speed onnxruntime/ours" in row and row["size"] != first_size:
             checks.append({"target": f"{what} (tiled), onnxruntime/ours (PyTorch) img/s",
                            "limit": 1.0, "measured": row["speed onnxruntime/ours"]})
     return [{**c, "met": c["measured"] >= c["limit"], "limit": f">= {c['limit']}"}
@@ -182,8 +218,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="ours: tile size (the CLI's default is 1024; 512 makes 1024 px images "
                         "tiled, to measure tiling)")
     p.add_argument("--models", default="pix2pix,cyclegan", help="comma-separated subset")
-    p.add_argument("--variants", default="reference,ours,onnxruntime",
-                   help="comma-separated subset (reference and ours are needed for the ratios)")
+    p.add_argument("--variants", default="reference,ours,onnxruntime,ours-auto",
+                   help="comma-separated subset (reference and ours are needed for the ratios; "
+                        "ours-auto is ours with convert --precision auto)")
     p.add_argument("--width", type=int, default=64, help="ngf = ndf (64 = published)")
     args = p.parse_args(argv)
     benchlib.setup_torch(args.threads)
@@ -211,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     columns = ["model", "size"] + [f"{v} img/s" for v in variants] + ["speed ours/ref"]
     if "onnxruntime" in variants:
         columns += ["speed onnxruntime/ref", "speed onnxruntime/ours"]
+    if "ours-auto" in variants:
+        columns += ["speed ours-auto/ref", "auto dtype", "auto PSNR vs fp32 dB"]
     columns += [f"{v} peak RSS MB" for v in variants] + ["memory ours/ref"]
     if any(row["ours GPU peak MB"] is not None for row in rows):
         columns += [f"{v} GPU peak MB" for v in variants]

@@ -118,7 +118,7 @@ def _trainer(job: dict, workdir: Path):
     cls = default_catalog().model(job["model"])
     size, width = job["size"], job["width"]
     generator = f"unet-{size}" if job["model"] == "pix2pix" else "resnet-9"
-    options = cls.Options(generator=generator, ngf=width, ndf=width)
+    options = cls.Options(generator=generator, ngf=width, ndf=width, **job.get("options", {}))
     folders = write_sample_images(cls.data, workdir / "data", n=2, size=size)
     schedule = {**cls.training_defaults, "epochs": 1, "decay_epochs": 0}  # CUT has its own
     config = TrainConfig(**folders, **schedule,

@@ -8,6 +8,7 @@ generator on each padded tile is a runtime: PyTorch by default, ONNX Runtime or 
 from __future__ import annotations
 
 import functools
+import logging
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +35,10 @@ DEFAULT_TILE = 1024
 DEFAULT_OVERLAP = 128
 
 RUNTIMES = ("torch", "onnxruntime")  # what runs the generator (see `load`)
+# What the torch runtime computes in: fp32 (exact, the default), bf16 or fp16 autocast, or auto
+# (the reduced type the device computes natively, else fp32). See `inference_dtype`.
+INFERENCE_PRECISIONS = ("fp32", "bf16", "fp16", "auto")
+log = logging.getLogger("img2img")
 
 # A batch in [-1, 1] plus the function that turns the translated batch back into the caller's kind.
 Restore = Callable[[Tensor], Any]
@@ -62,18 +67,58 @@ def translate_indexed(model: Model, x: Tensor, direction: str, index: int | None
     return model.translate(x, direction, label=labels)
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether `device` computes bfloat16 natively: a CUDA GPU that supports it, or a CPU with
+    AVX-512 BF16 or AMX (oneDNN's test); elsewhere bf16 is emulated and slower than fp32."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a build without oneDNN
+        return False
+
+
+def inference_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast type of `--precision` for translating on `device` (None: fp32)."""
+    if precision not in INFERENCE_PRECISIONS:
+        raise Img2ImgError(f"unknown --precision '{precision}'; choose one of: "
+                           f"{', '.join(INFERENCE_PRECISIONS)}")
+    if precision == "fp32":
+        return None
+    native = native_bf16(device)
+    if precision == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if native else torch.float16
+        return torch.bfloat16 if native else None
+    if precision == "fp16":
+        if device.type != "cuda":
+            raise Img2ImgError(f"--precision fp16 needs a CUDA device, not {device}; on a CPU "
+                               "use bf16 (fast on CPUs with AVX-512 BF16 or AMX)")
+        return torch.float16
+    if not native:
+        log.warning("--precision bf16: %s has no native bfloat16, so bf16 runs several times "
+                    "slower than fp32 here; --precision auto picks fp32 on such devices", device)
+    return torch.bfloat16
+
+
 class TorchRuntime:
     """The default runtime: the model's own `translate`, in PyTorch. A runtime takes a padded
     (B,C,H,W) batch in [-1, 1] on the translator's device, the direction and the class index
-    (or None), and returns the translated batch."""
+    (or None), and returns the translated batch. `dtype`: autocast to bf16 or fp16 (None:
+    fp32); the output is always float32."""
 
     name = "torch"
 
-    def __init__(self, model: Model):
-        self.model = model
+    def __init__(self, model: Model, dtype: torch.dtype | None = None):
+        self.model, self.dtype = model, dtype
 
     def __call__(self, x: Tensor, direction: str, index: int | None) -> Tensor:
-        return translate_indexed(self.model, x, direction, index)
+        if self.dtype is None:
+            return translate_indexed(self.model, x, direction, index)
+        with torch.autocast(x.device.type, self.dtype):
+            return translate_indexed(self.model, x, direction, index).float()
 
 
 def _window(length: int, overlap: int, rise: bool, fall: bool) -> Tensor:
@@ -379,22 +424,35 @@ def _pil_to_batch(image: Any) -> tuple[Tensor, Restore]:
 
 def load(ref: str | Path = "latest", *, device: str = "auto", runs_dir: str | Path = "runs",
          catalog: Catalog | None = None, tile: int = DEFAULT_TILE,
-         overlap: int = DEFAULT_OVERLAP, runtime: str | None = None) -> Translator | Sampler:
+         overlap: int = DEFAULT_OVERLAP, runtime: str | None = None,
+         precision: str = "fp32") -> Translator | Sampler:
     """A trained model from a run folder (its latest checkpoint; `RUN:best` for the best
     evaluated one), a checkpoint file, or "latest" (the newest run under `runs_dir`): a
     `Translator` for a model that translates, a `Sampler` for one that generates from noise.
     `runtime` runs the generator: "torch" (the default) or "onnxruntime" (the onnx extra).
+    `precision` (torch runtime): "fp32" (the default, exact), "bf16" / "fp16" autocast, or
+    "auto" (the reduced type the device computes natively: bf16 on CPUs with AVX-512 BF16 or AMX
+    and on recent GPUs, fp16 on older GPUs, else fp32); reduced precision changes the output a
+    little (benchmarks/README.md gives PSNR figures against fp32).
     A file `img2img export` wrote (.onnx, or TorchScript .pt) loads as a `Translator` too, and
     so does a reference implementation's .pth generator (imported in memory)."""
     from .interop import exported, onnx_runtime  # they build on this module: imported here
 
     if runtime not in (None, *RUNTIMES):
         raise Img2ImgError(f"unknown runtime '{runtime}'; choose one of: {', '.join(RUNTIMES)}")
+    if precision not in INFERENCE_PRECISIONS:
+        raise Img2ImgError(f"unknown --precision '{precision}'; choose one of: "
+                           f"{', '.join(INFERENCE_PRECISIONS)}")
+    if precision != "fp32" and (runtime == "onnxruntime" or exported.is_exported(ref)):
+        raise Img2ImgError(f"--precision {precision} applies to the torch runtime; ONNX Runtime "
+                           "and exported files compute in the precision they were exported in "
+                           "(fp32)")
     if exported.is_exported(ref):
         return exported.load_exported(Path(ref), device=device, runtime=runtime,
                                       catalog=catalog, tile=tile, overlap=overlap)
     if reference.is_reference_file(ref):  # the reference implementation's, imported in memory
-        return _load_reference(Path(ref), device, runtime, catalog, tile=tile, overlap=overlap)
+        return _load_reference(Path(ref), device, runtime, catalog, precision, tile=tile,
+                               overlap=overlap)
     weights = checkpoints.resolve_checkpoint(str(ref), Path(runs_dir))
     meta = checkpoints.read_metadata(weights)
     catalog = catalog if catalog is not None else installed_catalog()
@@ -413,17 +471,20 @@ def load(ref: str | Path = "latest", *, device: str = "auto", runs_dir: str | Pa
                                "runtime runs generators that translate images")
         return Sampler(model, weights, torch_device, preset=meta.get("preset"))
     preset = catalog.presets.get((name, meta.get("preset") or ""))
+    engine = (onnx_runtime.OnnxRuntime(model, torch_device) if on_ort
+              else TorchRuntime(model, inference_dtype(precision, torch_device)))
     return Translator(model, weights, model_device, tile=tile, overlap=overlap,
                       pipeline=getattr(preset, "pipeline", None), preset=meta.get("preset"),
-                      runtime=onnx_runtime.OnnxRuntime(model, torch_device) if on_ort else None)
+                      runtime=engine)
 
 
 def _load_reference(path: Path, device: str, runtime: str | None, catalog: Catalog | None,
-                    **tiling: int) -> Translator:
+                    precision: str, **tiling: int) -> Translator:
     """A reference `.pth` generator as a `Translator`, without writing a run."""
     if runtime not in (None, "torch"):
         raise Img2ImgError(f"{path}: a reference file runs with the torch runtime; for "
                            f"'{runtime}', `img2img import` it and export the run")
     torch_device = resolve_device(device)
     model = reference.load_reference(path, catalog).to(torch_device)
-    return Translator(model, path, torch_device, **tiling)
+    return Translator(model, path, torch_device, **tiling,
+                      runtime=TorchRuntime(model, inference_dtype(precision, torch_device)))

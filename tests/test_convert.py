@@ -393,3 +393,64 @@ def test_latest_run_is_found_under_img2img_runs_dir(cli, runs, tmp_path, monkeyp
     result = CliRunner().invoke(cli, ["convert", str(image), "--out", str(out)])
     assert result.exit_code != 0 and "no-runs-here" in result.output
     assert "IMG2IMG_RUNS_DIR" in CliRunner().invoke(cli, ["convert", "--help"]).output
+
+
+# -- --precision ----------------------------------------------------------------------------------
+def test_bf16_precision_autocasts_and_stays_close_to_fp32(runs, monkeypatch):
+    from img2img import inference
+
+    image = noise((32, 32, 3), seed=3)
+    exact = img2img.load(runs["cyclegan"], device="cpu")
+    reduced = img2img.load(runs["cyclegan"], device="cpu", precision="bf16")
+    assert reduced.runtime.dtype is torch.bfloat16 and exact.runtime.dtype is None
+    seen = []
+    real = inference.translate_indexed
+    monkeypatch.setattr(inference, "translate_indexed",
+                        lambda *a: seen.append(torch.get_autocast_dtype("cpu")
+                                               if torch.is_autocast_enabled("cpu") else None)
+                        or real(*a))
+    a, b = exact(image), reduced(image)
+    assert seen == [None, torch.bfloat16]
+    assert a.dtype == b.dtype == np.uint8 and a.shape == b.shape
+    diff = np.abs(a.astype(int) - b.astype(int))
+    assert 0 < diff.max() <= 16 and diff.mean() < 2  # bf16 rounding, not another result
+
+
+def test_auto_precision_follows_the_device(monkeypatch):
+    from img2img import inference
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(inference, "native_bf16", lambda device: False)
+    assert inference.inference_dtype("auto", cpu) is None
+    assert inference.inference_dtype("fp32", cpu) is None
+    monkeypatch.setattr(inference, "native_bf16", lambda device: True)
+    assert inference.inference_dtype("auto", cpu) is torch.bfloat16
+
+
+def test_bf16_without_native_support_warns(monkeypatch, caplog):
+    from img2img import inference
+
+    monkeypatch.setattr(inference, "native_bf16", lambda device: False)
+    with caplog.at_level("WARNING", logger="img2img"):
+        assert inference.inference_dtype("bf16", torch.device("cpu")) is torch.bfloat16
+    assert "no native bfloat16" in caplog.text and "--precision auto" in caplog.text
+
+
+def test_precision_errors_are_one_line(convert, runs, tmp_path):
+    image = write(tmp_path / "in.png", noise((32, 32, 3)))
+    line = one_line_error(convert(image, "-o", tmp_path / "out.png", "--precision", "fp16",
+                                  "--device", "cpu"))
+    assert "--precision fp16 needs a CUDA device" in line and "bf16" in line
+    assert not (tmp_path / "out.png").exists()
+    result = convert(image, "--precision", "int4")
+    assert result.exit_code == 2 and "--precision" in result.output
+    with pytest.raises(img2img.Img2ImgError, match="applies to the torch runtime"):
+        img2img.load(runs["pix2pix"], runtime="onnxruntime", precision="bf16")
+
+
+def test_convert_says_which_precision_it_uses(convert, tmp_path):
+    image = write(tmp_path / "in.png", noise((32, 32, 3)))
+    result = convert(image, "-o", tmp_path / "out.png", "--precision", "bf16", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert "bfloat16)" in result.stderr.splitlines()[0]
+    assert read(tmp_path / "out.png").shape == (32, 32, 3)

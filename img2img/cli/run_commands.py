@@ -16,7 +16,7 @@ from ..config import resolve_device
 from ..convert import convert as run_convert
 from ..errors import Img2ImgError
 from ..flags import TYPED, SectionedCommand
-from ..inference import DEFAULT_TILE, RUNTIMES
+from ..inference import DEFAULT_TILE, INFERENCE_PRECISIONS, RUNTIMES
 from .errors import Failure
 
 
@@ -42,11 +42,16 @@ def convert_command(catalog: Catalog) -> click.Command:
                   help="what runs the generator: torch, or onnxruntime (the onnx extra; the "
                        "generator is exported on first use)  [default: torch; for an exported "
                        "file, its own]")
+    @click.option("--precision", type=click.Choice(INFERENCE_PRECISIONS), default="fp32",
+                  help="torch runtime: fp32 (exact), bf16 or fp16 (CUDA) autocast, or auto "
+                       "(bf16 where the CPU or GPU computes it natively: about 2x faster for "
+                       "ResNet generators on CPUs with AVX-512 BF16, 45 dB PSNR from fp32; "
+                       "fp16 on older GPUs; else fp32)")
     @click.pass_context
     def convert(ctx: click.Context, inputs: tuple[str, ...], out: Path | None, model_ref: str,
                 runs_dir: Path, direction: str | None, size: int | None, label: str | None,
-                tile: int, batch_size: int | None, runtime: str | None, device: str,
-                **pipeline_flags: Any) -> None:
+                tile: int, batch_size: int | None, runtime: str | None, precision: str,
+                device: str, **pipeline_flags: Any) -> None:
         """Translate images (files, folders, globs) with a trained model.
 
         Each output keeps its input's name, size and alpha channel; the format follows the
@@ -57,11 +62,14 @@ def convert_command(catalog: Catalog) -> click.Command:
             device = str(distributed.local_device(processes, resolve_device(device)))
             distributed.start(processes, torch.device("cpu"), timeout_s=600)
         translator = open_run(model_ref, runs_dir, device, "translate", tile=tile,
-                              runtime=runtime)
+                              runtime=runtime, precision=precision)
         if processes.is_main:
             engine = translator.runtime.name
+            dtype = getattr(translator.runtime, "dtype", None)
             click.echo(f"Using {translator.checkpoint} ({translator.name}"
-                       f"{'' if engine == 'torch' else ', runtime ' + engine})", err=True)
+                       f"{'' if engine == 'torch' else ', runtime ' + engine}"
+                       f"{'' if dtype is None else ', ' + str(dtype).replace('torch.', '')})",
+                       err=True)
         pipeline_options = _pipeline_options(ctx, translator, pipeline_flags)
         if batch_size is None:
             batch_size = 1 if translator.device.type == "cpu" else 4

@@ -9,9 +9,16 @@ A generator that hands back features has three members:
 - `encoder_features(x, layers)`: the `(B, C_i, H_i, W_i)` features named in `layers`, in that
   order, running only as much of the network as they need.
 
+and may have a fourth:
+
+- `forward_with_features(x, layers)`: the output `net(x)` together with those features, read on
+  the way through one forward pass, so a loss that needs the input's features as targets does
+  not run the encoder a second time.
+
 The built-in ResNet and U-Net generators have them (the walkers below); a plugin's own generator
-declares them itself. `feature_layers(net)`, `default_feature_layers(net)` and
-`encoder_features(net, x, layers)` here check names and explain what a generator lacks."""
+declares them itself. `feature_layers(net)`, `default_feature_layers(net)`,
+`encoder_features(net, x, layers)` and `forward_and_features(net, x, layers)` here check names and
+explain what a generator lacks."""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -60,6 +67,38 @@ def encoder_features(net: nn.Module, x: torch.Tensor,
     return list(net.encoder_features(x, resolve_layers(net, layers)))
 
 
+def forward_and_features(net: nn.Module, x: torch.Tensor,
+                         layers: Sequence[str]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """`net(x)` (with its graph) and the features named in `layers` of the same pass, detached:
+    targets, not part of the graph. Generators without `forward_with_features` get their
+    features from a second, partial pass without a graph."""
+    layers = resolve_layers(net, layers)
+    own = getattr(net, "forward_with_features", None)
+    if own is None:
+        out = net(x)
+        with torch.no_grad():
+            found = net.encoder_features(x, layers)
+    else:
+        out, found = own(x, layers)
+    return out, [f.detach() for f in found]
+
+
+def _forward_capturing(net: nn.Module, x: torch.Tensor, layers: Sequence[str],
+                       modules: dict[str, nn.Module]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """`net(x)` and the outputs of the modules named in `layers` (`input`: `x` itself), read by
+    forward hooks during that one pass."""
+    found = {"input": x}
+    handles = [modules[name].register_forward_hook(
+        lambda _module, _args, out, name=name: found.__setitem__(name, out))
+        for name in layers if name != "input"]
+    try:
+        out = net(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return out, [found[name] for name in layers]
+
+
 # -- the built-in generators -------------------------------------------------------------------
 def resnet_feature_layers(net: nn.Module) -> dict[str, int]:
     """`input`, `down1`, `down2` (each downsampling conv's output, before its norm), then
@@ -80,6 +119,20 @@ def resnet_default_layers(net: nn.Module) -> tuple[str, ...]:
     the first and the middle (fifth) residual block; the same places for other depths."""
     blocks = len(resnet_feature_layers(net)) - 3
     return ("input", "down1", "down2", "block1", f"block{(blocks + 1) // 2}")
+
+
+def _resnet_modules(net: nn.Module) -> dict[str, nn.Module]:
+    from img2img.networks.resnet import ResnetBlock
+
+    convs = [m for m in net.model if isinstance(m, nn.Conv2d)]
+    blocks = [m for m in net.model if isinstance(m, ResnetBlock)]
+    named = {f"down{i}": conv for i, conv in enumerate(convs[1:3], 1)}
+    named.update({f"block{i}": block for i, block in enumerate(blocks, 1)})
+    return named
+
+
+def resnet_forward_with_features(net: nn.Module, x: torch.Tensor, layers: Sequence[str]):
+    return _forward_capturing(net, x, layers, _resnet_modules(net))
 
 
 def resnet_features(net: nn.Module, x: torch.Tensor,
@@ -128,6 +181,11 @@ def unet_default_layers(net: nn.Module) -> tuple[str, ...]:
     """The input and the first four encoder levels: as many layers as CUT's ResNet choice, at
     1, 1/2, 1/4, 1/8 and 1/16 resolution, where there are still many patches to contrast."""
     return tuple(list(unet_feature_layers(net))[:5])
+
+
+def unet_forward_with_features(net: nn.Module, x: torch.Tensor, layers: Sequence[str]):
+    modules = {f"down{i}": level.down for i, level in enumerate(_unet_levels(net), 1)}
+    return _forward_capturing(net, x, layers, modules)
 
 
 def unet_features(net: nn.Module, x: torch.Tensor,

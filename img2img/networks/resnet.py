@@ -97,3 +97,7 @@ class ResnetGenerator(nn.Module):
     def encoder_features(self, x: torch.Tensor, layers) -> list[torch.Tensor]:
         from img2img.networks import features
         return features.resnet_features(self, x, layers)
+
+    def forward_with_features(self, x: torch.Tensor, layers):
+        from img2img.networks import features
+        return features.resnet_forward_with_features(self, x, layers)

@@ -101,3 +101,7 @@ class UnetGenerator(nn.Module):
     def encoder_features(self, x: torch.Tensor, layers) -> list[torch.Tensor]:
         from img2img.networks import features
         return features.unet_features(self, x, layers)
+
+    def forward_with_features(self, x: torch.Tensor, layers):
+        from img2img.networks import features
+        return features.unet_forward_with_features(self, x, layers)

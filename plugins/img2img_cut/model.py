@@ -22,11 +22,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from torch.utils.checkpoint import checkpoint
 
 import img2img
 from img2img.networks import NetworkOptions, ResnetGenerator, network_field
 from img2img.networks.antialias import antialias_resnet
-from img2img.networks.features import encoder_features, feature_layers, resolve_layers
+from img2img.networks.features import (encoder_features, feature_layers, forward_and_features,
+                                       resolve_layers)
 
 from .patchnce import ProjectionHead, patch_nce_loss
 
@@ -59,6 +61,10 @@ class Options(NetworkOptions):
     flip_equivariance: bool = field(default=False, metadata={
         "help": "every other step on average, translate the horizontally flipped input and "
                 "compare its features flipped back (FastCUT)"})
+    recompute: bool = field(default=False, metadata={
+        "help": "keep none of the generator's activations while the GAN and PatchNCE terms "
+                "run and recompute them for its backward pass (activation checkpointing): "
+                "less memory for one more generator forward per term"})
 
 
 def _default(name: str, value: Any) -> Any:
@@ -123,19 +129,35 @@ class CUT(img2img.Model):
         return o.flip_equivariance and self.generators.training and bool(torch.rand(()) < 0.5)
 
     def _output(self, fakes, name: str, source, flip: bool):
+        """The generator's output for `source` (flipped first if `flip`), whether it is
+        flipped, and the source's NCE features read during the same pass (None where that pass
+        saw the flipped image or `generate` made the output)."""
         if name in fakes:  # made by `generate`: never flipped
-            return fakes[name], False
-        made = self.generators["a_to_b"](source.flip(3) if flip else source)
-        fakes[name] = made.detach()
-        return made, flip
+            return fakes[name], False, None
+        g = self.generators["a_to_b"]
+        layers = self.nce_layers if self.options.lambda_nce > 0 else ()
 
-    def patch_nce(self, source, output, flipped: bool = False):
+        def translate(x):
+            return forward_and_features(g, x, layers) if layers else (g(x), [])
+
+        x = source.flip(3) if flip else source
+        if self.options.recompute and torch.is_grad_enabled():
+            made, features = checkpoint(translate, x, use_reentrant=False)
+        else:
+            made, features = translate(x)
+        fakes[name] = made.detach()
+        return made, flip, None if flip else features
+
+    def patch_nce(self, source, output, flipped: bool = False, source_features=None):
         """PatchNCE between `source` and the generator's `output` for it (for a flipped
-        source, the output's features are flipped back), averaged over the layers."""
+        source, the output's features are flipped back), averaged over the layers.
+        `source_features`: the source's features where they are already known."""
         g, head, o = self.generators["a_to_b"], self.auxiliary["projection"], self.options
         layers = self.nce_layers
         with torch.no_grad():  # targets only: the loss never backpropagates through keys
-            keys, ids = head(encoder_features(g, source, layers), o.nce_patches)
+            if source_features is None:
+                source_features = encoder_features(g, source, layers)
+            keys, ids = head(source_features, o.nce_patches)
         queries = encoder_features(g, output, layers)
         if flipped:
             queries = [q.flip(3) for q in queries]
@@ -148,16 +170,16 @@ class CUT(img2img.Model):
         flip = self._flip()
         identity = o.nce_identity and o.lambda_nce > 0
         nce_weight = o.lambda_nce * (0.5 if identity else 1.0)  # the two terms are averaged
-        fake_b, flipped = self._output(fakes, "fake_b", batch["a"], flip)
+        fake_b, flipped, known = self._output(fakes, "fake_b", batch["a"], flip)
         terms = {"gan": o.lambda_gan * self.adversary.generator_loss(
             self.discriminators["b"](fake_b))}
         if o.lambda_nce > 0:
-            terms["nce"] = nce_weight * self.patch_nce(batch["a"], fake_b, flipped)
+            terms["nce"] = nce_weight * self.patch_nce(batch["a"], fake_b, flipped, known)
         yield terms
-        del fake_b, terms
+        del fake_b, terms, known
         if identity:
-            idt_b, flipped = self._output(fakes, "idt_b", batch["b"], flip)
-            yield {"nce_idt": nce_weight * self.patch_nce(batch["b"], idt_b, flipped)}
+            idt_b, flipped, known = self._output(fakes, "idt_b", batch["b"], flip)
+            yield {"nce_idt": nce_weight * self.patch_nce(batch["b"], idt_b, flipped, known)}
 
     def discriminator_losses(self, batch, fakes):
         return self.adversary.discriminator_losses(self.discriminators["b"], batch["b"],

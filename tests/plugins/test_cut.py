@@ -335,3 +335,66 @@ def test_unet_cut_trains(tmp_path):
     assert error < 0.5 * identity, (error, identity)
     records = [r for r in runs.read_metrics(run.run_dir) if "g/nce" in r]
     assert records[-1]["g/nce"] < 0.8 * records[0]["g/nce"], (records[0], records[-1])
+
+
+# -- one pass for the output and the input's features; recomputed activations -----------------
+class _Plain(nn.Module):
+    """A generator with named features but no forward_with_features: the fallback's case."""
+    feature_layers = {"input": 3, "stem": 4}
+
+    def __init__(self):
+        super().__init__()
+        self.stem, self.head = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 3, 1)
+
+    def forward(self, x):
+        return self.head(self.stem(x))
+
+    def encoder_features(self, x, layers):
+        found = {"input": x, "stem": self.stem(x)}
+        return [found[name] for name in layers]
+
+
+@pytest.mark.parametrize("net", [
+    ResnetGenerator(3, 3, 8, 6), antialias_resnet(ResnetGenerator(3, 3, 8, 9)),
+    UnetGenerator(3, 3, 5, 8, "instance", False), _Plain()], ids=["resnet", "antialiased",
+                                                                   "unet", "fallback"])
+def test_forward_and_features_matches_the_output_and_the_encoder_features(net):
+    from img2img.networks.features import forward_and_features
+
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 32, 32, requires_grad=True)
+    layers = list(net.feature_layers)[::-1]  # any order, every layer
+    out, found = forward_and_features(net, x, layers)
+    with torch.no_grad():
+        assert torch.allclose(out, net(x), atol=1e-6)
+        expected = encoder_features(net, x, layers)
+    assert len(found) == len(expected)
+    for f, e in zip(found, expected):
+        assert not f.requires_grad and torch.allclose(f, e, atol=1e-6)
+    out.mean().backward()  # the output keeps its graph
+    assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("cls", [CUT, FastCUT])
+def test_recompute_gives_the_same_losses_and_gradients(cls):
+    batch = {"a": torch.rand(2, 3, 32, 32) * 2 - 1, "b": torch.rand(2, 3, 32, 32) * 2 - 1}
+    results = []
+    for recompute in (False, True):
+        torch.manual_seed(0)
+        model = smoke(cls, recompute=recompute, antialias=True)
+        model.discriminators.requires_grad_(False)
+        torch.manual_seed(3)  # the same flips and patch positions
+        _, groups = model.generator_step(batch)
+        losses = []
+        for group in _groups(groups):
+            total = sum(group.values())
+            total.backward()
+            losses.append(float(total))
+        grads = {n: p.grad.clone() for part in (model.generators, model.auxiliary)
+                 for n, p in part.named_parameters()}
+        results.append((losses, grads))
+    (plain_losses, plain), (re_losses, re) = results
+    assert plain_losses == pytest.approx(re_losses, abs=1e-6)
+    assert plain.keys() == re.keys() and len(plain) > 10
+    for name in plain:
+        assert torch.allclose(plain[name], re[name], atol=1e-6, rtol=1e-4), name
