@@ -127,7 +127,7 @@ def test_the_wheel_carries_the_licences_metadata_and_demo_images(wheel):
     assert {"onnx", "tensorboard", "test"} <= set(re.findall(r"^Provides-Extra: (.+)$",
                                                              metadata, re.MULTILINE))
     assert "Classifier: Programming Language :: Python :: 3 :: Only" in metadata
-    for split, count in (("train", 48), ("test", 16)):
+    for split, count in (("train", 128), ("test", 16)):
         assert len([n for n in names if n.startswith(f"{SAMPLE}/{split}/")
                     and n.endswith(".jpg")]) == count
     # `img2img serve`'s page is package data, served from the installed package

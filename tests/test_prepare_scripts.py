@@ -65,3 +65,37 @@ def test_refuses_to_write_into_a_non_empty_destination(tmp_path):
     result = run("split", src, tmp_path / "dst")
     assert result.returncode == 2 and "not empty" in result.stderr
     assert (dst / "keep.png").read_bytes() == b"precious"
+
+
+def test_edges_pairs_each_photo_with_its_canny_edge_map(tmp_path):
+    src = tmp_path / "photos"
+    src.mkdir()
+    photo = np.zeros((32, 32, 3), np.uint8)
+    photo[8:24, 8:24] = (40, 200, 90)  # a bright square on black: edges along its border
+    cv2.imwrite(str(src / "square.png"), photo)
+    grey16 = np.zeros((32, 32), np.uint16)
+    grey16[:, 16:] = 60000
+    cv2.imwrite(str(src / "deep.png"), grey16)
+    (src / "broken.jpg").write_bytes(b"not an image")
+    result = run("edges", src, tmp_path / "pairs")
+    assert result.returncode == 1 and "broken.jpg" in result.stderr  # the rest are written
+    pair = cv2.imread(str(tmp_path / "pairs" / "square.png"))
+    assert pair.shape == (32, 64, 3) and np.array_equal(pair[:, 32:], photo)
+    edges = pair[:, :32, 0]
+    assert set(np.unique(edges)) == {0, 255}  # black lines on white
+    assert edges[16, 16] == 255 and edges[2, 2] == 255  # inside and outside the square: blank
+    assert (edges[6:26, 6:26] == 0).sum() > 40 and (edges[:5] == 0).sum() == 0
+    deep = cv2.imread(str(tmp_path / "pairs" / "deep.png"), cv2.IMREAD_UNCHANGED)
+    assert deep.dtype == np.uint16 and deep.shape == (32, 64)
+    assert set(np.unique(deep[:, :32])) == {0, 65535} and np.array_equal(deep[:, 32:], grey16)
+
+
+def test_edges_refuses_bad_thresholds(tmp_path):
+    src = tmp_path / "photos"
+    src.mkdir()
+    cv2.imwrite(str(src / "x.png"), np.zeros((8, 8, 3), np.uint8))
+    result = run("edges", src, tmp_path / "out", "--low", "150", "--high", "100")
+    assert result.returncode == 2 and "--low 150 must be below --high 100" in result.stderr
+    result = run("edges", src, tmp_path / "out", "--blur", "4")
+    assert result.returncode == 2 and "odd" in result.stderr
+    assert not (tmp_path / "out").exists()

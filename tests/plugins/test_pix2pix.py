@@ -175,7 +175,7 @@ def test_demo_data_is_package_data_of_the_plugin():
     assert data == Path(str(resources.files("img2img_pix2pix"))) / "faces_edges2photo"
     checkout = Path(__file__).parents[2] / "datasets" / "faces_edges2photo"
     assert data.resolve() == checkout.resolve()
-    assert [len(list((data / split).glob("*.jpg"))) for split in ("train", "test")] == [48, 16]
+    assert [len(list((data / split).glob("*.jpg"))) for split in ("train", "test")] == [128, 16]
     assert "CC BY 4.0" in (data / "LICENCE.md").read_text(encoding="utf-8")
 
 
