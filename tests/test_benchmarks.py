@@ -56,6 +56,22 @@ def test_convert_speed_smoke(tmp_path):
     if all(importlib.util.find_spec(p) for p in ("onnxruntime", "onnxscript")):  # the onnx extra
         assert all(row["onnxruntime img/s"] > 0 for row in rows)
         assert any("onnxruntime/reference" in t["target"] for t in payload["targets"])
+    # convert --precision auto: its type, and how far its output is from fp32 (identical where
+    # the machine has no native bf16 and auto stays fp32)
+    for row in rows:
+        assert row["ours-auto img/s"] > 0 and row["auto dtype"] in ("bfloat16", "float32")
+        assert row["auto PSNR vs fp32 dB"] > 30
+
+
+@pytest.mark.skipif(not all(importlib.util.find_spec(p) for p in ("onnxruntime", "onnxscript")),
+                    reason="needs the onnx extra")
+def test_onnx_int8_smoke(tmp_path):
+    payload = run_smoke("onnx_int8", tmp_path)
+    rows = payload["rows"]
+    assert {r["model"] for r in rows} == {"pix2pix", "cyclegan"} and len(rows) == 6
+    for row in rows:
+        assert row["PSNR vs fp32 dB"] > 10 and row["fp32 s"] > 0 and row["int8 s"] > 0
+        assert row["kept"] == (row["PSNR vs fp32 dB"] >= 35 and row["speed int8/fp32"] > 1.05)
 
 
 def test_loader_speed_smoke(tmp_path):
@@ -124,11 +140,12 @@ def test_help(script):
 def test_train_speed_one_sided_smoke(tmp_path):
     payload = run_smoke("train_speed", tmp_path, "--models", "")
     one_sided = payload["one_sided"]
-    assert [r["model"] for r in one_sided["rows"]] == ["cyclegan", "cut", "fastcut",
+    variants = ["cut", "fastcut", "cut --recompute", "fastcut --recompute"]
+    assert [r["model"] for r in one_sided["rows"]] == ["cyclegan", *variants,
                                                        "cyclegan reference"]
     assert all(r["s/step"] > 0 and r["peak RSS MB"] > 0 for r in one_sided["rows"])
-    assert set(one_sided["ratios"]) == {"cut", "fastcut"}
-    assert set(one_sided["to_reference"]) == {"cyclegan", "cut", "fastcut"}
+    assert set(one_sided["ratios"]) == set(variants)
+    assert set(one_sided["to_reference"]) == {"cyclegan", *variants}
     assert all(math.isfinite(r["time_ratio"]) for r in one_sided["ratios"].values())
     names = [t["target"] for t in payload["targets"]]
     assert "cut step time / our cyclegan's" in names and "fastcut step time / our cyclegan's" in names
