@@ -389,7 +389,7 @@ def test_recompute_gives_the_same_losses_and_gradients(cls):
         for group in _groups(groups):
             total = sum(group.values())
             total.backward()
-            losses.append(float(total))
+            losses.append(float(total.detach()))
         grads = {n: p.grad.clone() for part in (model.generators, model.auxiliary)
                  for n, p in part.named_parameters()}
         results.append((losses, grads))
