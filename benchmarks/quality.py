@@ -235,9 +235,12 @@ def targets(summary: list[dict]) -> list[dict]:
                 beats = ratio <= limit
             else:  # a gain: positive, and at least `limit` times the published one if that is
                 beats = fast[key] > 0 and fast[key] >= limit * max(published[key], 0.0)
+            # A ratio to a published gain that is not positive says nothing: show both values.
+            shown = (f"{ratio:.2f}x" if key == "swd" or published[key] > 0 else
+                     f"{fast[key]:+.3f} against {published[key]:+.3f}")
             checks.append({"target": f"{model} {minutes:g} min: {key}", "limit":
                            f"{'>=' if key != 'swd' else '<='} {limit:g}{what}",
-                           "measured": f"{ratio:.2f}x (diff {fast[key] - published[key]:+.3f}, "
+                           "measured": f"{shown} (diff {fast[key] - published[key]:+.3f}, "
                                        f"spread {spread:.3f})",
                            "met": bool(beats and abs(fast[key] - published[key]) > spread)})
     return checks
