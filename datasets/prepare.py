@@ -41,6 +41,15 @@ def _images(folder: Path) -> list[Path]:
     return images
 
 
+def _readable(paths: list[Path], failed: list[str]):
+    """(path, image) for each of `paths` that decodes; the others' errors go to `failed`."""
+    for path in paths:
+        try:
+            yield path, read_native(path)
+        except Img2ImgError as exc:
+            failed.append(str(exc))
+
+
 def _report(done: int, failed: list[str]) -> None:
     click.echo(f"wrote {done} image(s)", err=True)
     for message in failed:
@@ -62,12 +71,7 @@ def split(src: Path, dst: Path) -> None:
     images = _images(src)
     out_a, out_b = _fresh(dst / "a"), _fresh(dst / "b")
     done, failed = 0, []
-    for path in images:
-        try:
-            image = read_native(path)
-        except Img2ImgError as exc:
-            failed.append(str(exc))
-            continue
+    for path, image in _readable(images, failed):
         if image.shape[1] % 2:
             failed.append(f"{path}: width {image.shape[1]} is odd, so it is not A|B side by side")
             continue
@@ -164,12 +168,7 @@ def edges(src: Path, dst: Path, low: int, high: int, blur: int) -> None:
     images = _images(src)
     out = _fresh(dst)
     done, failed = 0, []
-    for path in images:
-        try:
-            photo = read_native(path)
-        except Img2ImgError as exc:
-            failed.append(str(exc))
-            continue
+    for path, photo in _readable(images, failed):
         colour = photo[..., :3] if photo.shape[2] >= 3 else photo[..., :1]
         pair = np.concatenate([edge_map(photo, low, high, blur), colour], axis=1)
         write_image(out / path.name, pair if pair.shape[2] > 1 else pair[..., 0])
