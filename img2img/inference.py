@@ -80,11 +80,15 @@ def native_bf16(device: torch.device) -> bool:
         return False
 
 
-def inference_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast type of `--precision` for translating on `device` (None: fp32)."""
+def _check_precision(precision: str) -> None:
     if precision not in INFERENCE_PRECISIONS:
         raise Img2ImgError(f"unknown --precision '{precision}'; choose one of: "
                            f"{', '.join(INFERENCE_PRECISIONS)}")
+
+
+def inference_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast type of `--precision` for translating on `device` (None: fp32)."""
+    _check_precision(precision)
     if precision == "fp32":
         return None
     native = native_bf16(device)
@@ -440,9 +444,7 @@ def load(ref: str | Path = "latest", *, device: str = "auto", runs_dir: str | Pa
 
     if runtime not in (None, *RUNTIMES):
         raise Img2ImgError(f"unknown runtime '{runtime}'; choose one of: {', '.join(RUNTIMES)}")
-    if precision not in INFERENCE_PRECISIONS:
-        raise Img2ImgError(f"unknown --precision '{precision}'; choose one of: "
-                           f"{', '.join(INFERENCE_PRECISIONS)}")
+    _check_precision(precision)  # before anything loads
     if precision != "fp32" and (runtime == "onnxruntime" or exported.is_exported(ref)):
         raise Img2ImgError(f"--precision {precision} applies to the torch runtime; ONNX Runtime "
                            "and exported files compute in the precision they were exported in "

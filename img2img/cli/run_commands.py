@@ -45,7 +45,7 @@ def convert_command(catalog: Catalog) -> click.Command:
     @click.option("--precision", type=click.Choice(INFERENCE_PRECISIONS), default="fp32",
                   help="torch runtime: fp32 (exact), bf16 or fp16 (CUDA) autocast, or auto "
                        "(bf16 where the CPU or GPU computes it natively: about 2x faster for "
-                       "ResNet generators on CPUs with AVX-512 BF16, 45 dB PSNR from fp32; "
+                       "ResNet generators on CPUs with AVX-512 BF16, 44 dB PSNR from fp32; "
                        "fp16 on older GPUs; else fp32)")
     @click.pass_context
     def convert(ctx: click.Context, inputs: tuple[str, ...], out: Path | None, model_ref: str,
