@@ -116,15 +116,15 @@ def measure(job: dict) -> dict:
 def _reduced_precision(model, path: Path, device) -> tuple[object, dict]:
     """`convert --precision auto`'s runtime, its type, and the PSNR of its output against fp32
     on `path` (untimed)."""
-    import cv2
     import torch
 
+    from img2img.data.decode import read_image
     from img2img.inference import TorchRuntime, inference_dtype
 
     dtype = inference_dtype("auto", device)
     runtime = TorchRuntime(model, dtype)
-    image = cv2.imread(str(path))[:, :, ::-1].copy()
-    x = torch.from_numpy(image).permute(2, 0, 1)[None].float().div(127.5).sub(1).to(device)
+    x = torch.from_numpy(read_image(path, 3)).permute(2, 0, 1)[None].float()
+    x = x.div(127.5).sub(1).to(device)
     direction = model.directions[0]
     with torch.inference_mode():
         exact, reduced = TorchRuntime(model)(x, direction, None), runtime(x, direction, None)

@@ -27,11 +27,11 @@ VARIANTS = {"minmax": ("MinMax", False), "minmax, ends fp32": ("MinMax", True),
 
 
 def _images(folder: Path, count: int, size: int, seed: int) -> list[np.ndarray]:
-    import cv2
+    from img2img.data.decode import read_image
 
     paths = benchlib.write_jpegs(folder, count, size, size, seed=seed)
-    return [cv2.imread(str(p))[:, :, ::-1].transpose(2, 0, 1)[None].astype(np.float32)
-            / 127.5 - 1 for p in paths]
+    return [read_image(p, 3).transpose(2, 0, 1)[None].astype(np.float32) / 127.5 - 1
+            for p in paths]
 
 
 def _session(path: Path, threads: int):

@@ -100,18 +100,26 @@ def _forward_capturing(net: nn.Module, x: torch.Tensor, layers: Sequence[str],
 
 
 # -- the built-in generators -------------------------------------------------------------------
-def resnet_feature_layers(net: nn.Module) -> dict[str, int]:
-    """`input`, `down1`, `down2` (each downsampling conv's output, before its norm), then
-    `block1` .. `blockN` (each residual block's output)."""
+def _resnet_modules(net: nn.Module) -> dict[str, nn.Module]:
+    """`down1`, `down2` (the second and third convs of `net.model`) and `block1` .. `blockN`
+    (its residual blocks): the module whose output each feature is."""
     from img2img.networks.resnet import ResnetBlock
 
     convs = [m for m in net.model if isinstance(m, nn.Conv2d)]
     blocks = [m for m in net.model if isinstance(m, ResnetBlock)]
-    layers = {"input": convs[0].in_channels}
-    layers.update({f"down{i}": conv.out_channels for i, conv in enumerate(convs[1:3], 1)})
-    width = convs[2].out_channels
-    layers.update({f"block{i}": width for i in range(1, len(blocks) + 1)})
-    return layers
+    named: dict[str, nn.Module] = {f"down{i}": conv for i, conv in enumerate(convs[1:3], 1)}
+    named.update({f"block{i}": block for i, block in enumerate(blocks, 1)})
+    return named
+
+
+def resnet_feature_layers(net: nn.Module) -> dict[str, int]:
+    """`input`, `down1`, `down2` (each downsampling conv's output, before its norm), then
+    `block1` .. `blockN` (each residual block's output)."""
+    modules = _resnet_modules(net)
+    stem = next(m for m in net.model if isinstance(m, nn.Conv2d))
+    width = modules["down2"].out_channels  # the residual blocks keep it
+    return {"input": stem.in_channels,
+            **{name: getattr(m, "out_channels", width) for name, m in modules.items()}}
 
 
 def resnet_default_layers(net: nn.Module) -> tuple[str, ...]:
@@ -121,37 +129,19 @@ def resnet_default_layers(net: nn.Module) -> tuple[str, ...]:
     return ("input", "down1", "down2", "block1", f"block{(blocks + 1) // 2}")
 
 
-def _resnet_modules(net: nn.Module) -> dict[str, nn.Module]:
-    from img2img.networks.resnet import ResnetBlock
-
-    convs = [m for m in net.model if isinstance(m, nn.Conv2d)]
-    blocks = [m for m in net.model if isinstance(m, ResnetBlock)]
-    named = {f"down{i}": conv for i, conv in enumerate(convs[1:3], 1)}
-    named.update({f"block{i}": block for i, block in enumerate(blocks, 1)})
-    return named
-
-
 def resnet_forward_with_features(net: nn.Module, x: torch.Tensor, layers: Sequence[str]):
     return _forward_capturing(net, x, layers, _resnet_modules(net))
 
 
 def resnet_features(net: nn.Module, x: torch.Tensor,
                     layers: Sequence[str]) -> list[torch.Tensor]:
-    from img2img.networks.resnet import ResnetBlock
-
+    names = {id(m): name for name, m in _resnet_modules(net).items()}
     wanted, found = set(layers), {"input": x}
-    convs = blocks = 0
     for module in net.model:
         if len(found.keys() & wanted) == len(wanted):
             break  # the rest of the network is not needed
         x = module(x)
-        name = None
-        if isinstance(module, nn.Conv2d):
-            convs += 1
-            name = f"down{convs - 1}" if convs in (2, 3) else None
-        elif isinstance(module, ResnetBlock):
-            blocks += 1
-            name = f"block{blocks}"
+        name = names.get(id(module))
         if name in wanted:
             found[name] = x
     return [found[name] for name in layers]
@@ -184,8 +174,8 @@ def unet_default_layers(net: nn.Module) -> tuple[str, ...]:
 
 
 def unet_forward_with_features(net: nn.Module, x: torch.Tensor, layers: Sequence[str]):
-    modules = {f"down{i}": level.down for i, level in enumerate(_unet_levels(net), 1)}
-    return _forward_capturing(net, x, layers, modules)
+    return _forward_capturing(net, x, layers, {f"down{i}": level.down
+                                               for i, level in enumerate(_unet_levels(net), 1)})
 
 
 def unet_features(net: nn.Module, x: torch.Tensor,

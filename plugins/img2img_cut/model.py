@@ -18,6 +18,7 @@ backpropagate through its keys), so they are computed without a graph."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,9 +108,10 @@ class CUT(img2img.Model):
         return {"projection": ProjectionHead({n: known[n] for n in self.nce_layers},
                                              self.options.nce_head_units)}
 
-    @property
+    @functools.cached_property
     def nce_layers(self) -> tuple[str, ...]:
-        """The generator's feature layers PatchNCE compares (checked against what it has)."""
+        """The generator's feature layers PatchNCE compares (checked against what it has; the
+        generator and options never change, so once)."""
         return resolve_layers(self.generators["a_to_b"], self.options.nce_layers)
 
     def generate(self, batch):
@@ -135,10 +137,11 @@ class CUT(img2img.Model):
         if name in fakes:  # made by `generate`: never flipped
             return fakes[name], False, None
         g = self.generators["a_to_b"]
-        layers = self.nce_layers if self.options.lambda_nce > 0 else ()
+        # A flipped pass sees the flipped image, whose features are not the source's.
+        layers = self.nce_layers if self.options.lambda_nce > 0 and not flip else ()
 
         def translate(x):
-            return forward_and_features(g, x, layers) if layers else (g(x), [])
+            return forward_and_features(g, x, layers) if layers else (g(x), None)
 
         x = source.flip(3) if flip else source
         if self.options.recompute and torch.is_grad_enabled():
@@ -146,7 +149,7 @@ class CUT(img2img.Model):
         else:
             made, features = translate(x)
         fakes[name] = made.detach()
-        return made, flip, None if flip else features
+        return made, flip, features
 
     def patch_nce(self, source, output, flipped: bool = False, source_features=None):
         """PatchNCE between `source` and the generator's `output` for it (for a flipped

@@ -96,7 +96,8 @@ def demo(data: Path, steps: int, out: Path, seed: int, runs_dir: Path) -> None:
         raise img2img.DataError(f"{data} needs train/ and test/ folders of side-by-side "
                                 "edges|photo images (pass --data; the bundled set is package "
                                 f"data of {__package__})")
-    train_count = len(list_images(data / "train"))
+    train_paths = list_images(data / "train")
+    train_count = len(train_paths)
     if train_count == 0:
         raise img2img.DataError(f"{data / 'train'} holds no images")
     click.echo(f"Training pix2pix on {data / 'train'} for {steps} steps with --preset fast "
@@ -114,12 +115,13 @@ def demo(data: Path, steps: int, out: Path, seed: int, runs_dir: Path) -> None:
 
     translator = img2img.load(run_dir)
     out = _fresh_output(out)
-    pairs = [_halves(p) for p in list_images(data / "test")]
+    test_paths = list_images(data / "test")
+    pairs = [_halves(p) for p in test_paths]
     if not pairs:
         raise img2img.DataError(f"{data / 'test'} holds no images")
     fakes = translator.translate_many([edges for edges, _ in pairs])
     out.mkdir(parents=True, exist_ok=True)
-    for path, fake in zip(list_images(data / "test"), fakes):
+    for path, fake in zip(test_paths, fakes):
         write_image(out / f"{path.stem}.png", fake)
     shown = pairs[:8], fakes[:8]
     columns = {name: torch.stack([torch.from_numpy(im).permute(2, 0, 1) for im in images])
@@ -128,7 +130,7 @@ def demo(data: Path, steps: int, out: Path, seed: int, runs_dir: Path) -> None:
                                     ("real", [r for _, r in shown[0]]))}
     write_image(out / "comparison.png", grid(columns))
     scores = held_out_scores(fakes, [photo for _, photo in pairs],
-                             [_halves(p)[1] for p in list_images(data / "train")])
+                             [_halves(p)[1] for p in train_paths])
     write_text(out / "scores.json", json.dumps(scores, indent=2) + "\n")
     click.echo(f"\nHeld-out score on {len(pairs)} unseen faces: PSNR {scores['psnr']:.2f} dB, "
                f"L1 {scores['l1']:.3f}; a flat image of the training photos' mean colour scores "
