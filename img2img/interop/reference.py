@@ -358,9 +358,19 @@ def load_reference(path: str | Path, catalog: Catalog | None = None) -> Model:
         return ((defaults.generator.split("-")[0] == source.layout.kind.split("-")[0])
                 + (defaults.norm == source.layout.norm))
 
-    model_cls = catalog.models[max(choices, key=closeness)]  # ties: the first by name
-    model, _ = _build(model_cls, [(model_cls.directions[0], source)], [], None, "per-image")
-    return model
+    # The closest first (ties: by name); a model whose networks are built otherwise (CUT's
+    # anti-aliased ResNet) does not take the file, and the next one is tried.
+    failures = []
+    for name in sorted(choices, key=closeness, reverse=True):
+        model_cls = catalog.models[name]
+        try:
+            model, _ = _build(model_cls, [(model_cls.directions[0], source)], [], None,
+                              "per-image")
+        except ReferenceFileError as exc:
+            failures.append(exc)
+            continue
+        return model
+    raise failures[0]
 
 
 # -- an ordinary run ----------------------------------------------------------------------------

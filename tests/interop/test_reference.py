@@ -326,3 +326,19 @@ def test_init_from_a_mismatched_architecture_says_how_it_was_built(run_cli, tmp_
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "--init-from" in result.stderr and "--ngf 8" in result.stderr
     assert "generator 'a_to_b' does not fit" in result.stderr
+
+
+def test_a_reference_resnet_file_converts_with_cut_installed_too():
+    """CUT's generator is a ResNet-9 with instance norm, as close to the file as CycleGAN's, but
+    anti-aliased, so the file does not fit it: the next closest model takes the file."""
+    with_cut = load_plugins(strict=True, env={"IMG2IMG_LOAD_PLUGINS":
+                                              "img2img_pix2pix,img2img_cyclegan,img2img_cut"})
+    found = build_catalog(with_cut, TRAIN_FIELDS, BUILTIN_COMMANDS)
+    assert "cut" in reference.importable(found)
+    case = "cyclegan_resnet9_instance"
+    model = reference.load_reference(generator(case), found)
+    assert model.name == "cyclegan"
+    x = torch.from_numpy(expected(case)["input"])
+    with torch.no_grad():
+        out = model.translate(x, model.directions[0])
+    assert np.abs(out.numpy() - expected(case)["out_per_image"]).max() < TOLERANCE
