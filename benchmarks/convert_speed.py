@@ -10,7 +10,9 @@ Ours runs twice where the onnx extra is installed: with PyTorch (`ours`) and wit
 (`onnxruntime`, `convert --runtime onnxruntime`: the same decoding, tiling and encoding; the
 export happens during the untimed warm-up), and a third time with `convert --precision auto`
 (`ours-auto`: bf16 autocast where the CPU or GPU computes bf16 natively, else fp32; its PSNR
-against the fp32 output is reported beside it). Each (model, size, variant) runs in its own fresh
+against the fp32 output is reported beside it), and a fourth time with the int8 graph `export
+--int8` writes (`onnxruntime-int8`: calibrated on 8 other JPEGs of the same kind; it counts
+towards the targets only at 35 dB PSNR or more from fp32). Each (model, size, variant) runs in its own fresh
 process for its peak RSS; at 256 px the variants alternate over `--rounds`.
 
     python benchmarks/convert_speed.py               # about 5 minutes on a 2-core CPU
@@ -84,8 +86,10 @@ def measure(job: dict) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         extra: dict = {}
-        if job["variant"] in ("ours", "onnxruntime", "ours-auto"):
+        if job["variant"] in ("ours", "onnxruntime", "ours-auto", "onnxruntime-int8"):
             runtime = None
+            if job["variant"] == "onnxruntime-int8":  # export --int8, convert --model FILE
+                runtime, extra = _int8(model, job)
             if job["variant"] == "onnxruntime":
                 from img2img.interop.onnx_runtime import OnnxRuntime
 
@@ -134,17 +138,37 @@ def _reduced_precision(model, path: Path, device) -> tuple[object, dict]:
                      "psnr_vs_fp32_db": psnr}
 
 
+def _int8(model, job: dict) -> tuple[object, dict]:
+    """What `export --int8` writes (calibrated on 8 other JPEGs of the same kind, checked on 4
+    more) as the runtime `convert --model FILE.onnx` uses, and its PSNR from fp32 (untimed).
+    Measured whatever its PSNR; the check counts it only at 35 dB or more."""
+    from img2img.interop.export import onnx_model
+    from img2img.interop.exported import GraphRuntime
+    from img2img.interop.onnx_runtime import OnnxGraph
+    from img2img.interop.quantize import MIN_PSNR, calibration_images, quantize_int8
+
+    with tempfile.TemporaryDirectory() as work:
+        folder = Path(work) / "calibration"
+        benchlib.write_jpegs(folder, 12, job["train_size"], job["train_size"], seed=7)
+        calibrate, check = calibration_images(folder, 3, job["train_size"], 8, 4)
+    data, score = quantize_int8(onnx_model(model, model.directions[0], None)[0], calibrate,
+                                check, min_psnr=0)
+    runtime = GraphRuntime(OnnxGraph(data, benchlib.resolve_device(job["device"])),
+                           "onnxruntime")
+    return runtime, {"psnr_vs_fp32_db": round(score, 1), "kept": score >= MIN_PSNR}
+
+
 def _variants(requested: str) -> list[str]:
-    """The variants asked for; onnxruntime only where the onnx extra is installed."""
+    """The variants asked for; the ONNX Runtime ones only where the onnx extra is installed."""
     variants = requested.split(",")
-    if "onnxruntime" in variants:
+    if {"onnxruntime", "onnxruntime-int8"} & set(variants):
         try:
             import onnxruntime  # noqa: F401
             import onnxscript  # noqa: F401
         except ImportError:
             print("onnx extra not installed (pip install 'img2img[onnx]'): no onnxruntime rows",
                   file=sys.stderr)
-            variants.remove("onnxruntime")
+            variants = [v for v in variants if not v.startswith("onnxruntime")]
     return variants
 
 
@@ -180,6 +204,11 @@ def _row(model: str, size: int, found: dict[str, list[dict]]) -> dict:
         row["speed ours-auto/ref"] = benchlib.ratio(row["ours-auto img/s"], row["reference img/s"])
         row["auto dtype"] = found["ours-auto"][0]["dtype"]
         row["auto PSNR vs fp32 dB"] = found["ours-auto"][0]["psnr_vs_fp32_db"]
+    if "onnxruntime-int8" in found:
+        row["speed int8/ref"] = benchlib.ratio(row["onnxruntime-int8 img/s"],
+                                               row["reference img/s"])
+        row["int8 PSNR vs fp32 dB"] = found["onnxruntime-int8"][0]["psnr_vs_fp32_db"]
+        row["int8 kept"] = found["onnxruntime-int8"][0]["kept"]
     return row
 
 
@@ -199,6 +228,13 @@ def _checks(rows: list[dict], first_size: int) -> list[dict]:
                                      f"{row['auto PSNR vs fp32 dB']} dB from fp32)/reference "
                                      "img/s", "limit": ONNX_TARGETS.get(row["model"], TARGET),
                            "measured": row["speed ours-auto/ref"]})
+        if "speed int8/ref" in row and row["size"] == first_size:
+            kept = "" if row["int8 kept"] else ", under 35 dB: not counted"
+            checks.append({"target": f"{what}, onnxruntime int8 (export --int8, "
+                                     f"{row['int8 PSNR vs fp32 dB']} dB from fp32{kept})"
+                                     "/reference img/s",
+                           "limit": ONNX_TARGETS.get(row["model"], TARGET),
+                           "measured": row["speed int8/ref"] if row["int8 kept"] else 0.0})
         if "speed onnxruntime/ours" in row and row["size"] != first_size:
             checks.append({"target": f"{what} (tiled), onnxruntime/ours (PyTorch) img/s",
                            "limit": 1.0, "measured": row["speed onnxruntime/ours"]})
@@ -218,9 +254,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="ours: tile size (the CLI's default is 1024; 512 makes 1024 px images "
                         "tiled, to measure tiling)")
     p.add_argument("--models", default="pix2pix,cyclegan", help="comma-separated subset")
-    p.add_argument("--variants", default="reference,ours,onnxruntime,ours-auto",
+    p.add_argument("--variants", default="reference,ours,onnxruntime,ours-auto,onnxruntime-int8",
                    help="comma-separated subset (reference and ours are needed for the ratios; "
-                        "ours-auto is ours with convert --precision auto)")
+                        "ours-auto is ours with convert --precision auto, onnxruntime-int8 a "
+                        "graph from export --int8)")
     p.add_argument("--width", type=int, default=64, help="ngf = ndf (64 = published)")
     args = p.parse_args(argv)
     benchlib.setup_torch(args.threads)
@@ -250,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
         columns += ["speed onnxruntime/ref", "speed onnxruntime/ours"]
     if "ours-auto" in variants:
         columns += ["speed ours-auto/ref", "auto dtype", "auto PSNR vs fp32 dB"]
+    if "onnxruntime-int8" in variants:
+        columns += ["speed int8/ref", "int8 PSNR vs fp32 dB"]
     columns += [f"{v} peak RSS MB" for v in variants] + ["memory ours/ref"]
     if any(row["ours GPU peak MB"] is not None for row in rows):
         columns += [f"{v} GPU peak MB" for v in variants]

@@ -9,7 +9,7 @@ import click
 from .. import runs
 from ..catalog import Catalog
 from ..commands import chosen_run, open_run, output_option, run_options
-from ..interop.export import FORMATS, export_model
+from ..interop.export import FORMATS, Int8, export_model
 
 
 def export_command(catalog: Catalog) -> click.Command:
@@ -25,8 +25,21 @@ def export_command(catalog: Catalog) -> click.Command:
     @click.option("--style", "--label", "label", default=None, metavar="NAME",
                   help="runs trained on style or class sub-folders: the one baked into the "
                        "graph (default: the first)")
+    @click.option("--int8", is_flag=True,
+                  help="ONNX only: quantize to int8 (static, per-channel, calibrated on "
+                       "--calibration images); refused if its output strays more than "
+                       "--min-psnr from fp32")
+    @click.option("--calibration", type=click.Path(path_type=Path), default=None,
+                  metavar="DIR", help="with --int8: a folder of input images (the domain the "
+                                      "model translates from, e.g. its training A folder)")
+    @click.option("--calibration-images", type=click.IntRange(min=1), default=Int8.count,
+                  help="with --int8: images calibrated on; up to "
+                       f"{Int8.held_out} more check the result")
+    @click.option("--min-psnr", type=click.FloatRange(min=0), default=Int8.min_psnr,
+                  help="with --int8: least PSNR (dB) of the int8 output from the fp32 output")
     def export(run: str | None, model_ref: str, runs_dir: Path, device: str, out: Path,
-               fmt: str | None, direction: str | None, label: str | None) -> None:
+               fmt: str | None, direction: str | None, label: str | None, int8: bool,
+               calibration: Path | None, calibration_images: int, min_psnr: float) -> None:
         """Write a trained run's generator as an ONNX (.onnx) or TorchScript (.pt) file.
 
         The graph takes any batch size, height and width (the multiple it needs is printed and
@@ -34,12 +47,27 @@ def export_command(catalog: Catalog) -> click.Command:
         (`img2img convert x.png --model model.onnx`). The run is --model (RUN may also be given
         first, as in `img2img export RUN -o model.onnx`).
 
+        --int8 writes a quantized ONNX graph (ONNX Runtime's static quantization, calibrated
+        on a few of your input images) and checks it against the fp32 graph on others: on a
+        CPU with int8 dot products (AVX-512 VNNI, AVX-VNNI) a U-Net-256 ran 2.3-2.6x faster at
+        42-44 dB PSNR from fp32; networks that lose more than --min-psnr are refused, nothing
+        written.
+
         Needs the onnx extra for ONNX: pip install 'img2img[onnx]'.
         """
+        if (calibration is not None) != int8:
+            raise click.UsageError("--int8 and --calibration DIR go together: --int8 "
+                                   "calibrates on the images of --calibration")
         ref = chosen_run(run, model_ref)
         # "latest" means the newest run that translates; a named cgan run is refused by name
         loaded = open_run(ref, runs_dir, device, "translate" if ref == runs.LATEST else "any")
-        contract = export_model(loaded, out, fmt, direction=direction, label=label)
+        quantize = Int8(calibration, calibration_images, Int8.held_out, min_psnr) if int8 \
+            else None
+        if quantize:
+            click.echo(f"Quantizing to int8: calibrating on up to {calibration_images} images "
+                       f"of {calibration}, checking on up to {Int8.held_out} others", err=True)
+        contract = export_model(loaded, out, fmt, direction=direction, label=label,
+                                int8=quantize)
         for line in contract.describe():
             click.echo(line)
         click.echo(f"Wrote {out}", err=True)

@@ -4,6 +4,7 @@ the size multiple and minimum it needs, where it came from) in the file's own me
 runtime, ours or anyone's, can feed it without the run folder."""
 from __future__ import annotations
 
+import copy
 import dataclasses
 import io
 import json
@@ -20,6 +21,7 @@ from ..errors import Img2ImgError
 from ..inference import Translator, minimum_size, size_multiple, translate_indexed
 from ..model import Model
 from ..runs import atomic_path
+from .subpixel import rewrite_transposed
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
 INPUT, OUTPUT = "image", "translated"
@@ -46,6 +48,8 @@ class ExportContract:
     exporter: str
     preset: str | None = None
     value_range: str = "[-1, 1]"
+    precision: str = "fp32"  # or int8 (`export --int8`)
+    quality: str | None = None  # for int8: its measured PSNR from the fp32 graph
     version: str = dataclasses.field(default_factory=img2img_version)
 
     def metadata(self) -> dict[str, str]:
@@ -69,8 +73,9 @@ class ExportContract:
         """The contract as lines for a person (what `img2img export` prints)."""
         shape = "float32 (batch, {}, height, width) in " + self.value_range
         style = f", style/label '{self.label}' (baked in)" if self.label else ""
+        precision = f", {self.precision}" + (f": {self.quality}" if self.quality else "")
         return [f"model   {self.model} {self.direction}{style}; {self.format} "
-                f"({self.exporter}), img2img {self.version}",
+                f"({self.exporter}){precision}; img2img {self.version}",
                 f"input   '{INPUT}': {shape.format(self.in_channels)}; height and width "
                 f"multiples of {self.required_multiple}, at least {self.minimum_size}",
                 f"output  '{OUTPUT}': {shape.format(self.out_channels)}, the input's size"]
@@ -90,10 +95,13 @@ class _Translation(nn.Module):
 
 
 def export_model(loaded: Any, out: Path, fmt: str | None = None, *, direction: str | None = None,
-                 label: str | None = None) -> ExportContract:
+                 label: str | None = None, int8: Int8 | None = None) -> ExportContract:
     """Write `loaded`'s generator for `direction` and `label` (defaults: the first) to `out`; the
-    format follows the suffix (.onnx, .pt) unless `fmt` names it. Written atomically."""
+    format follows the suffix (.onnx, .pt) unless `fmt` names it. `int8`: quantize the ONNX graph
+    (see `quantize.py`), refused if it strays too far from fp32. Written atomically."""
     fmt = _format(Path(out), fmt)
+    if int8 is not None and fmt != "onnx":
+        raise Img2ImgError("--int8 quantizes ONNX graphs: write an .onnx file")
     if not isinstance(loaded, Translator):
         raise Img2ImgError(f"cannot export '{loaded.name}': it generates images from noise (it "
                            "samples) and export writes generators that translate images")
@@ -106,10 +114,46 @@ def export_model(loaded: Any, out: Path, fmt: str | None = None, *, direction: s
     with atomic_path(Path(out)) as tmp:
         if fmt == "onnx":
             data, contract = onnx_model(model, direction, index, preset=loaded.preset)
+            if int8 is not None:
+                data, contract = _quantized(data, contract, int8)
             tmp.write_bytes(data)
         else:
             contract = _write_torchscript(model, direction, index, tmp, loaded.preset)
     return contract
+
+
+@dataclasses.dataclass(frozen=True)
+class Int8:
+    """`export --int8`: the folder of input images to calibrate on and check with, how many of
+    each, and the least PSNR (dB from the fp32 output) accepted."""
+
+    calibration: Path
+    count: int = 8
+    held_out: int = 4
+    min_psnr: float = 35.0
+
+
+def _quantized(data: bytes, contract: ExportContract, int8: Int8) -> tuple[bytes, ExportContract]:
+    from .quantize import calibration_images, quantize_int8
+
+    size = max(contract.train_size, contract.minimum_size)
+    size = math.ceil(size / contract.required_multiple) * contract.required_multiple
+    calibrate, check = calibration_images(int8.calibration, contract.in_channels, size,
+                                          int8.count, int8.held_out)
+    data, score = quantize_int8(data, calibrate, check, int8.min_psnr)
+    held_out = "held-out" if len(check) and check is not calibrate else "calibration"
+    contract = dataclasses.replace(contract, precision="int8", quality=(
+        f"{score:.1f} dB PSNR from fp32 on {len(check)} {held_out} images"))
+    return _with_metadata(data, contract), contract
+
+
+def _with_metadata(data: bytes, contract: ExportContract) -> bytes:
+    import onnx
+
+    proto = onnx.load_from_string(data)
+    del proto.metadata_props[:]
+    onnx.helper.set_model_props(proto, contract.metadata())
+    return proto.SerializeToString()
 
 
 def _format(out: Path, fmt: str | None) -> str:
@@ -154,7 +198,7 @@ def onnx_model(model: Model, direction: str, index: int | None, *,
     TorchScript-based exporter, and one neither exports gives an error naming both reasons."""
     onnx = require_extra("onnx", "ONNX export")
     require_extra("onnxscript", "ONNX export")
-    module = _Translation(model, direction, index).eval()
+    module = _Translation(_subpixel_copy(model), direction, index).eval()
     reasons = []
     for exporter, capture in (("dynamo", _dynamo), ("torchscript-based", _torchscript_onnx)):
         try:
@@ -171,6 +215,18 @@ def onnx_model(model: Model, direction: str, index: int | None, *,
     del proto.metadata_props[:]
     onnx.helper.set_model_props(proto, contract.metadata())
     return proto.SerializeToString(), contract
+
+
+def _subpixel_copy(model: Model) -> Model:
+    """`model` with its generators copied and their transposed convolutions written as
+    sub-pixel convolutions (`subpixel.py`: the same output to float rounding, faster in ONNX
+    Runtime and quantizable to int8); `model` itself is untouched."""
+    generators = copy.deepcopy(model.generators)
+    if not rewrite_transposed(generators):
+        return model
+    clone = copy.copy(model)  # Model is a plain object: the copy has its own attributes
+    clone.generators = generators
+    return clone
 
 
 def _dynamo(module: nn.Module, example: Tensor, multiple: int, low: int) -> Any:

@@ -248,3 +248,90 @@ def test_a_missing_extra_says_how_to_install_it(runs, translators, tmp_path, mon
         else:
             export_model(translators["pix2pix"], tmp_path / "g.onnx")
     assert not list(tmp_path.iterdir())
+
+
+# -- sub-pixel upsampling and int8 ------------------------------------------------------------
+def test_onnx_graphs_hold_no_transposed_convolution_and_the_run_keeps_its_own(exported,
+                                                                              translators):
+    """Export writes upsampling as sub-pixel convolutions (what int8 can quantize); the
+    parity tests above hold for those graphs; the loaded model is not rewritten."""
+    import onnx
+
+    ops = {n.op_type for n in onnx.load(str(exported["onnx", "pix2pix", "a_to_b", None])).graph.node}
+    assert "ConvTranspose" not in ops and {"Conv", "DepthToSpace"} <= ops
+    generator = translators["pix2pix"].model.generators["a_to_b"]
+    assert any(isinstance(m, torch.nn.ConvTranspose2d) for m in generator.modules())
+
+
+def _smooth_images(folder: Path, count: int, size: int = 40) -> Path:
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        image = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+        cv2.imwrite(str(folder / f"{i:02d}.png"), cv2.GaussianBlur(image, (7, 7), 2))
+    return folder
+
+
+def test_int8_export_is_quantized_checked_and_converts_near_fp32(cli, runs, tmp_path):
+    pytest.importorskip("onnxruntime")
+    import onnx
+
+    calibration = _smooth_images(tmp_path / "cal", 10)
+    int8, fp32 = tmp_path / "g8.onnx", tmp_path / "g.onnx"
+    result = CliRunner().invoke(cli, ["export", str(runs["pix2pix"]), "-o", str(int8), "--int8",
+                                      "--calibration", str(calibration),
+                                      "--calibration-images", "6"])
+    assert result.exit_code == 0, result.output
+    assert "int8:" in result.stdout and "dB PSNR from fp32 on 4 held-out images" in result.stdout
+    assert "calibrating on up to 6 images" in result.stderr
+    proto = onnx.load(str(int8))
+    meta = {p.key: p.value for p in proto.metadata_props}
+    assert meta["img2img.precision"] == "int8" and "dB PSNR" in meta["img2img.quality"]
+    # every convolution but the first and last reads int8 weights (QDQ: a DequantizeLinear)
+    dequantized = {n.output[0] for n in proto.graph.node if n.op_type == "DequantizeLinear"}
+    convs = [n for n in proto.graph.node if n.op_type == "Conv"]
+    quantized = [all(i in dequantized for i in n.input[:2]) for n in convs]
+    assert quantized[0] is False and quantized[-1] is False and all(quantized[1:-1])
+    assert CliRunner().invoke(cli, ["export", str(runs["pix2pix"]), "-o",
+                                    str(fp32)]).exit_code == 0
+    src = tmp_path / "in.png"
+    cv2.imwrite(str(src), cv2.imread(str(calibration / "09.png")))
+    outputs = {}
+    for name, graph in (("int8", int8), ("fp32", fp32)):
+        dst = tmp_path / f"{name}.png"
+        result = CliRunner().invoke(cli, ["convert", str(src), "-o", str(dst), "--model",
+                                          str(graph)])
+        assert result.exit_code == 0, result.output
+        outputs[name] = cv2.imread(str(dst)).astype(float)
+    mse = np.mean((outputs["int8"] - outputs["fp32"]) ** 2)
+    assert 0 < mse and 10 * np.log10(255 ** 2 / mse) > 30
+
+
+def test_int8_that_strays_too_far_is_refused_and_nothing_written(cli, runs, tmp_path):
+    pytest.importorskip("onnxruntime")
+    calibration = _smooth_images(tmp_path / "cal", 3)
+    out = tmp_path / "g8.onnx"
+    result = CliRunner().invoke(cli, ["export", str(runs["pix2pix"]), "-o", str(out), "--int8",
+                                      "--calibration", str(calibration), "--min-psnr", "200"])
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert "dB PSNR from the fp32 graph's on 3 --calibration images, under --min-psnr 200" \
+        in result.stderr
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["cal"]
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["--int8"], 2, "--int8 and --calibration DIR go together"),
+    (["--calibration", "cal"], 2, "--int8 and --calibration DIR go together"),
+    (["--int8", "--calibration", "missing"], 2, "missing does not exist: --calibration"),
+    (["--int8", "--calibration", "empty"], 2, "no images in"),
+    (["--int8", "--calibration", "cal", "-o", "g.pt"], 1, "--int8 quantizes ONNX graphs"),
+])
+def test_int8_mistakes_are_one_line(cli, runs, tmp_path, args, code, message):
+    (tmp_path / "empty").mkdir()
+    _smooth_images(tmp_path / "cal", 1)
+    args = [str(tmp_path / a) if a in ("cal", "missing", "empty", "g.pt") else a for a in args]
+    out = [] if "-o" in args else ["-o", str(tmp_path / "g.onnx")]
+    result = CliRunner().invoke(cli, ["export", str(runs["pix2pix"]), *out, *args])
+    assert result.exit_code == code and "Traceback" not in result.output, result.output
+    assert message in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cal", "empty"]
