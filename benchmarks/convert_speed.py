@@ -145,12 +145,12 @@ def _int8(model, job: dict) -> tuple[object, dict]:
     from img2img.interop.export import onnx_model
     from img2img.interop.exported import GraphRuntime
     from img2img.interop.onnx_runtime import OnnxGraph
-    from img2img.interop.quantize import MIN_PSNR, calibration_images, quantize_int8
+    from img2img.interop.quantize import MIN_PSNR, folder_images, quantize_int8, split
 
     with tempfile.TemporaryDirectory() as work:
         folder = Path(work) / "calibration"
         benchlib.write_jpegs(folder, 12, job["train_size"], job["train_size"], seed=7)
-        calibrate, check = calibration_images(folder, 3, job["train_size"], 8, 4)
+        calibrate, check = split(folder_images(folder, 3, job["train_size"], 12), 8)
     data, score = quantize_int8(onnx_model(model, model.directions[0], None)[0], calibrate,
                                 check, min_psnr=0)
     runtime = GraphRuntime(OnnxGraph(data, benchlib.resolve_device(job["device"])),

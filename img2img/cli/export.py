@@ -26,12 +26,13 @@ def export_command(catalog: Catalog) -> click.Command:
                   help="runs trained on style or class sub-folders: the one baked into the "
                        "graph (default: the first)")
     @click.option("--int8", is_flag=True,
-                  help="ONNX only: quantize to int8 (static, per-channel, calibrated on "
-                       "--calibration images); refused if its output strays more than "
-                       "--min-psnr from fp32")
+                  help="ONNX only: quantize to int8 (static, per-channel, calibrated on a few "
+                       "input images); refused if its output strays more than --min-psnr "
+                       "from fp32")
     @click.option("--calibration", type=click.Path(path_type=Path), default=None,
                   metavar="DIR", help="with --int8: a folder of input images (the domain the "
-                                      "model translates from, e.g. its training A folder)")
+                                      "model translates from)  [default: the run's own "
+                                      "training images of that side]")
     @click.option("--calibration-images", type=click.IntRange(min=1), default=Int8.count,
                   help="with --int8: images calibrated on; up to "
                        f"{Int8.held_out} more check the result")
@@ -48,24 +49,25 @@ def export_command(catalog: Catalog) -> click.Command:
         first, as in `img2img export RUN -o model.onnx`).
 
         --int8 writes a quantized ONNX graph (ONNX Runtime's static quantization, calibrated
-        on a few of your input images) and checks it against the fp32 graph on others: on a
-        CPU with int8 dot products (AVX-512 VNNI, AVX-VNNI) a U-Net-256 ran 2.3-2.6x faster at
-        42-44 dB PSNR from fp32; networks that lose more than --min-psnr are refused, nothing
-        written.
+        on a few input images: the run's own training images, or --calibration DIR) and
+        checks it against the fp32 graph on others. On a CPU with int8 dot products (AVX-512
+        VNNI, AVX-VNNI) a U-Net-256 ran 2.3-2.6x faster at 42-44 dB PSNR from fp32; a network
+        that loses more than --min-psnr is refused and nothing is written.
 
         Needs the onnx extra for ONNX: pip install 'img2img[onnx]'.
         """
-        if (calibration is not None) != int8:
-            raise click.UsageError("--int8 and --calibration DIR go together: --int8 "
-                                   "calibrates on the images of --calibration")
+        if calibration is not None and not int8:
+            raise click.UsageError("--calibration DIR is for --int8, which calibrates on its "
+                                   "images")
         ref = chosen_run(run, model_ref)
         # "latest" means the newest run that translates; a named cgan run is refused by name
         loaded = open_run(ref, runs_dir, device, "translate" if ref == runs.LATEST else "any")
         quantize = Int8(calibration, calibration_images, Int8.held_out, min_psnr) if int8 \
             else None
         if quantize:
+            source = calibration or "the run's training data"
             click.echo(f"Quantizing to int8: calibrating on up to {calibration_images} images "
-                       f"of {calibration}, checking on up to {Int8.held_out} others", err=True)
+                       f"of {source}, checking on up to {Int8.held_out} others", err=True)
         contract = export_model(loaded, out, fmt, direction=direction, label=label,
                                 int8=quantize)
         for line in contract.describe():

@@ -115,7 +115,7 @@ def export_model(loaded: Any, out: Path, fmt: str | None = None, *, direction: s
         if fmt == "onnx":
             data, contract = onnx_model(model, direction, index, preset=loaded.preset)
             if int8 is not None:
-                data, contract = _quantized(data, contract, int8)
+                data, contract = _quantized(data, contract, int8, loaded)
             tmp.write_bytes(data)
         else:
             contract = _write_torchscript(model, direction, index, tmp, loaded.preset)
@@ -124,24 +124,33 @@ def export_model(loaded: Any, out: Path, fmt: str | None = None, *, direction: s
 
 @dataclasses.dataclass(frozen=True)
 class Int8:
-    """`export --int8`: the folder of input images to calibrate on and check with, how many of
-    each, and the least PSNR (dB from the fp32 output) accepted."""
+    """`export --int8`: the folder of input images to calibrate on and check with (None: the
+    run's own training images of the direction's source side), how many of each, and the least
+    PSNR (dB from the fp32 output) accepted."""
 
-    calibration: Path
+    calibration: Path | None = None
     count: int = 8
     held_out: int = 4
     min_psnr: float = 35.0
 
 
-def _quantized(data: bytes, contract: ExportContract, int8: Int8) -> tuple[bytes, ExportContract]:
-    from .quantize import calibration_images, quantize_int8
+def _quantized(data: bytes, contract: ExportContract, int8: Int8,
+               loaded: Translator) -> tuple[bytes, ExportContract]:
+    from ..checkpoints import read_metadata
+    from .quantize import folder_images, quantize_int8, split, training_images
 
     size = max(contract.train_size, contract.minimum_size)
     size = math.ceil(size / contract.required_multiple) * contract.required_multiple
-    calibrate, check = calibration_images(int8.calibration, contract.in_channels, size,
-                                          int8.count, int8.held_out)
+    wanted = int8.count + int8.held_out
+    if int8.calibration is not None:
+        images = folder_images(int8.calibration, contract.in_channels, size, wanted)
+    else:
+        side = contract.direction.split("_to_")[0]
+        images = training_images(read_metadata(loaded.checkpoint).get("training", {}),
+                                 loaded.model.data, side, contract.in_channels, size, wanted)
+    calibrate, check = split(images, int8.count)
     data, score = quantize_int8(data, calibrate, check, int8.min_psnr)
-    held_out = "held-out" if len(check) and check is not calibrate else "calibration"
+    held_out = "held-out" if check is not calibrate else "calibration"
     contract = dataclasses.replace(contract, precision="int8", quality=(
         f"{score:.1f} dB PSNR from fp32 on {len(check)} {held_out} images"))
     return _with_metadata(data, contract), contract

@@ -17,6 +17,7 @@ import math
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -25,28 +26,63 @@ from ..errors import DataError, Img2ImgError
 from .export import require_extra
 
 PERCENTILE = 99.99  # activation range: the 99.99th percentile of the calibration values
+# What is quantized: the operators with int8 kernels on the CPU. Norms, padding and the
+# rest stay fp32 between them (quantizing those too fails on parameters the exporter shares
+# between layers, and gains nothing where ONNX Runtime has no int8 kernel for them).
+QUANTIZED_OPS = ("Conv", "MatMul", "Gemm")
 MIN_PSNR = 35.0  # dB from the fp32 output, below which int8 is refused (issue 12's bar)
 
 
-def calibration_images(folder: Path, channels: int, size: int, count: int,
-                       held_out: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Up to `count` images of `folder` to calibrate on and up to `held_out` others to check
-    with, each resized to size x size and scaled to [-1, 1] as (1, C, size, size) float32. With
-    too few images for both, the check reuses the calibration images (and is weaker)."""
+def folder_images(folder: Path, channels: int, size: int, limit: int) -> list[np.ndarray]:
+    """Up to `limit` images of `folder` as size x size x channels uint8 arrays."""
     from ..data.decode import read_image
     from ..data.folders import readable_images
 
     paths, _ = readable_images(Path(folder), "--calibration: a folder of input images (the "
                                              "domain the model translates from)")
-    arrays = []
-    for path in paths[:count + held_out]:
-        image = read_image(path, channels, min_size=size)
-        image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
-        image = image.reshape(size, size, channels)
-        arrays.append(image.transpose(2, 0, 1)[None].astype(np.float32) / 127.5 - 1)
+    images = []
+    for path in paths[:limit]:
+        image = cv2.resize(read_image(path, channels, min_size=size), (size, size),
+                           interpolation=cv2.INTER_AREA)
+        images.append(image.reshape(size, size, channels))
+    return images
+
+
+def training_images(training: dict[str, Any], kind: str, side: str, channels: int, size: int,
+                    limit: int) -> list[np.ndarray]:
+    """Up to `limit` images of side `side` ("a" or "b") of a run's own training data (its
+    recorded `training` settings and the model's data `kind`), resized to size x size, read
+    the way training reads them (paired folders, side-by-side pairs, unpaired folders)."""
+    from ..data.augment import AugmentRecipe
+    from ..data.datasets import open_dataset
+
+    if not (training.get("data") or training.get("a") or training.get("b")):
+        raise DataError("--int8: this run records no training data (an imported run?); name "
+                        "a folder of input images with --calibration DIR")
+    recorded = training.get("channels", channels)  # (a, b) pairs come back from JSON as lists
+    try:
+        dataset = open_dataset(kind, data=training.get("data"), a=training.get("a"),
+                               b=training.get("b"),
+                               channels=tuple(recorded) if isinstance(recorded, list)
+                               else recorded, recipe=AugmentRecipe(size, size, flip=False))
+    except DataError as exc:
+        raise DataError(f"--int8: the run's training data cannot be read ({exc}); name a "
+                        "folder of input images with --calibration DIR") from None
+    images = []
+    for i in range(min(limit, len(dataset))):
+        item = dataset[(i, i)]
+        image = np.asarray(item[side if side in item else "a"]).transpose(1, 2, 0)
+        images.append(np.ascontiguousarray(image))
+    return images
+
+
+def split(images: Sequence[np.ndarray], count: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The first `count` images to calibrate on and the rest to check with, as (1, C, H, W)
+    float32 in [-1, 1]. With nothing left over, the check reuses the calibration images (and is
+    weaker: the caller says so)."""
+    arrays = [im.transpose(2, 0, 1)[None].astype(np.float32) / 127.5 - 1 for im in images]
     calibrate = arrays[:count]
-    check = arrays[count:] or calibrate
-    return calibrate, check
+    return calibrate, arrays[count:] or calibrate
 
 
 @contextlib.contextmanager
@@ -101,6 +137,7 @@ def quantize_int8(fp32: bytes, calibrate: Sequence[np.ndarray], check: Sequence[
                               weight_type=q.QuantType.QInt8,
                               calibrate_method=q.CalibrationMethod.Percentile,
                               nodes_to_exclude=convs[:1] + convs[-1:] if len(convs) > 2 else [],
+                              op_types_to_quantize=list(QUANTIZED_OPS),
                               extra_options={"CalibPercentile": PERCENTILE})
         int8 = onnx.load(str(quantized))
     del int8.metadata_props[:]
@@ -115,7 +152,7 @@ def quantize_int8(fp32: bytes, calibrate: Sequence[np.ndarray], check: Sequence[
     score = float(np.mean(scores))
     if score < min_psnr:
         raise Img2ImgError(f"--int8: the int8 graph's output is {score:.1f} dB PSNR from the "
-                           f"fp32 graph's on {len(check)} --calibration images, under "
+                           f"fp32 graph's on {len(check)} input images, under "
                            f"--min-psnr {min_psnr:g}; nothing written (export without --int8, "
                            f"or lower --min-psnr to accept it)")
     return data, score

@@ -314,14 +314,32 @@ def test_int8_that_strays_too_far_is_refused_and_nothing_written(cli, runs, tmp_
     result = CliRunner().invoke(cli, ["export", str(runs["pix2pix"]), "-o", str(out), "--int8",
                                       "--calibration", str(calibration), "--min-psnr", "200"])
     assert result.exit_code == 1 and "Traceback" not in result.output, result.output
-    assert "dB PSNR from the fp32 graph's on 3 --calibration images, under --min-psnr 200" \
+    assert "dB PSNR from the fp32 graph's on 3 input images, under --min-psnr 200" \
         in result.stderr
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["cal"]
 
 
+def test_int8_calibrates_on_the_runs_own_training_images_by_default(cli, runs, tmp_path):
+    pytest.importorskip("onnxruntime")
+    out = tmp_path / "g8.onnx"
+    result = CliRunner().invoke(cli, ["export", str(runs["cyclegan"]), "-o", str(out), "--int8",
+                                      "--direction", "b_to_a", "--min-psnr", "0"])
+    assert result.exit_code == 0, result.output
+    assert "of the run's training data" in result.stderr and "int8:" in result.stdout
+    assert out.is_file()
+
+
+def test_int8_of_a_run_without_recorded_data_asks_for_a_folder(cli, tmp_path):
+    from img2img.interop.quantize import training_images
+
+    with pytest.raises(img2img.DataError, match="records no training data.*--calibration DIR"):
+        training_images({"data": None, "a": None, "b": None}, "paired", "a", 3, 32, 4)
+    with pytest.raises(img2img.DataError, match="training data cannot be read.*--calibration"):
+        training_images({"data": str(tmp_path / "gone")}, "paired", "a", 3, 32, 4)
+
+
 @pytest.mark.parametrize("args, code, message", [
-    (["--int8"], 2, "--int8 and --calibration DIR go together"),
-    (["--calibration", "cal"], 2, "--int8 and --calibration DIR go together"),
+    (["--calibration", "cal"], 2, "--calibration DIR is for --int8"),
     (["--int8", "--calibration", "missing"], 2, "missing does not exist: --calibration"),
     (["--int8", "--calibration", "empty"], 2, "no images in"),
     (["--int8", "--calibration", "cal", "-o", "g.pt"], 1, "--int8 quantizes ONNX graphs"),
