@@ -12,10 +12,10 @@ export happens during the untimed warm-up), and a third time with `convert --pre
 (`ours-auto`: bf16 autocast where the CPU or GPU computes bf16 natively, else fp32; its PSNR
 against the fp32 output is reported beside it), and a fourth time with the int8 graph `export
 --int8` writes (`onnxruntime-int8`: calibrated on 8 other JPEGs of the same kind; it counts
-towards the targets only at 35 dB PSNR or more from fp32). Each (model, size, variant) runs in its own fresh
-process for its peak RSS; at 256 px the variants alternate over `--rounds`.
+towards the targets only at 35 dB PSNR or more from fp32). Each (model, size, variant) runs in
+its own fresh process for its peak RSS; at 256 px the variants alternate over `--rounds`.
 
-    python benchmarks/convert_speed.py               # about 5 minutes on a 2-core CPU
+    python benchmarks/convert_speed.py               # about 15 minutes on a 2-core CPU
     python benchmarks/convert_speed.py --smoke       # tiny networks and images: seconds
 """
 from __future__ import annotations

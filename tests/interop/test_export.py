@@ -257,7 +257,8 @@ def test_onnx_graphs_hold_no_transposed_convolution_and_the_run_keeps_its_own(ex
     parity tests above hold for those graphs; the loaded model is not rewritten."""
     import onnx
 
-    ops = {n.op_type for n in onnx.load(str(exported["onnx", "pix2pix", "a_to_b", None])).graph.node}
+    graph = onnx.load(str(exported["onnx", "pix2pix", "a_to_b", None])).graph
+    ops = {n.op_type for n in graph.node}
     assert "ConvTranspose" not in ops and {"Conv", "DepthToSpace"} <= ops
     generator = translators["pix2pix"].model.generators["a_to_b"]
     assert any(isinstance(m, torch.nn.ConvTranspose2d) for m in generator.modules())
