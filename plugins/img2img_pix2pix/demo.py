@@ -83,8 +83,8 @@ def _fresh_output(out: Path) -> Path:
 @click.option("--data", type=click.Path(path_type=Path), default=bundled_data,
               show_default=f"bundled {SAMPLE} sample",
               help="folder with train/ and test/ side-by-side edges|photo images")
-@click.option("--steps", type=click.IntRange(min=1), default=2400,
-              help="training steps (2400: under 3 minutes on a 2-core CPU)")
+@click.option("--steps", type=click.IntRange(min=1), default=3000,
+              help="training steps (3000: under 3 minutes on a 2-core CPU)")
 @output_option(default=Path("converted/demo"),
                help="where the translated test images go; an earlier demo's folder is kept "
                     "(the new one is numbered) unless you name it yourself")
