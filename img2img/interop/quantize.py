@@ -36,10 +36,11 @@ MIN_PSNR = 35.0  # dB from the fp32 output, below which int8 is refused (issue 1
 def folder_images(folder: Path, channels: int, size: int, limit: int) -> list[np.ndarray]:
     """Up to `limit` images of `folder` as size x size x channels uint8 arrays."""
     from ..data.decode import read_image
-    from ..data.folders import readable_images
+    from ..data.folders import readable_images, warn_skipped
 
-    paths, _ = readable_images(Path(folder), "--calibration: a folder of input images (the "
+    paths, unreadable = readable_images(Path(folder), "--calibration: a folder of input images (the "
                                              "domain the model translates from)")
+    warn_skipped(unreadable)  # as training does: named, then left out
     images = []
     for path in paths[:limit]:
         image = cv2.resize(read_image(path, channels, min_size=size), (size, size),
