@@ -4,6 +4,7 @@ ends the others with a clear message and the run resumes exactly, two "nodes", s
 Each test launches real processes (a few seconds each at 32 px)."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -52,6 +53,42 @@ def torchrun(args: list[str], nproc: int = 2, *extra: str, timeout: float = 180
         command[5:5] = ["--master-addr", "127.0.0.1", "--master-port", str(free_port())]
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout,
                           env=environment())
+
+
+def run_together(commands: list[list[str]], logs: Path, timeout: float
+                 ) -> list[tuple[str, str]]:
+    """Start the commands at once (each in its own session, output to files under `logs`, so
+    no unread pipe can stall one) and wait for all; each must exit 0. On a timeout every
+    process tree is killed and the failure shows what each one printed."""
+    logs.mkdir()
+    files = [(logs / f"{i}.out", logs / f"{i}.err") for i in range(len(commands))]
+    # torchrun's agents log where they wait; a hung process prints its stacks when aborted.
+    env = {**environment(), "LOGLEVEL": "INFO", "PYTHONFAULTHANDLER": "1"}
+    procs = []
+    for command, (out, err) in zip(commands, files):
+        with out.open("w") as stdout, err.open("w") as stderr:
+            procs.append(subprocess.Popen(command, env=env, stdout=stdout, stderr=stderr,
+                                          start_new_session=True))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(p.poll() is None for p in procs):
+        time.sleep(0.1)
+    hung = [i for i, p in enumerate(procs) if p.poll() is None]
+    for i in hung:  # SIGABRT first: faulthandler prints every Python thread's stack
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(procs[i].pid, signal.SIGABRT)
+    time.sleep(2 if hung else 0)
+    for i in hung:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(procs[i].pid, signal.SIGKILL)
+        procs[i].wait()
+    outputs = [(out.read_text(), err.read_text()) for out, err in files]
+    report = []
+    for i, (proc, (out, err)) in enumerate(zip(procs, outputs)):
+        state = f"still running after {timeout:.0f} s, killed" if i in hung else \
+            f"exit {proc.returncode}"
+        report.append(f"--- command {i} ({state})\nstdout:\n{out}\nstderr:\n{err}")
+    assert not hung and all(p.returncode == 0 for p in procs), "\n".join(report)
+    return outputs
 
 
 def net_inputs(net) -> int:
@@ -171,14 +208,10 @@ def test_only_rank_zero_writes_and_two_nodes_on_loopback_train(tmp_path):
     port = free_port()
     args = ["train", "pix2pix", "--data", str(data), *MODELS["pix2pix"][1], *SMALL,
             "--max-steps", "2", "--runs-dir", str(tmp_path / "runs"), "--name", "nodes"]
-    launchers = [subprocess.Popen(
+    outputs = run_together([
         [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node-rank", str(node),
          "--nproc-per-node", "1", "--master-addr", "127.0.0.1", "--master-port", str(port),
-         "-m", "img2img", *args], env=environment(), stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True) for node in (0, 1)]
-    outputs = [launcher.communicate(timeout=180) for launcher in launchers]
-    for launcher, (_, err) in zip(launchers, outputs):
-        assert launcher.returncode == 0, err
+         "-m", "img2img", *args] for node in (0, 1)], tmp_path / "nodes", timeout=180)
     assert outputs[0][0].strip() == str(tmp_path / "runs" / "nodes")
     assert outputs[1][0].strip() == "" and "step 2" not in outputs[1][1]  # rank 1 is quiet
     assert [p.name for p in (tmp_path / "runs").iterdir()] == ["nodes"]
