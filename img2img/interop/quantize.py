@@ -38,8 +38,8 @@ def folder_images(folder: Path, channels: int, size: int, limit: int) -> list[np
     from ..data.decode import read_image
     from ..data.folders import readable_images, warn_skipped
 
-    paths, unreadable = readable_images(Path(folder), "--calibration: a folder of input images (the "
-                                             "domain the model translates from)")
+    paths, unreadable = readable_images(Path(folder), "--calibration: a folder of input images "
+                                        "(the domain the model translates from)")
     warn_skipped(unreadable)  # as training does: named, then left out
     images = []
     for path in paths[:limit]:
