@@ -181,6 +181,8 @@ def test_demo_data_is_package_data_of_the_plugin():
 
 def test_demo_trains_converts_and_says_where_to_look(tmp_path):
     """The README's first command, cut to 2 steps: it must run end to end on the bundled data."""
+    import json
+
     from click.testing import CliRunner
 
     from img2img.cli import build_cli
@@ -194,6 +196,12 @@ def test_demo_trains_converts_and_says_where_to_look(tmp_path):
     assert len(list(out.glob("*.png"))) > 1  # the translated test images too
     assert str(out / "comparison.png") in result.output
     assert list(runs.glob("*/checkpoints/*.safetensors"))
+    # The run records the settings the demo's figures were measured with (benchmarks/README.md)
+    config = json.loads(next(runs.glob("*/config.json")).read_text())
+    assert config["preset"] == "fast" and config["options"]["dropout"] is False
+    assert config["options"]["lambda_l1"] == 500 and config["training"]["load_size"] == 136
+    assert config["training"]["workers"] == 0
+    assert "--no-dropout" in result.output
 
 
 def test_shortened_demo_beats_a_flat_image_on_the_held_out_faces(tmp_path):
