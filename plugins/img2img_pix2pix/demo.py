@@ -25,11 +25,10 @@ from img2img.runs import write_text
 
 SAMPLE = "faces_edges2photo"
 # What the demo trains with beyond --preset fast, each measured on the held-out faces
-# (benchmarks/README.md, "The demo"): the L1 weight (pix2pix's published value: 100), the size
-# images are resized to before the 128 px random crop, and no dropout in the generator.
+# (benchmarks/README.md, "The demo"): the L1 weight (pix2pix's published value: 100) and the
+# size images are resized to before the 128 px random crop.
 DEMO_L1 = 500.0
 DEMO_LOAD_SIZE = 136
-DEMO_DROPOUT = False
 
 
 def bundled_data() -> Path:
@@ -102,16 +101,15 @@ def demo(data: Path, steps: int, out: Path, seed: int, runs_dir: Path) -> None:
     if train_count == 0:
         raise img2img.DataError(f"{data / 'train'} holds no images")
     click.echo(f"Training pix2pix on {data / 'train'} for {steps} steps with --preset fast "
-               f"--lambda-l1 {DEMO_L1:g} --load-size {DEMO_LOAD_SIZE}"
-               f"{'' if DEMO_DROPOUT else ' --no-dropout'} (edge map -> face photo, 128 px "
-               "crops)...", err=True)
+               f"--lambda-l1 {DEMO_L1:g} --load-size {DEMO_LOAD_SIZE} (edge map -> face "
+               "photo, 128 px crops)...", err=True)
     # The fast recipe, with its learning rate held for the first half of the steps and brought
     # down to zero over the second half. A few dozen small images load faster in the training
     # process itself than through worker processes competing with it for two cores.
     epochs = max(1, math.ceil(steps / train_count))
     run_dir = img2img.train(
         "pix2pix", preset="fast", data=data / "train", load_size=DEMO_LOAD_SIZE, crop_size=128,
-        generator="unet-128", lambda_l1=DEMO_L1, dropout=DEMO_DROPOUT,
+        generator="unet-128", lambda_l1=DEMO_L1,
         epochs=max(1, epochs // 2), decay_epochs=epochs - epochs // 2, seed=seed,
         max_steps=steps, sample_every=max(1, steps // 4), checkpoint_every=0, log_every=50,
         workers=0, runs_dir=runs_dir, name="demo-pix2pix-faces")
