@@ -104,7 +104,7 @@ def demo(data: Path, steps: int, out: Path, seed: int, runs_dir: Path) -> None:
                f"--lambda-l1 {DEMO_L1:g} --load-size {DEMO_LOAD_SIZE} (edge map -> face "
                "photo, 128 px crops)...", err=True)
     # The fast recipe, with its learning rate held for the first half of the steps and brought
-    # down to zero over the second half. A few dozen small images load faster in the training
+    # down to zero over the second half. The 128 small bundled images load faster in the training
     # process itself than through worker processes competing with it for two cores.
     epochs = max(1, math.ceil(steps / train_count))
     run_dir = img2img.train(
