@@ -73,6 +73,24 @@ def resolve_device(name: str) -> Any:
 
 
 # -- machine and memory ---------------------------------------------------------------------
+# The instruction-set extensions that change CPU figures: AVX-512 widens fp32 kernels, VNNI speeds
+# int8, BF16 and AMX decide whether bf16 pays; an AVX2-only CPU has none of them.
+SPEED_EXTENSIONS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16",
+                    "amx_int8", "amx_tile")
+
+
+def cpu_extensions(cpuinfo: str | None = None) -> list[str]:
+    """Which of SPEED_EXTENSIONS this CPU has (from /proc/cpuinfo's flags; [] elsewhere)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return []
+    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines()
+                  if line.startswith("flags")), [])
+    return [name for name in SPEED_EXTENSIONS if name in flags]
+
+
 def machine() -> dict:
     import torch
 
@@ -86,7 +104,9 @@ def machine() -> dict:
         pass
     info = {
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+        "cpu": cpu, "cpu_extensions": cpu_extensions(),
+        "torch_cpu_kernels": torch.backends.cpu.get_cpu_capability(),
+        "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
         "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
         "python": platform.python_version(), "torch": torch.__version__,
         "load_average": [round(v, 2) for v in os.getloadavg()],
@@ -94,6 +114,16 @@ def machine() -> dict:
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name()
     return info
+
+
+def machine_line(info: dict) -> str:
+    """The one line every script ends with: which CPU (and GPU) its figures came from."""
+    extensions = " ".join(info.get("cpu_extensions") or []) or "none of " + \
+        " ".join(SPEED_EXTENSIONS)
+    line = (f"Measured on: {info['cpu']} ({info['cores']} cores, {info['torch_threads']} torch "
+            f"threads); extensions: {extensions}; torch CPU kernels: "
+            f"{info.get('torch_cpu_kernels')}")
+    return line + (f"; GPU: {info['gpu']}" if info.get("gpu") else "")
 
 
 def peak_rss_mb() -> float:
@@ -259,6 +289,7 @@ def finish(args: argparse.Namespace, name: str, started: dict, quiet: dict,
     was at the start, the load average at the end, the settings and `payload`."""
     if checks:
         print_table(checks, ["target", "limit", "measured", "met"], "Targets")
+    print(machine_line(started))
     return write_json(args.out, {
         "benchmark": name, "machine": started, "quiet": quiet,
         "load_average_after": machine()["load_average"],

@@ -143,6 +143,11 @@ def main() -> None:
             wait = min(wait, minutes * 60 - (time.monotonic() - started))
             if not _watch(process, wait, lives[-1], started):
                 raise SystemExit(f"training ended by itself:\n{log.read_text()[-3000:]}")
+            # A kill before the first checkpoint leaves nothing to resume (on a loaded machine
+            # start-up can outlast the wait): keep watching until there is one.
+            while not (run / "checkpoints" / "latest").exists():
+                if not _watch(process, 1.0, lives[-1], started):
+                    raise SystemExit(f"training ended by itself:\n{log.read_text()[-3000:]}")
             if deleted is None and time.monotonic() - started > minutes * 30:
                 deleted = sorted((data / "a").iterdir())[3]
                 deleted.unlink()  # a file that vanishes mid-run

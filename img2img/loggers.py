@@ -182,16 +182,16 @@ def available(catalog: Any = None) -> dict[str, type[Logger]]:
 
 def resolve(names: Sequence[str], catalog: Any = None) -> list[type[Logger]]:
     """The logger classes `--logger` names (`none` adds nothing), each checked; an unknown name
-    is a usage error listing the available ones. Called before a run folder exists."""
+    is a usage error listing the available ones, found before any logger's package is checked
+    (a typo is reported as such whatever is installed). Called before a run folder exists."""
     known = available(catalog)
+    unknown = [name for name in names if name != NONE and name not in known]
+    if unknown:
+        listed = ", ".join([NONE, *sorted(known)])
+        raise SettingsError(f"--logger {unknown[0]}: no such logger; available: {listed}")
     found: list[type[Logger]] = []
     for name in names:
-        if name == NONE:
-            continue
-        if name not in known:
-            listed = ", ".join([NONE, *sorted(known)])
-            raise SettingsError(f"--logger {name}: no such logger; available: {listed}")
-        if known[name] not in found:
+        if name != NONE and known[name] not in found:
             known[name].check()
             found.append(known[name])
     return found

@@ -97,6 +97,8 @@ class Trainer(Resumable):
         self.dataset.substitute = True  # a file that vanishes mid-run is skipped and counted
         self.skipped: set[str] = set()
         self._in_step = self.interrupted = False
+        # Set to {} before a step that will be logged: train_step puts gradient norms in it.
+        self.measured: dict[str, Tensor] | None = None
         spec = ImageSpec(config.channels, config.crop_size,
                          tuple(getattr(self.dataset, "classes", ())))
         adversary = Adversary(config.gan_loss, config.gp_weight, config.r1_weight)
@@ -225,9 +227,23 @@ class Trainer(Resumable):
             raise Img2ImgError(f"model '{self.model.name}': two generator loss groups share one "
                                "graph; put terms that use the same fake in the same group") from None
 
+    def _measure_gradients(self, optimizer: str, groups: Mapping[str, Any],
+                           measured: dict[str, Tensor]) -> None:
+        """The L2 norm of each network's gradient, as its optimiser will apply it (averaged
+        over processes, unscaled): `grad/g.a_to_b`, `grad/d.b`. Stays on the device."""
+        self.scaler.unscale_(self.optimizers[optimizer])
+        for prefix, nets in groups.items():
+            for name, net in nets.items():
+                grads = [p.grad.detach().float() for p in net.parameters() if p.grad is not None]
+                if grads:
+                    measured[f"grad/{prefix}.{name}"] = torch.linalg.vector_norm(
+                        torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+
     def train_step(self, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        """One generator update then one discriminator update; returns the detached terms."""
-        model, logged = self.model, {}
+        """One generator update then one discriminator update; returns the detached terms.
+        On a step that will be logged (`self.measured` is a dict), each network's gradient
+        norm goes into `self.measured`."""
+        model, logged, measured = self.model, {}, self.measured
         if self.step < self.config.warmup_steps:
             self._set_learning_rates()
         for optimizer in self.optimizers.values():
@@ -246,6 +262,9 @@ class Trainer(Resumable):
         if self.processes.distributed:  # once per network per step, after every group
             distributed.average_gradients([model.generators, model.auxiliary],
                                           self.processes.world)
+        if measured is not None:
+            self._measure_gradients("g", {"g": model.generators, "aux": model.auxiliary},
+                                    measured)
         self.scaler.step(self.optimizers["g"])
         if self.ema is not None:
             self.ema.update(model.generators)
@@ -256,6 +275,8 @@ class Trainer(Resumable):
         self._backward(d_terms, "d", logged)
         if self.processes.distributed:
             distributed.average_gradients([model.discriminators], self.processes.world)
+        if measured is not None:
+            self._measure_gradients("d", {"d": model.discriminators}, measured)
         self.scaler.step(self.optimizers["d"])
         self.scaler.update()
         return logged
@@ -295,6 +316,8 @@ class Trainer(Resumable):
             for batch in loader:
                 self._count_skipped(batch.pop("skipped", ()))
                 self._in_step = True
+                logs = (self.step + 1) % self.config.log_every == 0 or self.step + 1 == total
+                self.measured = {} if logs else None
                 terms = self.train_step(self._to_device(batch))
                 self._in_step = False
                 self.step += 1
@@ -302,8 +325,8 @@ class Trainer(Resumable):
                 for key, value in terms.items():
                     running[key] = running.get(key, 0) + value
                 bar.update(1)
-                if self.step % self.config.log_every == 0 or self.step == total:
-                    self._log(running, bar, started)
+                if logs:
+                    self._log(running, bar, started, self.measured or {})
                     running = {}
                 self._periodic()
                 if self.processes.distributed:  # Ctrl-C on any rank stops all together
@@ -384,9 +407,11 @@ class Trainer(Resumable):
             checkpoints.save_best(self.save_checkpoint())
         return results
 
-    def _log(self, running: dict[str, Tensor], bar: tqdm, started: float) -> None:
+    def _log(self, running: dict[str, Tensor], bar: tqdm, started: float,
+             measured: Mapping[str, Tensor]) -> None:
         """Losses reach the host only here (no per-step synchronisation), averaged since the
-        last log line."""
+        last log line; `measured` (this step's gradient norms, the same on every process)
+        is logged as it is."""
         steps = self.step - self._logged_at  # since the last line, or since a resume
         self._logged_at = self.step
         if self.processes.distributed:  # the mean over every process's batch
@@ -396,7 +421,8 @@ class Trainer(Resumable):
         losses = {k: round(float(v) / steps, 5) for k, v in running.items()}
         lr = self.optimizers["g"].param_groups[0]["lr"]
         record = {"step": self.step, "epoch": self.epoch + 1, "lr": lr,
-                  "time": round(time.perf_counter() - started, 3), **losses}
+                  "time": round(time.perf_counter() - started, 3), **losses,
+                  **{k: float(f"{float(v):.7g}") for k, v in measured.items()}}
         self.metrics.write(record)
         bar.set_postfix({"epoch": self.epoch + 1, **{k: f"{v:.3f}" for k, v in losses.items()}},
                         refresh=False)

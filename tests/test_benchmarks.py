@@ -26,7 +26,24 @@ def run_smoke(script: str, tmp_path: Path, *extra: str) -> dict:
     assert "|" in done.stdout, "no table was printed"
     payload = json.loads(out.read_text())
     assert payload["machine"]["cores"] >= 1
+    # Every figure names the CPU it came from and the extensions that change it.
+    machine = payload["machine"]
+    assert f"Measured on: {machine['cpu']} " in done.stdout
+    assert set(machine["cpu_extensions"]) <= set(benchlib().SPEED_EXTENSIONS)
     return payload
+
+
+def benchlib():
+    spec = importlib.util.spec_from_file_location("benchlib", BENCHMARKS / "benchlib.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_cpu_extensions_are_read_from_the_flags_line():
+    cpuinfo = "model name\t: Some CPU\nflags\t\t: fpu sse2 avx2 fma avx512f avx512_vnni\n"
+    assert benchlib().cpu_extensions(cpuinfo) == ["avx2", "fma", "avx512f", "avx512_vnni"]
+    assert benchlib().cpu_extensions("flags\t: fpu sse2 avx avx2 fma\n") == ["avx2", "fma"]
 
 
 def test_train_speed_smoke(tmp_path):

@@ -114,7 +114,9 @@ def test_a_plugin_may_not_take_a_built_in_logger_name():
         _catalog(Bad)
 
 
-def test_unknown_logger_is_a_usage_error_before_the_run_folder(cli, tmp_path):
+def test_unknown_logger_is_a_usage_error_before_the_run_folder(cli, tmp_path, monkeypatch):
+    # A typo is reported as a typo even where the other named logger's package is missing.
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
     folders = write_sample_images("paired", tmp_path / "data", n=2, size=40)
     result = CliRunner().invoke(cli, ["train", "pix2pix", "--data", str(folders["data"]),
                                       "--runs-dir", str(tmp_path / "runs"), "--logger",

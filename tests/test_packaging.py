@@ -10,8 +10,10 @@ import json
 import os
 import re
 import shutil
+import site
 import subprocess
 import sys
+import sysconfig
 import venv
 import zipfile
 from pathlib import Path
@@ -19,6 +21,9 @@ from pathlib import Path
 import cv2
 import pytest
 import setuptools
+
+# Its module-scoped fixtures are expensive: one pytest-xdist worker runs every test here.
+pytestmark = pytest.mark.xdist_group("packaging")
 
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
@@ -72,6 +77,20 @@ def python_of(env_dir: Path, name: str = "python") -> Path:
     return env_dir / (f"Scripts/{name}.exe" if os.name == "nt" else f"bin/{name}")
 
 
+def site_packages_of(env_dir: Path) -> Path:
+    """The new environment's site-packages, asked of its own interpreter."""
+    result = run(python_of(env_dir), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))",
+                 cwd=env_dir, env=user_environment())
+    assert result.returncode == 0, result.stderr
+    return Path(result.stdout.strip())
+
+
+def dependency_dirs() -> list[str]:
+    """Where this interpreter finds torch and img2img's other dependencies."""
+    paths = [*site.getsitepackages(), sysconfig.get_path("purelib"), sysconfig.get_path("platlib")]
+    return list(dict.fromkeys(p for p in paths if Path(p).is_dir()))
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     """A wheel of this checkout, built from a copy so no build/ lands in the working tree."""
@@ -97,7 +116,13 @@ def installed(wheel, tmp_path_factory) -> Path:
     """A fresh virtual environment holding the wheel; torch and the rest come from this one's
     site-packages, so nothing is downloaded."""
     env_dir = tmp_path_factory.mktemp("venv") / "env"
-    venv.EnvBuilder(system_site_packages=True, with_pip=False).create(env_dir)
+    venv.EnvBuilder(system_site_packages=False, with_pip=False).create(env_dir)
+    # torch and the rest live in this interpreter's site-packages: in a virtual environment
+    # that is the environment, not the base interpreter `system_site_packages` would add. A .pth
+    # file adds them after the new environment's own site-packages (as site.py orders them),
+    # so the wheel installed there is what imports.
+    (site_packages_of(env_dir) / "zz_test_dependencies.pth").write_text(
+        "".join(f"import site; site.addsitedir({path!r})\n" for path in dependency_dirs()))
     # This environment's pip, run by the new interpreter, installs into the new environment.
     result = run(python_of(env_dir), "-m", "pip", "install", "--no-deps", "--no-index", wheel,
                  cwd=env_dir, env=user_environment())
