@@ -159,8 +159,18 @@ def main() -> None:
             lost.append(logged - kept)
             process = _start(["--resume", str(run), *common], env, log)
             lives.append([])
-        process.send_signal(signal.SIGINT)  # the last one ends cleanly, with a checkpoint
-        process.wait(timeout=120)
+        # The last one ends cleanly, with a checkpoint: once it trains again (a Ctrl-C during
+        # start-up, which a loaded machine makes long, ends it before its handler exists).
+        resumed_from = max(_logged_steps(run) or [0])
+        while max(_logged_steps(run) or [0]) <= resumed_from:
+            if not _watch(process, 1.0, lives[-1], started):
+                raise SystemExit(f"training ended by itself:\n{log.read_text()[-3000:]}")
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=300)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise SystemExit(f"training did not stop on Ctrl-C:\n{log.read_text()[-3000:]}")
         steps = _logged_steps(run)
         leftovers = _leftover_bytes(run)
     growth = _growth(lives)
