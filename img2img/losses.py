@@ -169,8 +169,8 @@ class ImagePool:
     keeps 50). Until the pool is full every image is stored and returned; afterwards each image
     is, with probability 0.5, swapped for a random stored one. `size` 0 passes images through.
 
-    Randomness comes from torch's global RNG, so `torch.manual_seed` makes it repeatable and the
-    trainer's RNG checkpointing covers it.
+    Randomness comes from torch's global RNG, so `torch.manual_seed` makes it repeatable, and the
+    trainer's per-step seeding (`img2img.rng`) makes a resumed run draw as an uninterrupted one.
     """
 
     def __init__(self, size: int = 50):

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import checkpoints, distributed, runs
 from .checkpoints import (
-    average_tensors, capture_rng, from_record, load_networks, network_tensors, restore_rng,
+    average_tensors, from_record, load_networks, network_tensors,
 )
 from .config import TrainConfig, split_settings
 from .errors import CheckpointError, Img2ImgError
@@ -93,7 +93,7 @@ class Resumable:
         state = {
             "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
-            "scaler": self.scaler.state_dict(), "rng": capture_rng(),
+            "scaler": self.scaler.state_dict(),
             "model": self.model.extra_state(), "best": self.best,
             "world_size": self.processes.world, "items": len(self.dataset),
         }
@@ -133,4 +133,4 @@ class Resumable:
             checkpoints.clean_leftovers(self.run_dir)  # what a killed save left behind
         self.batch_in_epoch = state["batch_in_epoch"]
         self.best = state.get("best")
-        restore_rng(state["rng"])
+        # No generator state to restore: each step reseeds from (seed, rank, step) (img2img.rng).

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import math
-import random
 import sys
 import time
 from collections.abc import Mapping
@@ -18,7 +17,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from . import checkpoints, diffaugment, distributed, runs
+from . import checkpoints, diffaugment, distributed, rng, runs
 from .data.augment import GEOMETRY_LIMITS, AugmentRecipe
 from .config import TrainConfig, autocast_dtype, lr_factor, resolve_device, warmup_factor
 from .data import SeededSampler, open_dataset
@@ -82,8 +81,7 @@ class Trainer(Resumable):
         if not self.processes.is_main:  # other ranks print nothing unless they fail
             logging.getLogger("img2img").setLevel(logging.ERROR)
         self.amp_dtype = autocast_dtype(config.precision, self.device)
-        torch.manual_seed(config.seed)
-        random.seed(config.seed)
+        rng.seed(config.seed, self.device)  # the initial weights; each step reseeds (rng)
         on_device = config.augment_on == "device"
         # With device augmentation the loader only resizes; warps, crops and flips happen batched.
         geometry = {name: getattr(config, name) for name in GEOMETRY_LIMITS}
@@ -194,8 +192,8 @@ class Trainer(Resumable):
     def _fixed_batch(self) -> dict[str, Tensor]:
         """The same few samples for every grid, so progress is comparable step to step."""
         items = [self.dataset[(i, i)] for i in range(min(4, len(self.dataset)))]
-        with torch.random.fork_rng(devices=[]):  # device crops draw here, not from the run's RNG
-            torch.manual_seed(0)
+        with rng.fork(self.device):  # device crops draw here, not from the run's generators
+            rng.seed(0, self.device)
             return self._to_device(torch.utils.data.default_collate(items))
 
     def steps_per_epoch(self) -> int:
@@ -295,6 +293,7 @@ class Trainer(Resumable):
             for batch in loader:
                 self._count_skipped(batch.pop("skipped", ()))
                 self._in_step = True
+                rng.seed_step(self.config.seed, self.processes.rank, self.step, self.device)
                 terms = self.train_step(self._to_device(batch))
                 self._in_step = False
                 self.step += 1
@@ -408,8 +407,7 @@ class Trainer(Resumable):
     @torch.no_grad()
     def save_samples(self) -> Path:
         """Grid of the fixed batch; RNG is forked so sampling never changes the training run."""
-        devices = [self.device] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
+        with rng.fork(self.device):
             average = self.ema.average if self.ema is not None else None
             self.model.eval()
             try:

@@ -163,8 +163,10 @@ def _launch_rank(rank: int, port: int, args: list[str], log: Path) -> subprocess
 def test_a_lost_rank_ends_the_other_with_a_clear_message_and_resume_is_exact(tmp_path):
     flags = MODELS["pix2pix"][1]
     data = write_sample_images("paired", tmp_path / "data", n=4, size=40)["data"]
+    # DiffAugment draws random numbers on each rank: each rank's own stream must resume too.
     common = ["train", "pix2pix", "--data", str(data), *flags, *SMALL, "--dist-timeout", "30",
-              "--runs-dir", str(tmp_path / "runs"), "--checkpoint-every", "1"]
+              "--runs-dir", str(tmp_path / "runs"), "--checkpoint-every", "1",
+              "--diff-augment", "translation,cutout"]
     straight = torchrun([*common, "--max-steps", "6", "--name", "straight"])
     assert straight.returncode == 0, straight.stderr
     port = free_port()
