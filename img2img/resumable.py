@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import checkpoints, distributed, runs
+from . import checkpoints, distributed, runs, speed
 from .checkpoints import (
     average_tensors, from_record, load_networks, network_tensors,
 )
@@ -124,6 +124,7 @@ class Resumable:
                         saved_items, weights.name)
         for key, optimizer in self.optimizers.items():
             optimizer.load_state_dict(state["optimizers"][key])
+            speed.match_parameter_layouts(optimizer)  # saved under another --channels-last?
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         self.model.load_extra_state({k: v.to(self.device) for k, v in state["model"].items()})

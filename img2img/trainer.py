@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from . import checkpoints, diffaugment, distributed, rng, runs
+from . import checkpoints, diffaugment, distributed, rng, runs, speed
 from .data.augment import GEOMETRY_LIMITS, AugmentRecipe
 from .config import TrainConfig, autocast_dtype, lr_factor, resolve_device, warmup_factor
 from .data import SeededSampler, open_dataset
@@ -97,7 +97,10 @@ class Trainer(Resumable):
         self._in_step = self.interrupted = False
         spec = ImageSpec(config.channels, config.crop_size,
                          tuple(getattr(self.dataset, "classes", ())))
+        self.scaler = torch.amp.GradScaler(self.device.type,
+                                           enabled=self.amp_dtype == torch.float16)
         adversary = Adversary(config.gan_loss, config.gp_weight, config.r1_weight)
+        adversary.scaler = self.scaler  # the penalties' input gradients are scaled under fp16
         self.model = model_cls(options, spec=spec, adversary=adversary).to(self.device)
         _warn_about_penalty_and_batch_norm(self.model, config.gan_loss)
         _check_discriminator_sizes(self.model, config.crop_size)
@@ -106,9 +109,11 @@ class Trainer(Resumable):
                             config.channels)
         if config.init_from is not None and resume_from is None:
             self._init_from(config.init_from)
-        self.channels_last = config.channels_last == "on" or (
-            config.channels_last == "auto" and self.device.type == "cuda")
-        self._speed_up(config)
+        networks = {**{f"generators.{k}": v for k, v in self.model.generators.items()},
+                    **{f"discriminators.{k}": v for k, v in self.model.discriminators.items()}}
+        self.channels_last = speed.channels_last_networks(config.channels_last, self.device,
+                                                          networks)
+        speed.apply(networks, self.channels_last, config.compile)
         if config.sync_batch_norm and self.device.type != "cuda":
             raise Img2ImgError("--sync-batch-norm needs CUDA GPUs (PyTorch's SyncBatchNorm runs "
                                "on GPUs only); on CPUs each process keeps its own statistics")
@@ -123,8 +128,6 @@ class Trainer(Resumable):
         }
         # TTUR: the discriminators may learn at their own rate; warm-up and decay scale both.
         self.base_lr = {"g": config.lr, "d": config.lr if config.lr_d is None else config.lr_d}
-        scaler_on = self.amp_dtype == torch.float16
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=scaler_on)
         labels = getattr(self.dataset, "labels", None) if config.balance_classes else None
         if config.balance_classes and labels is None:
             raise Img2ImgError(f"--balance-classes needs labelled data (one sub-folder per "
@@ -154,15 +157,6 @@ class Trainer(Resumable):
         self.fixed_batch = self._fixed_batch()
         self.eval_set = load_eval_set(self.model, config.eval_data) if config.eval_every else None
 
-    def _speed_up(self, config: TrainConfig) -> None:
-        """Memory format and compilation, applied to every network of every model."""
-        networks = [*self.model.generators.values(), *self.model.discriminators.values()]
-        for net in networks:
-            if self.channels_last:
-                net.to(memory_format=torch.channels_last)
-            if config.compile:
-                net.compile()  # in place: parameter names (and checkpoints) stay the same
-
     def _adam(self, params: Any) -> torch.optim.Adam:
         params = [p for p in params if p.requires_grad]
         fused = self.device.type in ("cuda", "cpu")  # one kernel for all tensors (CPU: 4x)
@@ -180,13 +174,12 @@ class Trainer(Resumable):
             if not isinstance(value, Tensor):  # e.g. the dataset's "skipped" notes
                 continue
             value = value.to(self.device, non_blocking=True)
-            if value.dtype == torch.uint8:
-                value = to_model_range(value)
-                if self.channels_last:
-                    value = value.contiguous(memory_format=torch.channels_last)
-            moved[key] = value
+            moved[key] = to_model_range(value) if value.dtype == torch.uint8 else value
         if augment and self.device_augment is not None:
             moved = self.device_augment(moved, paired=self.model.data == "paired")
+        if self.channels_last:  # after the device augmentation, whose output is NCHW
+            moved = {k: v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 else v
+                     for k, v in moved.items()}
         return moved
 
     def _fixed_batch(self) -> dict[str, Tensor]:
@@ -218,6 +211,11 @@ class Trainer(Resumable):
         try:
             self.scaler.scale(total).backward()
         except RuntimeError as exc:
+            if "not currently support double backward" in str(exc):
+                raise Img2ImgError(f"model '{self.model.name}' with --compile: a gradient penalty "
+                                   "ran through a compiled network; run that forward under "
+                                   "img2img.losses.eager() (Adversary does), or train without "
+                                   "--compile") from None
             if "backward through the graph a second time" not in str(exc):
                 raise
             raise Img2ImgError(f"model '{self.model.name}': two generator loss groups share one "
