@@ -3,7 +3,7 @@ each GAN kind, the WGAN-GP gradient penalty, the R1 penalty, and the history poo
 images. Models compose these; none of them calls backward() -- the trainer does."""
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from typing import Callable, Sequence, Union
 
 import torch
@@ -38,8 +38,13 @@ class Adversary:
     """One GAN objective: what the generator minimises and what the discriminator minimises.
 
     `kind` is one of `GAN_LOSSES`. `gp_weight` scales the WGAN-GP gradient penalty (used only by
-    "wgan-gp"); `r1_weight` > 0 adds the R1 penalty on real images to any kind. `scaler` is the
-    trainer's fp16 gradient scaler (None otherwise): the penalties' input gradients go through it.
+    "wgan-gp"); `r1_weight` > 0 adds the R1 penalty on real images to any kind.
+
+    The trainer sets two attributes for fp16: `scaler`, its gradient scaler, through which the
+    penalties' input gradients go (PyTorch's AMP recipe), and `penalty_in_float32` when a
+    discriminator has batch or instance norm: their double backward computes (1/std)^3 in the
+    input's precision, which overflows fp16 (NaN in every first-layer gradient, whatever the
+    scale), so the penalties' critic forward then runs outside autocast.
     """
 
     def __init__(self, kind: str = "vanilla", gp_weight: float = 10.0, r1_weight: float = 0.0):
@@ -52,6 +57,7 @@ class Adversary:
         self.gp_weight = float(gp_weight)
         self.r1_weight = float(r1_weight)
         self.scaler: torch.amp.GradScaler | None = None
+        self.penalty_in_float32 = False
 
     def __repr__(self) -> str:
         return (f"Adversary(kind={self.kind!r}, gp_weight={self.gp_weight}, "
@@ -79,12 +85,11 @@ class Adversary:
         `critic` maps images to logits, so conditional discriminators fit in a lambda.
         `fake` must already be detached from the generator.
         """
+        penalised = self._penalised(critic)
         if self.r1_weight > 0:
-            # R1 differentiates through the real input, so it needs its own leaf that wants grad,
-            # and its critic forward is differentiated twice, so it runs uncompiled.
+            # R1 differentiates through the real input, so it needs its own leaf that wants grad.
             real = real.detach().requires_grad_(True)
-            with eager():
-                real_logits = _scales(critic(real))
+            real_logits = _scales(penalised(real))
         else:
             real_logits = _scales(critic(real))
         fake_logits = _scales(critic(fake))
@@ -92,11 +97,21 @@ class Adversary:
                      for r, f in zip(real_logits, fake_logits)]
         terms = {name: sum(t[name] for t in per_scale) / len(per_scale) for name in per_scale[0]}
         if self.kind == "wgan-gp" and self.gp_weight > 0:
-            terms["gp"] = self.gp_weight * gradient_penalty(critic, real, fake, self.scaler)
+            terms["gp"] = self.gp_weight * gradient_penalty(penalised, real, fake, self.scaler)
         if self.r1_weight > 0:
             # Mescheder et al. 2018 write the penalty as gamma/2 * E||grad D||^2.
             terms["r1"] = self.r1_weight / 2 * r1_penalty(real_logits, real, self.scaler)
         return terms
+
+    def _penalised(self, critic: Critic) -> Critic:
+        """`critic` as the penalties run it: uncompiled, since they differentiate it twice, and
+        outside autocast with `penalty_in_float32`."""
+        def run(images: Tensor) -> Logits:
+            full = torch.autocast(images.device.type, enabled=False) \
+                if self.penalty_in_float32 else nullcontext()
+            with eager(), full:
+                return critic(images)
+        return run
 
     def _real_fake_terms(self, real_logits: Tensor, fake_logits: Tensor) -> dict[str, Tensor]:
         if self.kind == "vanilla":

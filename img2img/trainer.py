@@ -102,6 +102,9 @@ class Trainer(Resumable):
         adversary = Adversary(config.gan_loss, config.gp_weight, config.r1_weight)
         adversary.scaler = self.scaler  # the penalties' input gradients are scaled under fp16
         self.model = model_cls(options, spec=spec, adversary=adversary).to(self.device)
+        adversary.penalty_in_float32 = self.scaler.is_enabled() and any(
+            isinstance(m, torch.nn.modules.batchnorm._NormBase)  # batch and instance norm
+            for m in self.model.discriminators.modules())
         _warn_about_penalty_and_batch_norm(self.model, config.gan_loss)
         _check_discriminator_sizes(self.model, config.crop_size)
         diffaugment.install(self.model.discriminators.values(),
