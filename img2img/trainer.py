@@ -269,12 +269,13 @@ class Trainer(Resumable):
         loader, running, started = self._loader(), {}, time.perf_counter()
         self._logged_at = self.step
         self.model.train()
+        stopped = False
         with Interrupt() as interrupt, bar:
             try:
-                self._train_until(total, loader, interrupt, bar, running, started)
+                stopped = self._train_until(total, loader, interrupt, bar, running, started)
             except Exception as exc:
                 self._stop_on_error(exc)
-        self.interrupted = interrupt.requested and self.step < total
+        self.interrupted = stopped and self.step < total
         if self.processes.is_main:
             self.save_samples()
             weights = self.save_checkpoint()
@@ -287,9 +288,12 @@ class Trainer(Resumable):
         return self.run_dir
 
     def _train_until(self, total: int, loader: Any, interrupt: Interrupt, bar: tqdm,
-                     running: dict[str, Tensor], started: float) -> None:
-        while (self.step < total and self.epoch < self.config.total_epochs
-               and not interrupt.requested):
+                     running: dict[str, Tensor], started: float) -> bool:
+        """The loop; returns whether it stopped on request (Ctrl-C here or, under torchrun, on
+        any rank: all ranks stop at the same step, one after the request)."""
+        vote = distributed.StopVote() if self.processes.distributed else None
+        stop = False
+        while self.step < total and self.epoch < self.config.total_epochs and not stop:
             self._start_epoch()
             for batch in loader:
                 self._count_skipped(batch.pop("skipped", ()))
@@ -306,14 +310,15 @@ class Trainer(Resumable):
                     self._log(running, bar, started)
                     running = {}
                 self._periodic()
-                if self.processes.distributed:  # Ctrl-C on any rank stops all together
-                    interrupt.requested = distributed.any_process(interrupt.requested,
-                                                                  self.device)
-                if self.step >= total or interrupt.requested:
+                stop = vote.poll(interrupt.requested) if vote else interrupt.requested
+                if self.step >= total or stop:
                     break
             else:
                 self.epoch += 1
                 self.batch_in_epoch = 0
+        if vote is not None:
+            vote.finish()
+        return stop
 
     def _count_skipped(self, reasons: Any) -> None:
         """Training images that could not be read any more (the dataset put others in their
