@@ -87,12 +87,14 @@ class Adversary:
         """
         penalised = self._penalised(critic)
         if self.r1_weight > 0:
-            # R1 differentiates through the real input, so it needs its own leaf that wants grad.
+            # The fake pass first: a compiled critic updates batch-norm running statistics with
+            # a visible in-place copy, which would invalidate what the eager real pass saved
+            # for R1's gradient. R1 differentiates through the real input: a leaf of its own.
+            fake_logits = _scales(critic(fake))
             real = real.detach().requires_grad_(True)
             real_logits = _scales(penalised(real))
         else:
-            real_logits = _scales(critic(real))
-        fake_logits = _scales(critic(fake))
+            real_logits, fake_logits = _scales(critic(real)), _scales(critic(fake))
         per_scale = [self._real_fake_terms(r.float(), f.float())
                      for r, f in zip(real_logits, fake_logits)]
         terms = {name: sum(t[name] for t in per_scale) / len(per_scale) for name in per_scale[0]}
