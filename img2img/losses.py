@@ -3,6 +3,7 @@ each GAN kind, the WGAN-GP gradient penalty, the R1 penalty, and the history poo
 images. Models compose these; none of them calls backward() -- the trainer does."""
 from __future__ import annotations
 
+import logging
 from contextlib import AbstractContextManager, nullcontext
 from typing import Callable, Sequence, Union
 
@@ -11,6 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 GAN_LOSSES = ("vanilla", "lsgan", "hinge", "wgan-gp")
+log = logging.getLogger("img2img")
 
 # A critic maps images to logits: one map, or a list of maps (a multi-scale discriminator).
 Logits = Union[Tensor, Sequence[Tensor]]
@@ -58,6 +60,24 @@ class Adversary:
         self.r1_weight = float(r1_weight)
         self.scaler: torch.amp.GradScaler | None = None
         self.penalty_in_float32 = False
+
+    def prepare(self, discriminators: nn.Module, scaler: torch.amp.GradScaler,
+                model: str) -> None:
+        """Fit the penalties to the discriminators they judge and to the trainer's `scaler`
+        (see the class docstring); warn where WGAN-GP's penalty cannot hold."""
+        norms = [m for m in discriminators.modules()
+                 if isinstance(m, nn.modules.batchnorm._NormBase)]  # batch and instance norm
+        self.scaler = scaler
+        self.penalty_in_float32 = scaler.is_enabled() and bool(norms)
+        if self.kind == "wgan-gp" and any(isinstance(m, nn.modules.batchnorm._BatchNorm)
+                                          for m in norms):
+            # A per-sample gradient norm; batch norm makes each sample's output depend on the
+            # others in its batch, so the penalty no longer constrains what it should.
+            log.warning("--gan-loss wgan-gp with batch norm in the %s discriminator: the "
+                        "gradient penalty is per sample and batch norm couples a batch's "
+                        "samples (Gulrajani et al. 2017 use none); use a discriminator without "
+                        "batch norm (the PatchGAN's --norm instance or none, or "
+                        "--spectral-norm) or another --gan-loss", model)
 
     def __repr__(self) -> str:
         return (f"Adversary(kind={self.kind!r}, gp_weight={self.gp_weight}, "

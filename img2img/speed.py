@@ -4,6 +4,7 @@ out like its parameters, whatever layout it was saved in."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -41,14 +42,19 @@ def channels_last_networks(setting: str, device: torch.device,
     return [name for name, net in networks.items() if keeps_channels_last(net)]
 
 
-def apply(networks: Mapping[str, nn.Module], channels_last: list[str], compile: bool) -> None:
-    """Convert the `channels_last` networks, then compile every network if asked (in place:
-    parameter names, and so checkpoints, stay the same)."""
+def speed_up(model: Any, channels_last: str, device: torch.device, compile: bool) -> list[str]:
+    """Convert the generators and discriminators that `channels_last_networks` picks, then
+    compile every one if asked (in place: parameter names, and so checkpoints, stay the same).
+    Returns the converted networks' names (`generators.a_to_b`, `discriminators.b`)."""
+    networks = {f"{kind}.{name}": net for kind in ("generators", "discriminators")
+                for name, net in getattr(model, kind).items()}
+    converted = channels_last_networks(channels_last, device, networks)
     for name, net in networks.items():
-        if name in channels_last:
+        if name in converted:
             net.to(memory_format=torch.channels_last)
         if compile:
             net.compile(backend=COMPILE_BACKEND)
+    return converted
 
 
 def match_parameter_layouts(optimizer: torch.optim.Optimizer) -> None:

@@ -41,19 +41,6 @@ from .checkpoints import (
 
 log = logging.getLogger("img2img")
 
-def _warn_about_penalty_and_batch_norm(model: Model, gan_loss: str) -> None:
-    """WGAN-GP's penalty is a per-sample gradient norm; batch norm makes each sample's output
-    depend on the others in its batch, so the penalty no longer constrains what it should."""
-    uses_bn = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
-                  for m in model.discriminators.modules())
-    if gan_loss == "wgan-gp" and uses_bn:
-        log.warning("--gan-loss wgan-gp with batch norm in the %s discriminator: the gradient "
-                    "penalty is per sample and batch norm couples a batch's samples (Gulrajani "
-                    "et al. 2017 use none); use a discriminator without batch norm (the "
-                    "PatchGAN's --norm instance or none, or --spectral-norm) or another "
-                    "--gan-loss", model.name)
-
-
 def _check_discriminator_sizes(model: Model, crop_size: int) -> None:
     """A discriminator that declares `minimum_size` (the PatchGANs do) must fit the crops,
     checked before any run folder exists."""
@@ -100,23 +87,16 @@ class Trainer(Resumable):
         self.scaler = torch.amp.GradScaler(self.device.type,
                                            enabled=self.amp_dtype == torch.float16)
         adversary = Adversary(config.gan_loss, config.gp_weight, config.r1_weight)
-        adversary.scaler = self.scaler  # the penalties' input gradients are scaled under fp16
         self.model = model_cls(options, spec=spec, adversary=adversary).to(self.device)
-        adversary.penalty_in_float32 = self.scaler.is_enabled() and any(
-            isinstance(m, torch.nn.modules.batchnorm._NormBase)  # batch and instance norm
-            for m in self.model.discriminators.modules())
-        _warn_about_penalty_and_batch_norm(self.model, config.gan_loss)
+        adversary.prepare(self.model.discriminators, self.scaler, self.model.name)
         _check_discriminator_sizes(self.model, config.crop_size)
         diffaugment.install(self.model.discriminators.values(),
                             diffaugment.parse_policy(config.diff_augment),
                             config.channels)
         if config.init_from is not None and resume_from is None:
             self._init_from(config.init_from)
-        networks = {**{f"generators.{k}": v for k, v in self.model.generators.items()},
-                    **{f"discriminators.{k}": v for k, v in self.model.discriminators.items()}}
-        self.channels_last = speed.channels_last_networks(config.channels_last, self.device,
-                                                          networks)
-        speed.apply(networks, self.channels_last, config.compile)
+        self.channels_last = speed.speed_up(self.model, config.channels_last, self.device,
+                                            config.compile)
         if config.sync_batch_norm and self.device.type != "cuda":
             raise Img2ImgError("--sync-batch-norm needs CUDA GPUs (PyTorch's SyncBatchNorm runs "
                                "on GPUs only); on CPUs each process keeps its own statistics")
