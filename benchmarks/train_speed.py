@@ -121,12 +121,31 @@ def _trainer(job: dict, workdir: Path):
     options = cls.Options(generator=generator, ngf=width, ndf=width, **job.get("options", {}))
     folders = write_sample_images(cls.data, workdir / "data", n=2, size=size)
     schedule = {**cls.training_defaults, "epochs": 1, "decay_epochs": 0}  # CUT has its own
-    config = TrainConfig(**folders, **schedule,
+    reference = job["variant"] == "reference"
+    speed = PUBLISHED if reference else {"precision": job["precision"]}
+    config = TrainConfig(**folders, **schedule, **speed,
                          batch_size=job["batch"], load_size=size, crop_size=size, workers=0,
-                         device=job["device"], precision=job["precision"], log_every=1,
+                         device=job["device"], log_every=1,
                          sample_every=0, checkpoint_every=0, runs_dir=workdir / "runs",
                          name="bench")
-    return Trainer(cls, options, config, progress=False)
+    trainer = Trainer(cls, options, config, progress=False)
+    if reference:
+        trainer.optimizers = {name: published_adam(o) for name, o in trainer.optimizers.items()}
+    return trainer
+
+
+# The published configuration, on every device: fp32, NCHW tensors, eager networks (our trainer
+# would give the reference channels-last on CUDA, and --precision / --compile if asked).
+PUBLISHED = {"precision": "fp32", "channels_last": "off", "compile": False}
+
+
+def published_adam(ours):
+    """The reference's `torch.optim.Adam(params, lr, betas)`: torch's default implementation,
+    not the fused one-kernel Adam our trainer uses on CUDA and CPUs."""
+    import torch
+
+    group = ours.param_groups[0]
+    return torch.optim.Adam(group["params"], lr=group["lr"], betas=group["betas"])
 
 
 def measure(job: dict) -> dict:

@@ -1,7 +1,7 @@
 """Checkpoints: reading and writing them, and what they record. A checkpoint is a safetensors
 weights file (generators, discriminators, auxiliary networks and, with --ema, the averaged
 generators) whose metadata describes the run fully, so `convert` needs no flags, plus a
-training-state file (optimisers, scaler, step, random numbers, model extra state) that loads with
+training-state file (optimisers, scaler, step, model extra state) that loads with
 `torch.load(weights_only=True)`.
 Weights are written before state and the `latest` pointer moves last, each write atomic, so a
 crash never leaves a broken latest checkpoint."""
@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import errno
 import json
-import random
 import re
 import shutil
 import typing
@@ -220,21 +219,6 @@ def load_state(weights: Path) -> dict[str, Any]:
 
 
 # -- what a checkpoint records ------------------------------------------------------------------
-def capture_rng() -> dict[str, Any]:
-    state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def restore_rng(state: Mapping[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    version_, internal, gauss = state["python"]
-    random.setstate((version_, tuple(internal), gauss))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 def img2img_version() -> str:
     try:
         return version("img2img")

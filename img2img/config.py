@@ -85,8 +85,9 @@ class TrainConfig:
     device: str = _f("auto", "cuda, cuda:N, mps, cpu, or auto (the best available)")
     precision: str = _f("auto", "auto = bf16/fp16 mixed precision on CUDA, fp32 elsewhere",
                         choices=PRECISIONS)
-    channels_last: str = _f("auto", "channels-last memory format (auto = on CUDA only, where "
-                                    "it speeds up convolutions)", choices=("auto", "on", "off"))
+    channels_last: str = _f("auto", "channels-last memory format (auto = on CUDA, for the "
+                                    "networks without instance norm, which returns NCHW)",
+                            choices=("auto", "on", "off"))
     compile: bool = _f(False, "compile the networks with torch.compile (slower start, faster "
                               "steps on a GPU)")
     augment_on: str = _f("cpu", "where random warps, crops and flips run: cpu (loader "

@@ -130,12 +130,36 @@ def broadcast_object(value: T) -> T:
     return box[0]
 
 
-def any_process(flag: bool, device: torch.device) -> bool:
-    """Whether `flag` is set on any process (e.g. Ctrl-C on one rank stops all together)."""
-    value = torch.tensor([1.0 if flag else 0.0], device=device)
-    with _collective("checking whether to stop"):
-        torch.distributed.all_reduce(value, op=torch.distributed.ReduceOp.MAX)
-    return bool(value.item())
+class StopVote:
+    """Whether any process asked to stop (Ctrl-C on one rank stops all at the same step),
+    agreed without stalling a step. Each step's vote is a CPU tensor, reduced by gloo (never a
+    CUDA tensor, whose `.item()` would wait for the GPU to drain every step) without waiting;
+    it is read one step later, by when it has normally arrived. Every rank reads the same
+    result at the same step, so all stop together, one step after the request."""
+
+    def __init__(self) -> None:
+        self._pending: tuple[Any, torch.Tensor] | None = None
+
+    def poll(self, flag: bool) -> bool:
+        """Send this step's vote; return whether the previous step's asked to stop."""
+        stop = self.finish()
+        value = torch.tensor([1 if flag else 0], dtype=torch.int32)
+        with _collective("checking whether to stop"):
+            work = torch.distributed.all_reduce(value, op=torch.distributed.ReduceOp.MAX,
+                                                async_op=True)
+        self._pending = (work, value)
+        return stop
+
+    def finish(self) -> bool:
+        """Wait for the vote in flight, if any: whether it asked to stop. Every rank calls it
+        before the loop ends, so no reduction is left half done."""
+        if self._pending is None:
+            return False
+        work, value = self._pending
+        self._pending = None
+        with _collective("checking whether to stop"):
+            work.wait()
+        return bool(value[0])
 
 
 def mean(values: dict[str, torch.Tensor], world: int) -> dict[str, torch.Tensor]:

@@ -10,9 +10,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import checkpoints, distributed, runs
+from . import checkpoints, distributed, runs, speed
 from .checkpoints import (
-    average_tensors, capture_rng, from_record, load_networks, network_tensors, restore_rng,
+    average_tensors, from_record, load_networks, network_tensors,
 )
 from .config import TrainConfig, split_settings
 from .errors import CheckpointError, Img2ImgError
@@ -93,7 +93,7 @@ class Resumable:
         state = {
             "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
-            "scaler": self.scaler.state_dict(), "rng": capture_rng(),
+            "scaler": self.scaler.state_dict(),
             "model": self.model.extra_state(), "best": self.best,
             "world_size": self.processes.world, "items": len(self.dataset),
         }
@@ -124,6 +124,7 @@ class Resumable:
                         saved_items, weights.name)
         for key, optimizer in self.optimizers.items():
             optimizer.load_state_dict(state["optimizers"][key])
+            speed.match_parameter_layouts(optimizer)  # saved under another --channels-last?
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         self.model.load_extra_state({k: v.to(self.device) for k, v in state["model"].items()})
@@ -133,4 +134,4 @@ class Resumable:
             checkpoints.clean_leftovers(self.run_dir)  # what a killed save left behind
         self.batch_in_epoch = state["batch_in_epoch"]
         self.best = state.get("best")
-        restore_rng(state["rng"])
+        # No generator state to restore: each step reseeds from (seed, rank, step) (img2img.rng).

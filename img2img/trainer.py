@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import math
-import random
 import sys
 import time
 from collections.abc import Mapping
@@ -18,7 +17,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from . import checkpoints, diffaugment, distributed, runs
+from . import checkpoints, diffaugment, distributed, rng, runs, speed
 from .data.augment import GEOMETRY_LIMITS, AugmentRecipe
 from .config import TrainConfig, autocast_dtype, lr_factor, resolve_device, warmup_factor
 from .data import SeededSampler, open_dataset
@@ -41,19 +40,6 @@ from .checkpoints import (
 
 
 log = logging.getLogger("img2img")
-
-def _warn_about_penalty_and_batch_norm(model: Model, gan_loss: str) -> None:
-    """WGAN-GP's penalty is a per-sample gradient norm; batch norm makes each sample's output
-    depend on the others in its batch, so the penalty no longer constrains what it should."""
-    uses_bn = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
-                  for m in model.discriminators.modules())
-    if gan_loss == "wgan-gp" and uses_bn:
-        log.warning("--gan-loss wgan-gp with batch norm in the %s discriminator: the gradient "
-                    "penalty is per sample and batch norm couples a batch's samples (Gulrajani "
-                    "et al. 2017 use none); use a discriminator without batch norm (the "
-                    "PatchGAN's --norm instance or none, or --spectral-norm) or another "
-                    "--gan-loss", model.name)
-
 
 def _check_discriminator_sizes(model: Model, crop_size: int) -> None:
     """A discriminator that declares `minimum_size` (the PatchGANs do) must fit the crops,
@@ -82,8 +68,7 @@ class Trainer(Resumable):
         if not self.processes.is_main:  # other ranks print nothing unless they fail
             logging.getLogger("img2img").setLevel(logging.ERROR)
         self.amp_dtype = autocast_dtype(config.precision, self.device)
-        torch.manual_seed(config.seed)
-        random.seed(config.seed)
+        rng.seed(config.seed, self.device)  # the initial weights; each step reseeds (rng)
         on_device = config.augment_on == "device"
         # With device augmentation the loader only resizes; warps, crops and flips happen batched.
         geometry = {name: getattr(config, name) for name in GEOMETRY_LIMITS}
@@ -101,18 +86,19 @@ class Trainer(Resumable):
         self.measured: dict[str, Tensor] | None = None
         spec = ImageSpec(config.channels, config.crop_size,
                          tuple(getattr(self.dataset, "classes", ())))
+        self.scaler = torch.amp.GradScaler(self.device.type,
+                                           enabled=self.amp_dtype == torch.float16)
         adversary = Adversary(config.gan_loss, config.gp_weight, config.r1_weight)
         self.model = model_cls(options, spec=spec, adversary=adversary).to(self.device)
-        _warn_about_penalty_and_batch_norm(self.model, config.gan_loss)
+        adversary.prepare(self.model.discriminators, self.scaler, self.model.name)
         _check_discriminator_sizes(self.model, config.crop_size)
         diffaugment.install(self.model.discriminators.values(),
                             diffaugment.parse_policy(config.diff_augment),
                             config.channels)
         if config.init_from is not None and resume_from is None:
             self._init_from(config.init_from)
-        self.channels_last = config.channels_last == "on" or (
-            config.channels_last == "auto" and self.device.type == "cuda")
-        self._speed_up(config)
+        self.channels_last = speed.speed_up(self.model, config.channels_last, self.device,
+                                            config.compile)
         if config.sync_batch_norm and self.device.type != "cuda":
             raise Img2ImgError("--sync-batch-norm needs CUDA GPUs (PyTorch's SyncBatchNorm runs "
                                "on GPUs only); on CPUs each process keeps its own statistics")
@@ -127,8 +113,6 @@ class Trainer(Resumable):
         }
         # TTUR: the discriminators may learn at their own rate; warm-up and decay scale both.
         self.base_lr = {"g": config.lr, "d": config.lr if config.lr_d is None else config.lr_d}
-        scaler_on = self.amp_dtype == torch.float16
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=scaler_on)
         labels = getattr(self.dataset, "labels", None) if config.balance_classes else None
         if config.balance_classes and labels is None:
             raise Img2ImgError(f"--balance-classes needs labelled data (one sub-folder per "
@@ -158,15 +142,6 @@ class Trainer(Resumable):
         self.fixed_batch = self._fixed_batch()
         self.eval_set = load_eval_set(self.model, config.eval_data) if config.eval_every else None
 
-    def _speed_up(self, config: TrainConfig) -> None:
-        """Memory format and compilation, applied to every network of every model."""
-        networks = [*self.model.generators.values(), *self.model.discriminators.values()]
-        for net in networks:
-            if self.channels_last:
-                net.to(memory_format=torch.channels_last)
-            if config.compile:
-                net.compile()  # in place: parameter names (and checkpoints) stay the same
-
     def _adam(self, params: Any) -> torch.optim.Adam:
         params = [p for p in params if p.requires_grad]
         fused = self.device.type in ("cuda", "cpu")  # one kernel for all tensors (CPU: 4x)
@@ -184,20 +159,19 @@ class Trainer(Resumable):
             if not isinstance(value, Tensor):  # e.g. the dataset's "skipped" notes
                 continue
             value = value.to(self.device, non_blocking=True)
-            if value.dtype == torch.uint8:
-                value = to_model_range(value)
-                if self.channels_last:
-                    value = value.contiguous(memory_format=torch.channels_last)
-            moved[key] = value
+            moved[key] = to_model_range(value) if value.dtype == torch.uint8 else value
         if augment and self.device_augment is not None:
             moved = self.device_augment(moved, paired=self.model.data == "paired")
+        if self.channels_last:  # after the device augmentation, whose output is NCHW
+            moved = {k: v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 else v
+                     for k, v in moved.items()}
         return moved
 
     def _fixed_batch(self) -> dict[str, Tensor]:
         """The same few samples for every grid, so progress is comparable step to step."""
         items = [self.dataset[(i, i)] for i in range(min(4, len(self.dataset)))]
-        with torch.random.fork_rng(devices=[]):  # device crops draw here, not from the run's RNG
-            torch.manual_seed(0)
+        with rng.fork(self.device):  # device crops draw here, not from the run's generators
+            rng.seed(0, self.device)
             return self._to_device(torch.utils.data.default_collate(items))
 
     def steps_per_epoch(self) -> int:
@@ -222,6 +196,11 @@ class Trainer(Resumable):
         try:
             self.scaler.scale(total).backward()
         except RuntimeError as exc:
+            if "not currently support double backward" in str(exc):
+                raise Img2ImgError(f"model '{self.model.name}' with --compile: a gradient penalty "
+                                   "ran through a compiled network; run that forward under "
+                                   "img2img.losses.eager() (Adversary does), or train without "
+                                   "--compile") from None
             if "backward through the graph a second time" not in str(exc):
                 raise
             raise Img2ImgError(f"model '{self.model.name}': two generator loss groups share one "
@@ -291,12 +270,13 @@ class Trainer(Resumable):
         loader, running, started = self._loader(), {}, time.perf_counter()
         self._logged_at = self.step
         self.model.train()
+        stopped = False
         with Interrupt() as interrupt, bar:
             try:
-                self._train_until(total, loader, interrupt, bar, running, started)
+                stopped = self._train_until(total, loader, interrupt, bar, running, started)
             except Exception as exc:
                 self._stop_on_error(exc)
-        self.interrupted = interrupt.requested and self.step < total
+        self.interrupted = stopped and self.step < total
         if self.processes.is_main:
             self.save_samples()
             weights = self.save_checkpoint()
@@ -309,15 +289,19 @@ class Trainer(Resumable):
         return self.run_dir
 
     def _train_until(self, total: int, loader: Any, interrupt: Interrupt, bar: tqdm,
-                     running: dict[str, Tensor], started: float) -> None:
-        while (self.step < total and self.epoch < self.config.total_epochs
-               and not interrupt.requested):
+                     running: dict[str, Tensor], started: float) -> bool:
+        """The loop; returns whether it stopped on request (Ctrl-C here or, under torchrun, on
+        any rank: all ranks stop at the same step, one after the request)."""
+        vote = distributed.StopVote() if self.processes.distributed else None
+        stop = False
+        while self.step < total and self.epoch < self.config.total_epochs and not stop:
             self._start_epoch()
             for batch in loader:
                 self._count_skipped(batch.pop("skipped", ()))
                 self._in_step = True
                 logs = (self.step + 1) % self.config.log_every == 0 or self.step + 1 == total
                 self.measured = {} if logs else None
+                rng.seed_step(self.config.seed, self.processes.rank, self.step, self.device)
                 terms = self.train_step(self._to_device(batch))
                 self._in_step = False
                 self.step += 1
@@ -329,14 +313,15 @@ class Trainer(Resumable):
                     self._log(running, bar, started, self.measured or {})
                     running = {}
                 self._periodic()
-                if self.processes.distributed:  # Ctrl-C on any rank stops all together
-                    interrupt.requested = distributed.any_process(interrupt.requested,
-                                                                  self.device)
-                if self.step >= total or interrupt.requested:
+                stop = vote.poll(interrupt.requested) if vote else interrupt.requested
+                if self.step >= total or stop:
                     break
             else:
                 self.epoch += 1
                 self.batch_in_epoch = 0
+        if vote is not None:
+            vote.finish()
+        return stop
 
     def _count_skipped(self, reasons: Any) -> None:
         """Training images that could not be read any more (the dataset put others in their
@@ -434,8 +419,7 @@ class Trainer(Resumable):
     @torch.no_grad()
     def save_samples(self) -> Path:
         """Grid of the fixed batch; RNG is forked so sampling never changes the training run."""
-        devices = [self.device] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
+        with rng.fork(self.device):
             average = self.ema.average if self.ema is not None else None
             self.model.eval()
             try:

@@ -176,3 +176,24 @@ def test_quality_one_sided_smoke(tmp_path):
     payload = run_smoke("quality", tmp_path, "--one-sided")
     assert {r["model"] for r in payload["one_sided"]} == {"cyclegan", "cut"}
     assert all(r["steps"] >= 1 and math.isfinite(r["swd"]) for r in payload["one_sided"])
+
+
+def test_the_reference_training_step_runs_the_published_configuration(tmp_path, monkeypatch):
+    """Whatever our variant is given (here bf16 and compile), the reference trains in fp32,
+    NCHW, eager, with torch's default Adam: on CUDA our trainer would otherwise hand it
+    channels-last and the fused Adam."""
+    import torch
+
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import train_speed
+
+    job = {"model": "pix2pix", "size": 32, "width": 8, "batch": 1, "device": "cpu",
+           "precision": "bf16"}
+    reference = train_speed._trainer({**job, "variant": "reference"}, tmp_path / "r")
+    ours = train_speed._trainer({**job, "variant": "ours"}, tmp_path / "o")
+    assert reference.amp_dtype is None and ours.amp_dtype == torch.bfloat16
+    assert reference.channels_last == [] and not reference.config.compile
+    assert all(not o.defaults["fused"] for o in reference.optimizers.values())
+    assert all(o.defaults["fused"] for o in ours.optimizers.values())
+    assert [len(o.param_groups[0]["params"]) for o in reference.optimizers.values()] == \
+        [len(o.param_groups[0]["params"]) for o in ours.optimizers.values()]

@@ -191,8 +191,10 @@ def _launch_rank(rank: int, port: int, args: list[str], log: Path) -> subprocess
 def test_a_lost_rank_ends_the_other_with_a_clear_message_and_resume_is_exact(tmp_path):
     flags = MODELS["pix2pix"][1]
     data = write_sample_images("paired", tmp_path / "data", n=4, size=40)["data"]
+    # DiffAugment draws random numbers on each rank: each rank's own stream must resume too.
     common = ["train", "pix2pix", "--data", str(data), *flags, *SMALL, "--dist-timeout", "30",
-              "--runs-dir", str(tmp_path / "runs"), "--checkpoint-every", "1"]
+              "--runs-dir", str(tmp_path / "runs"), "--checkpoint-every", "1",
+              "--diff-augment", "translation,cutout"]
     straight = torchrun([*common, "--max-steps", "6", "--name", "straight"])
     assert straight.returncode == 0, straight.stderr
     port = free_port()
@@ -272,3 +274,84 @@ def test_sync_batch_norm_is_refused_without_cuda(tmp_path):
     with pytest.raises(img2img.Img2ImgError, match="--sync-batch-norm needs CUDA GPUs"):
         Trainer(Pix2Pix, Pix2Pix.Options(generator="unet-32", ngf=8, ndf=8), config)
     assert not (tmp_path / "runs").exists()  # refused before anything was written
+
+
+class _Recorder:
+    """Stands in for torch.distributed in one process: records every all-reduce."""
+
+    class Work:
+        def wait(self):
+            return True
+
+    def __init__(self):
+        self.calls = []
+
+    def all_reduce(self, tensor, op=None, async_op=False):
+        self.calls.append({"device": tensor.device.type, "async": async_op,
+                           "value": int(tensor.flatten()[0])})
+        return self.Work() if async_op else None
+
+
+def test_the_stop_vote_never_waits_within_a_step_and_every_rank_reads_it_a_step_later(
+        monkeypatch):
+    recorder = _Recorder()
+    monkeypatch.setattr(torch.distributed, "all_reduce", recorder.all_reduce)
+    vote = img2img.distributed.StopVote()
+    assert [vote.poll(flag) for flag in (False, True, False)] == [False, False, True]
+    assert vote.finish() is False and vote.finish() is False  # nothing left in flight
+    # A CPU tensor (gloo): reading it is no device synchronisation; sent without waiting.
+    assert recorder.calls == [{"device": "cpu", "async": True, "value": v} for v in (0, 1, 0)]
+
+
+def test_a_distributed_step_sends_one_vote_and_ctrl_c_stops_one_step_later(tmp_path,
+                                                                           monkeypatch):
+    """The trainer as rank 0 of 2 (collectives stood in for): the stop flag costs one
+    asynchronous CPU all-reduce per step (it was a blocking one on the training device, read
+    back with .item(): a host synchronisation every step on a GPU)."""
+    recorder = _Recorder()
+    monkeypatch.setattr(torch.distributed, "all_reduce", recorder.all_reduce)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    for name in ("start", "stop", "prepare_model"):
+        monkeypatch.setattr(img2img.distributed, name, lambda *args, **kwargs: None)
+    monkeypatch.setattr(img2img.distributed, "broadcast_object", lambda value: value)
+    monkeypatch.setattr(img2img.distributed, "average_gradients", lambda *args: None)
+    monkeypatch.setattr(img2img.distributed, "mean", lambda values, world: values)
+    folders = write_sample_images("paired", tmp_path / "data", n=8, size=40)
+    trainer = Trainer(Pix2Pix, Pix2Pix.Options(**Pix2Pix.smoke_options),
+                      TrainConfig(**folders, load_size=32, crop_size=32, workers=0,
+                                  device="cpu", batch_size=1, log_every=1, sample_every=0,
+                                  max_steps=6, runs_dir=tmp_path / "runs"), progress=False)
+    step = trainer.train_step
+
+    def train_step(batch):
+        if trainer.step == 1:  # Ctrl-C during the second step
+            os.kill(os.getpid(), signal.SIGINT)
+        return step(batch)
+
+    monkeypatch.setattr(trainer, "train_step", train_step)
+    trainer.fit()
+    assert trainer.step == 3 and trainer.interrupted  # every rank stops after step 3
+    assert recorder.calls == [{"device": "cpu", "async": True, "value": v} for v in (0, 1, 1)]
+
+
+def test_ctrl_c_on_one_rank_stops_both_at_the_same_step_with_a_checkpoint(tmp_path):
+    """The vote on real processes (gloo on loopback): Ctrl-C reaches rank 1 only."""
+    data = write_sample_images("paired", tmp_path / "data", n=4, size=40)["data"]
+    args = ["train", "pix2pix", "--data", str(data), *MODELS["pix2pix"][1], *SMALL,
+            "--max-steps", "100000", "--epochs", "100000", "--batch-size", "1",
+            "--runs-dir", str(tmp_path / "runs"), "--name", "stop", "--dist-timeout", "60"]
+    port = free_port()
+    logs = [tmp_path / f"rank{r}.log" for r in (0, 1)]
+    ranks = [_launch_rank(r, port, args, log) for r, log in zip((0, 1), logs)]
+    metrics = tmp_path / "runs" / "stop" / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (metrics.exists() and metrics.read_text()):
+        time.sleep(0.05)
+    ranks[1].send_signal(signal.SIGINT)
+    codes = [rank.wait(timeout=90) for rank in ranks]
+    messages = [log.read_text() for log in logs]
+    assert codes == [130, 130], messages
+    assert "interrupted at step" in messages[0] and "Traceback" not in "".join(messages)
+    saved = checkpoints.read_metadata(checkpoints.resolve_checkpoint(tmp_path / "runs" / "stop"))
+    stopped_at = int(messages[0].split("interrupted at step ")[1].split(";")[0])
+    assert saved["step"] == stopped_at >= 1

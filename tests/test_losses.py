@@ -309,3 +309,56 @@ def test_pool_empty_state_round_trip():
 def test_pool_rejects_state_larger_than_size():
     with pytest.raises(ValueError, match="size"):
         ImagePool(2).load_state_dict({"images": torch.zeros(3, 3, 4, 4)})
+
+
+# the penalties under fp16 (PyTorch's AMP recipe for gradient penalties) ----------------------
+
+def faint_critic():
+    """A critic whose input gradient is ~3e-8 per pixel: below fp16's smallest subnormal (6e-8),
+    so in half precision it flushes to zero on its way back unless it is scaled."""
+    critic = conv_critic()
+    with torch.no_grad():
+        critic[0].weight.mul_(1e-5)
+        critic[2].weight.mul_(1e-2)
+    return critic
+
+
+def test_r1_under_fp16_goes_through_the_gradient_scaler():
+    critic, real = faint_critic(), images(size=16)
+
+    def r1(precision, scaler=None):
+        x = real.clone().requires_grad_(True)
+        with torch.autocast("cpu", dtype=torch.float16, enabled=precision == "fp16"):
+            logits = critic(x)
+        return r1_penalty(logits, x, scaler).item()
+
+    exact = r1("fp32")
+    assert exact > 0
+    assert r1("fp16") == 0.0  # what the unscaled penalty computed: nothing
+    scaled = r1("fp16", torch.amp.GradScaler("cpu", init_scale=2.0**16))
+    assert scaled == pytest.approx(exact, rel=1e-2)  # fp16 rounding of the activations
+
+
+@pytest.mark.parametrize("kind,weights,key", [("wgan-gp", dict(gp_weight=10.0), "gp"),
+                                              ("hinge", dict(r1_weight=10.0), "r1")])
+def test_the_adversary_passes_its_scaler_to_the_penalty(kind, weights, key):
+    """Unscaled afterwards: the scaler changes how the gradient travels, not the penalty."""
+    real, fake = images(size=16), images(size=16, seed=2)
+
+    def penalty(scaler, fp16):
+        adversary = Adversary(kind, **weights)
+        adversary.scaler = scaler
+        torch.manual_seed(5)  # the same interpolation points
+        with torch.autocast("cpu", dtype=torch.float16, enabled=fp16):
+            return adversary.discriminator_losses(faint_critic(), real, fake)[key].item()
+
+    exact = penalty(None, fp16=False)
+    assert penalty(torch.amp.GradScaler("cpu", init_scale=2.0**16), fp16=False) == \
+        pytest.approx(exact, rel=1e-5)
+    scaled = penalty(torch.amp.GradScaler("cpu", init_scale=2.0**16), fp16=True)
+    assert scaled == pytest.approx(exact, rel=1e-2)
+    if key == "r1":
+        assert penalty(None, fp16=True) == 0.0
+    # A disabled scaler (bf16, fp32 runs) is no scaler.
+    assert penalty(torch.amp.GradScaler("cpu", enabled=False), fp16=False) == \
+        pytest.approx(exact, rel=1e-6)

@@ -10,15 +10,38 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..errors import Img2ImgError
 from ..model import Model
 from .export import onnx_model, require_extra
 
 
-def _providers(ort: Any, device: torch.device) -> list[str]:
-    """CUDA when the caller asked for a CUDA device and this onnxruntime build has it."""
-    if device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    return ["CPUExecutionProvider"]
+CUDA = "CUDAExecutionProvider"
+
+
+def _providers(ort: Any, device: torch.device) -> list[Any]:
+    """CUDA on the GPU `device` names when the caller asked for one, else the CPU."""
+    if device.type != "cuda":
+        return ["CPUExecutionProvider"]
+    if CUDA not in ort.get_available_providers():
+        raise Img2ImgError(f"--device {device}: this onnxruntime build has no CUDA provider "
+                           f"(it has {', '.join(ort.get_available_providers())}); install "
+                           "onnxruntime-gpu, or use --device cpu or --runtime torch")
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    # HEURISTIC: cuDNN's own pick of convolution algorithm. The default, EXHAUSTIVE, times every
+    # algorithm for each new input shape, and a translator meets many (image sizes, edge tiles,
+    # a last smaller batch), each costing seconds.
+    options = {"device_id": index, "cudnn_conv_algo_search": "HEURISTIC"}
+    return [(CUDA, options), "CPUExecutionProvider"]
+
+
+def _check_providers(session: Any, device: torch.device) -> None:
+    """ONNX Runtime falls back to the CPU, saying nothing, when the CUDA provider cannot load
+    (a CUDA or cuDNN library missing or of another version): refuse instead."""
+    if device.type == "cuda" and CUDA not in session.get_providers():
+        raise Img2ImgError(f"--device {device}: ONNX Runtime could not start its CUDA provider "
+                           f"and would run on {', '.join(session.get_providers())}; check that "
+                           "onnxruntime-gpu matches the installed CUDA and cuDNN (its log above "
+                           "names the library), or use --device cpu or --runtime torch")
 
 
 class OnnxGraph:
@@ -38,12 +61,13 @@ class OnnxGraph:
         # PyTorch's own threads in the tensor work between runs (3-5x slower there).
         options.add_session_config_entry("session.force_spinning_stop", "1")
         source = model if isinstance(model, bytes) else str(model)
+        providers = _providers(ort, device)
         try:
-            self.session = ort.InferenceSession(source, options,
-                                                providers=_providers(ort, device))
+            self.session = ort.InferenceSession(source, options, providers=providers)
         except Exception as exc:  # onnxruntime's errors share no base class beyond Exception
             where = "" if isinstance(model, bytes) else f"{model}: "
             raise RuntimeError(f"{where}ONNX Runtime cannot load this graph: {exc}") from None
+        _check_providers(self.session, device)
         self.input = self.session.get_inputs()[0].name
 
     def metadata(self) -> dict[str, str]:

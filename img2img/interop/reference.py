@@ -294,7 +294,8 @@ def _build(model_cls: type[Model], generators: Sequence[tuple[str, Source]],
     d = _same([s for _, s in discriminators])
     options = _options(model_cls, g, d, batch_stats, generators[0][1].path)
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
+        # The CPU's generator alone: torch.manual_seed would reseed every GPU's, unrestored.
+        torch.random.default_generator.manual_seed(0)
         model = model_cls(options, spec=ImageSpec(g.in_channels, _size(g, size)))
     names = _discriminator_names(model, [(n, s.path) for n, s in discriminators])
     files = {}

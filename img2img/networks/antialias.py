@@ -52,7 +52,11 @@ class BlurUpsample2d(nn.Module):
         self.register_buffer("kernel", blur_kernel(channels, gain=4.0), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.pad(x, (1, 1, 1, 1), mode="replicate")
+        # F.pad(x, (1, 1, 1, 1), mode="replicate"), by hand: torch.compile's shape model of the
+        # replicate padding's backward assumes NCHW, and channels-last gradients then fail
+        # ("view size is not compatible", or inductor's stride assertion).
+        x = torch.cat([x[..., :1, :], x, x[..., -1:, :]], dim=-2)
+        x = torch.cat([x[..., :1], x, x[..., -1:]], dim=-1)
         y = F.conv_transpose2d(x, self.kernel.to(x.dtype), stride=2, groups=self.channels)
         return y[..., 3:-3, 3:-3]
 

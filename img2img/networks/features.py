@@ -92,7 +92,10 @@ def _forward_capturing(net: nn.Module, x: torch.Tensor, layers: Sequence[str],
         lambda _module, _args, out, name=name: found.__setitem__(name, out))
         for name in layers if name != "input"]
     try:
-        out = net(x)
+        # Eager: a --compile'd network does not see hooks added after it was compiled (torch
+        # skips guarding on them), so the features would never arrive.
+        with torch.compiler.set_stance("force_eager"):
+            out = net(x)
     finally:
         for handle in handles:
             handle.remove()

@@ -168,7 +168,9 @@ def sample_grid(sampler: Sampler, indices: list[int], n: int, seed: int, suffix:
         raise ApiError(422, f"{len(indices)} label(s) x {n} = {len(indices) * n} images; one "
                             f"request draws at most {MAX_SAMPLES}")
     with _RNG_LOCK, torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+        # The noise is drawn on the CPU: seed its generator alone (torch.manual_seed would
+        # reseed every GPU's too, and the fork restores only the CPU's).
+        torch.random.default_generator.manual_seed(seed)
         try:
             images = sampler.sample(indices, n).cpu() * 2 - 1
         except (Img2ImgError, RuntimeError, ValueError) as exc:
