@@ -22,9 +22,6 @@ import cv2
 import pytest
 import setuptools
 
-# Its module-scoped fixtures are expensive: one pytest-xdist worker runs every test here.
-pytestmark = pytest.mark.xdist_group("packaging")
-
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
 VERSION = re.search(r'^version = "([^"]+)"', PYPROJECT, re.MULTILINE).group(1)

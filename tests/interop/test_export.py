@@ -29,9 +29,6 @@ from img2img.model import ImageSpec
 from img2img.plugins import load_plugins
 from img2img.testing import check_model
 
-# Its module-scoped fixtures are expensive: one pytest-xdist worker runs every test here.
-pytestmark = pytest.mark.xdist_group("export")
-
 BUILTINS = {"IMG2IMG_LOAD_PLUGINS": "img2img_pix2pix,img2img_cyclegan,img2img_cgan"}
 # (model, direction, style): every generator a built-in translating model exports
 CASES = [("pix2pix", "a_to_b", None), ("cyclegan", "a_to_b", None),

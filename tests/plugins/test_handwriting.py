@@ -22,9 +22,6 @@ from img2img.data import PairedDataset
 from img2img.evaluate import evaluate, load_eval_set
 from img2img.plugins import load_plugins
 
-# Its module-scoped fixtures are expensive: one pytest-xdist worker runs every test here.
-pytestmark = pytest.mark.xdist_group("handwriting")
-
 BUNDLED = Path(__file__).resolve().parents[2] / "datasets" / "handwriting_print2hand"
 TINY = ["--ngf", "16", "--ndf", "16"]
 FAST = ["--workers", "0", "--batch-size", "4", "--sample-every", "0", "--checkpoint-every", "0",
