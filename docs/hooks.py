@@ -6,7 +6,8 @@
 * the command-line reference documents the command tree `img2img` builds from its built-in
   plugins (`img2img_docs_cli:cli` for mkdocs-click), whatever else is installed;
 * the hook specifications are listed by their own module, wherever it lives, so the API
-  reference names them without a hard-coded module path.
+  reference names them without a hard-coded module path (and a public name that a submodule
+  shadows is documented from its own module).
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ INCLUDED_ASSETS = ["benchmarks/figures"]
 CLI_MODULE = "img2img_docs_cli"
 HOOKSPECS_MARKER = "<!-- hook specifications -->"
 LINK = re.compile(r"\]\(([^)\s#]+)(#[^)\s]*)?\)")
+PUBLIC_NAME = re.compile(r"^::: img2img\.(\w+)$", re.MULTILINE)
 
 
 def built_in_cli():
@@ -64,6 +66,20 @@ def hook_specifications() -> list[str]:
                     and getattr(value, "__module__", None) == name):
                 found.append(f"{name}.{attribute}")
     return sorted(set(found), key=lambda path: path.rsplit(".", 1)[1])
+
+
+def _defining_module(match: re.Match) -> str:
+    """`::: img2img.NAME` where a submodule has the same name as the public object (today
+    `img2img.catalog`, the function, beside the module `img2img/catalog.py`): mkdocstrings
+    would document the module, so point it at the object's own module instead."""
+    import img2img
+
+    name = match.group(1)
+    value = getattr(img2img, name, None)
+    shadowed = f"img2img.{name}" in sys.modules and not isinstance(value, types.ModuleType)
+    if value is None or not shadowed:
+        return match.group(0)
+    return f"::: {value.__module__}.{name}"
 
 
 def on_config(config):
@@ -105,6 +121,7 @@ def on_page_markdown(markdown, page, config, files):
             return f"]({relative}{anchor})"
 
         markdown = LINK.sub(relink, markdown)
+    markdown = PUBLIC_NAME.sub(_defining_module, markdown)
     if HOOKSPECS_MARKER in markdown:
         specs = "\n\n".join(f"::: {path}" for path in hook_specifications())
         markdown = markdown.replace(HOOKSPECS_MARKER, specs)
