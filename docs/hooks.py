@@ -11,6 +11,7 @@
 """
 from __future__ import annotations
 
+import inspect
 import os
 import posixpath
 import re
@@ -52,6 +53,42 @@ def built_in_cli():
             os.environ["IMG2IMG_LOAD_PLUGINS"] = saved
 
 
+def _escaped(text: str) -> str:
+    """Help text as Markdown that shows it as written: `<model>` is text, not an HTML tag
+    (outside `code spans`, which Markdown already shows literally)."""
+    parts = re.split(r"(`[^`]*`)", text)
+    return "".join(part if i % 2 else part.replace("<", "&lt;").replace(">", "&gt;")
+                   for i, part in enumerate(parts))
+
+
+def _for_the_page(command, parent=None) -> None:
+    """Help as the reference page shows it, on this docs-only instance of the commands: a
+    paragraph click prints unwrapped (after a `\\b` line) becomes a text block, `<` and `>` are
+    text, and a default click leaves unset reads as what it means (False for a flag, None
+    otherwise; mkdocs-click would print the sentinel), or as the text the option shows."""
+    import click
+
+    context = click.Context(command, info_name=command.name, parent=parent,
+                            **command.context_settings)
+    if command.help:
+        command.help = "\n\n".join(
+            "```text\n" + paragraph[2:].strip("\n") + "\n```" if paragraph.startswith("\b\n")
+            else _escaped(paragraph)
+            for paragraph in inspect.cleandoc(command.help).split("\n\n"))
+    for option in command.get_params(context):  # the help option too (made and kept here)
+        if not isinstance(option, click.Option):
+            continue
+        if option.help:
+            option.help = _escaped(option.help)
+        if isinstance(option.show_default, str):
+            option.default = option.show_default
+        elif type(option.default).__name__ == "Sentinel":
+            option.default = False if option.is_flag else None
+    if isinstance(command, click.Group):
+        for name in command.list_commands(context):
+            _for_the_page(command.get_command(context, name), context)
+
+
 def hook_specifications() -> list[str]:
     """`module.function` of every img2img hook spec (functions pluggy marked with the
     `img2img_spec` attribute), found among the img2img modules `import img2img` loaded."""
@@ -85,6 +122,7 @@ def _defining_module(match: re.Match) -> str:
 def on_config(config):
     module = types.ModuleType(CLI_MODULE, "The command tree the reference documents.")
     module.cli = built_in_cli()
+    _for_the_page(module.cli)
     sys.modules[CLI_MODULE] = module
     return config
 

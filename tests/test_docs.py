@@ -7,13 +7,16 @@ public name; and every ```bash and ```python example on its pages runs here, on 
 stopped). One build serves every test here and the browser test."""
 from __future__ import annotations
 
+import functools
 import html
+import http.server
 import importlib.util
 import os
 import re
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import click
@@ -184,3 +187,63 @@ def test_examples_run(page, sandbox, tmp_path, monkeypatch, capsys):
                            monkeypatch)
     finally:
         shell.close()
+
+
+# -- the site in a browser ---------------------------------------------------------------------
+def test_the_site_reads_offline_in_a_browser(site, chromium, tmp_path):
+    """From the file system, as `mkdocs build` leaves it: the navigation leads to a getting-started
+    page, a guide, the plugin guide and the command reference, and the search finds a page. The
+    screenshot is kept in tmp_path, and in $IMG2IMG_SCREENSHOTS when set (how docs/site.png is
+    made: `IMG2IMG_SCREENSHOTS=docs pytest tests/test_docs.py -k browser`)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def follow(tab: str, page: str, title: str) -> None:
+        tabs = [a for a in chromium.find_elements(By.CSS_SELECTOR, ".md-tabs__link")
+                if a.text.strip() == tab]
+        assert tabs, f"no '{tab}' tab"
+        tabs[0].click()
+        links = [a for a in chromium.find_elements(By.CSS_SELECTOR, ".md-sidebar--primary a")
+                 if a.text.strip() == page]
+        assert links, f"no '{page}' in the navigation of '{tab}'"
+        links[0].click()
+        WebDriverWait(chromium, 30).until(
+            lambda d: d.execute_script("return document.readyState") == "complete")
+        heading = chromium.find_element(By.CSS_SELECTOR, "article h1").text
+        assert heading.startswith(title), (page, heading)
+
+    chromium.get((site / "index.html").as_uri())
+    assert chromium.find_element(By.CSS_SELECTOR, "article h1").text.startswith("img2img")
+    follow("Getting started", "Your first runs", "Your first runs")
+    follow("Guides", "Serve", "Serve")
+    images = chromium.execute_script(
+        "return Array.from(document.querySelectorAll('article img')).map(i => i.naturalWidth)")
+    assert images and all(width > 0 for width in images)  # the screenshot of the serve page
+    follow("Writing plugins", "Plugin guide", "Writing img2img plugins")
+    follow("Reference", "Command line", "Command line")
+    assert chromium.find_elements(By.ID, "img2img-train-pix2pix")
+    article = chromium.find_element(By.TAG_NAME, "article").text
+    assert "--lambda-l1" in article and "(default: <model>-<date>-<time>)" in article
+
+    # Search, served as `mkdocs serve` serves it (a file:// page's search worker needs a shim
+    # the theme loads from unpkg.com, and a test has no internet).
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        chromium.get(f"http://127.0.0.1:{server.server_port}/reference/cli.html")
+        search = chromium.find_element(By.CSS_SELECTOR, "input.md-search__input")
+        search.click()
+        search.send_keys("resume")
+        WebDriverWait(chromium, 30).until(lambda d: d.find_elements(
+            By.CSS_SELECTOR, ".md-search-result__item a[href*='reliability']"))
+        shot = tmp_path / "site.png"  # the command reference, with the search's answers
+        assert chromium.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
+        search.send_keys(Keys.ESCAPE)
+    finally:
+        server.shutdown()
+    if os.environ.get("IMG2IMG_SCREENSHOTS"):
+        target = Path(os.environ["IMG2IMG_SCREENSHOTS"])
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shot, target / "site.png")
