@@ -4,7 +4,8 @@ reference shows every command and flag, each with help text; its API reference s
 public name; and every ```bash and ```python example on its pages runs here, on tiny data
 (tests/docexamples.py says how), unless the line right above it says why a test cannot run it:
 `<!-- not run: REASON -->` (a GPU, a second machine, a weights file, a server that runs until
-stopped). One build serves every test here and the browser test."""
+stopped). One build of the site and one sandbox serve every test here, the browser test
+included, whichever pytest-xdist worker runs it."""
 from __future__ import annotations
 
 import functools
@@ -29,7 +30,6 @@ import img2img
 from img2img import networks
 from img2img.cli import build_cli
 
-pytestmark = pytest.mark.xdist_group("docs")  # one worker builds the site once for all of them
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 PAGES = sorted(p.relative_to(DOCS).as_posix() for p in DOCS.rglob("*.md"))
@@ -42,18 +42,37 @@ def blocks(page: str):
 
 
 # -- the build ---------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def site(tmp_path_factory) -> Path:
-    """`mkdocs build --strict` of this checkout into a temporary folder."""
-    pytest.importorskip("mkdocs", reason="the docs extra (in the test extra) builds the site")
-    out = tmp_path_factory.mktemp("site")
+def shared(tmp_path_factory, name: str, make) -> Path:
+    """`make(folder)` once per test session: the first pytest-xdist worker to get here makes it
+    under a lock in the session's common temporary folder and the others reuse it (xdist_group
+    alone cannot promise one worker: under pytest 9, xdist 3.8 no longer groups)."""
+    from filelock import FileLock  # a dependency of torch
+
+    common = tmp_path_factory.getbasetemp().parent
+    folder, done = common / name, common / f"{name}.done"
+    with FileLock(str(common / f"{name}.lock")):
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            make(folder)
+            done.touch()
+    return folder
+
+
+def build_site(out: Path) -> None:
+    """`mkdocs build --strict` of this checkout into `out`: no warning at all."""
     result = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--config-file",
                              str(ROOT / "mkdocs.yml"), "--site-dir", str(out)],
                             capture_output=True, text=True, timeout=300, cwd=ROOT,
                             env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
     assert result.returncode == 0, result.stderr[-5000:]
     assert "WARNING" not in result.stderr, result.stderr[-5000:]
-    return out
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    pytest.importorskip("mkdocs", reason="the docs extra (in the test extra) builds the site")
+    return shared(tmp_path_factory, "docs-site", build_site)
 
 
 def test_the_site_builds_strictly_with_every_page(site):
@@ -146,20 +165,22 @@ def test_every_example_is_run_or_says_why_not(page):
                 assert program in PROGRAMS - {"python"}, unsupported(program, where)
 
 
-@pytest.fixture(scope="module")
-def sandbox(tmp_path_factory):
-    """The folders, files and runs the pages name (built once; each page gets a copy)."""
-    root = build_sandbox(tmp_path_factory.mktemp("sandbox"))
+def make_sandbox(root: Path) -> None:
+    build_sandbox(root)
     patch = pytest.MonkeyPatch()
     patch.chdir(root)
-    patch.setenv("WANDB_MODE", "offline")
     shell = Shell(root, patch)
     try:
         for args in SANDBOX_RUNS:
             shell.img2img(args, {}, "the sandbox")
     finally:
         patch.undo()
-    return root
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory) -> Path:
+    """The folders, files and runs the pages name (made once; each page gets a copy)."""
+    return shared(tmp_path_factory, "docs-sandbox", make_sandbox)
 
 
 RUNNABLE = [page for page in PAGES
