@@ -14,6 +14,7 @@ import http.server
 import importlib.util
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -23,8 +24,8 @@ from pathlib import Path
 import click
 import pytest
 from docblocks import fenced_blocks, run_python, stray_markers
-from docexamples import (PROGRAMS, SANDBOX_RUNS, Shell, build_sandbox, programs, tiny_train,
-                         unsupported)
+from docexamples import (PROGRAMS, SANDBOX_RUNS, Shell, build_sandbox, logical_lines, programs,
+                         tiny_train, unsupported)
 
 import img2img
 from img2img import networks
@@ -175,6 +176,18 @@ def make_sandbox(root: Path) -> None:
             shell.img2img(args, {}, "the sandbox")
     finally:
         patch.undo()
+
+
+def test_the_readme_commands_are_documented_ones():
+    """Each README command is on a documentation page too, where it is run (or marked)."""
+    documented = {line for page in PAGES for block in blocks(page) if block.language == "bash"
+                  for _, line in logical_lines(block.code)}
+    documented = {" ".join(shlex.split(line, comments=True)) for line in documented}
+    readme = fenced_blocks((ROOT / "README.md").read_text(encoding="utf-8"))
+    commands = [" ".join(shlex.split(line, comments=True)) for block in readme
+                if block.language == "bash" for _, line in logical_lines(block.code)]
+    assert len(commands) >= 5
+    assert [c for c in commands if c and c not in documented] == []
 
 
 @pytest.fixture(scope="module")
