@@ -26,7 +26,6 @@ import importlib
 import re
 import shlex
 import shutil
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -77,11 +76,10 @@ def tiny_command(args: list[str]) -> list[str]:
     if command == "train" and len(words) > 1:
         if "--resume" in args:
             return [*args, "--max-steps", "4"]
+        tiny = [*TINY_TRAINING, *(["--eval-every", "1"] if "--eval-every" in args else [])]
         if "--init-from" in args:
-            return [*args, *TINY_TRAINING, *(["--eval-every", "1"] if "--eval-every" in args
-                                             else [])]
-        evaluate = ["--eval-every", "1"] if "--eval-every" in args else []
-        return [*args, *TINY_TRAINING, *TINY_SIZE, *flags(smoke_options(words[1])), *evaluate]
+            return [*args, *tiny]
+        return [*args, *tiny, *TINY_SIZE, *flags(smoke_options(words[1]))]
     if command == "demo":
         return [*args, "--steps", "2"]
     if command == "export" and "--int8" in args:
