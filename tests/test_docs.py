@@ -233,17 +233,20 @@ def test_the_site_reads_offline_in_a_browser(site, chromium, tmp_path):
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
 
+    def click(css: str, text: str) -> None:
+        """Click the link showing `text` and wait for the page it leads to."""
+        links = [a for a in chromium.find_elements(By.CSS_SELECTOR, css) if a.text.strip() == text]
+        assert links, f"no link '{text}' in {css} of {chromium.current_url}"
+        target = links[0].get_attribute("href").split("#")[0]
+        if target != chromium.current_url.split("#")[0]:
+            links[0].click()
+        WebDriverWait(chromium, 30).until(lambda d: d.current_url.split("#")[0] == target and
+                                          d.execute_script("return document.readyState")
+                                          == "complete")
+
     def follow(tab: str, page: str, title: str) -> None:
-        tabs = [a for a in chromium.find_elements(By.CSS_SELECTOR, ".md-tabs__link")
-                if a.text.strip() == tab]
-        assert tabs, f"no '{tab}' tab"
-        tabs[0].click()
-        links = [a for a in chromium.find_elements(By.CSS_SELECTOR, ".md-sidebar--primary a")
-                 if a.text.strip() == page]
-        assert links, f"no '{page}' in the navigation of '{tab}'"
-        links[0].click()
-        WebDriverWait(chromium, 30).until(
-            lambda d: d.execute_script("return document.readyState") == "complete")
+        click(".md-tabs__link", tab)
+        click(".md-sidebar--primary a", page)
         heading = chromium.find_element(By.CSS_SELECTOR, "article h1").text
         assert heading.startswith(title), (page, heading)
 
