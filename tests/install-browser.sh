@@ -1,6 +1,6 @@
 #!/bin/sh
 # Installs Debian's headless-capable Chromium and its WebDriver for the browser tests (the page
-# tests of `img2img serve` and the run report). Nothing downloads a browser at run time: this
+# tests of `img2img serve`, the run report and the documentation site). Nothing downloads a browser at run time: this
 # uses the system package manager only. Where it cannot install (no apt-get, no root and no
 # sudo), it says so and exits 0; the browser tests then skip with that reason.
 if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then

@@ -1,4 +1,4 @@
-"""Shell completion, as the README's "Shell completion" section sets it up: click's
+"""Shell completion, as docs/guides/completion.md sets it up: click's
 `_IMG2IMG_COMPLETE` protocol completes commands, the models under `train` and their flags, and
 the `*_source` values print the script each shell loads."""
 from __future__ import annotations
@@ -75,7 +75,7 @@ def test_each_shell_gets_a_script_that_calls_back_with_its_own_protocol(shell, m
 
 @pytest.mark.parametrize("shell", ["bash", "fish"])
 def test_a_real_shell_completes_after_loading_the_saved_script(shell, tmp_path, request):
-    """The README's setup, run in the shell itself: save the script, load it, press TAB."""
+    """The documented setup, run in the shell itself: save the script, load it, press TAB."""
     if shutil.which(shell) is None or shutil.which("img2img", path=str(SCRIPTS)) is None:
         pytest.skip(f"needs {shell} and the installed img2img script")
     request.applymarker(pytest.mark.xfail(shell == "fish" and FISH_BROKEN, strict=True,

@@ -299,10 +299,10 @@ def test_python_train_with_config_matches_the_command_line(cli, catalog, trainer
         img2img.train("pix2pix", config=path, resume="latest", catalog=catalog)
 
 
-def test_the_readme_example_file_reads(cli, trainer, tmp_path):
-    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
-    section = readme.split("\n## Configuration\n")[1].split("\n## ")[0]
-    [example] = re.findall(r"^```toml\n(.*?)^```$", section, re.MULTILINE | re.DOTALL)
+def test_the_documented_example_file_reads(cli, trainer, tmp_path):
+    guide = Path(__file__).parents[1] / "docs" / "guides" / "configuration.md"
+    [example] = re.findall(r"^```toml\n(.*?)^```$", guide.read_text(encoding="utf-8"),
+                           re.MULTILINE | re.DOTALL)
     call = recorded(cli, trainer, "pix2pix", "--config", write(tmp_path / "x.toml", example))
     assert (call.options.ngf, call.config.crop_size, call.config.flip) == (32, 64, False)
     assert call.kwargs["preset"] == "handwriting" and call.config.channels == 1  # its preset

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from docblocks import fenced_blocks, run_python, section as section_of
 
 import img2img
 from img2img import hookspecs
@@ -27,7 +28,6 @@ from img2img.testing import check_model
 
 GUIDE = Path(__file__).resolve().parents[1] / "plugins" / "README.md"
 TEXT = GUIDE.read_text(encoding="utf-8")
-BLOCK = re.compile(r"^```(\w*)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
 FILE = re.compile(r"^# file: (\S+)\n")
 PROVIDED = {"to", "train", "eval", "resolve_direction", "resolve_label"}  # Model's helpers, not for overriding
 
@@ -50,16 +50,11 @@ def plain_signature(function, name: str | None = None) -> str:
 
 
 def blocks(language: str) -> list[str]:
-    return [code for lang, code in BLOCK.findall(TEXT) if lang == language]
+    return [block.code for block in fenced_blocks(TEXT) if block.language == language]
 
 
 def section(heading: str) -> str:
-    """The text under a heading line, up to the next heading of the same or a higher level."""
-    match = re.search(rf"^(#+) {re.escape(heading)}$", TEXT, re.MULTILINE)
-    assert match, f"plugins/README.md has no heading '{heading}'"
-    level = len(match.group(1))
-    end = re.compile(rf"^#{{1,{level}}} ", re.MULTILINE).search(TEXT, match.end())
-    return TEXT[match.end():end.start() if end else len(TEXT)]
+    return section_of(TEXT, heading, "plugins/README.md")
 
 
 # -- the reference names the API exactly --------------------------------------------------------
@@ -165,12 +160,8 @@ def cli(tutorial, monkeypatch, tmp_path):
     pm = load_plugins(strict=True, env={LOAD_ENV: "img2img"})
     add_plugin(pm, _import_fresh(package), package, distribution="img2img-denoise")
     for i, code in enumerate(_standalone_blocks()):
-        # A real module, as a plugin's is (dataclasses look their module up in sys.modules).
-        module = types.ModuleType(f"readme_block_{i}")
-        monkeypatch.setitem(sys.modules, module.__name__, module)
-        exec(compile(code, f"plugins/README.md python block {i}", "exec", dont_inherit=True),
-             module.__dict__)
-        namespace = module.__dict__
+        namespace = run_python(code, f"readme_block_{i}", f"plugins/README.md python block {i}",
+                               monkeypatch).__dict__
         hooks = {k: v for k, v in namespace.items() if k.startswith("register_")}
         if hooks:
             add_plugin(pm, types.SimpleNamespace(**hooks), f"readme_block_{i}")

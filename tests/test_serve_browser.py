@@ -88,7 +88,7 @@ def _screenshot(driver, tmp_path: Path, name: str) -> Path:
     path = tmp_path / name
     assert driver.save_screenshot(str(path))
     wanted = os.environ.get("IMG2IMG_SCREENSHOTS")
-    if wanted:  # a deliberate step: how the README's screenshot is made
+    if wanted:  # a deliberate step: how docs/serve.png (docs/guides/serve.md) is made
         Path(wanted).mkdir(parents=True, exist_ok=True)
         shutil.copy(path, Path(wanted) / name)
     return path

@@ -150,7 +150,8 @@ def eval_command(catalog: Catalog) -> click.Command:
                        "report them; needs pip install 'img2img[fid]'")
     @click.option("--limit", type=click.IntRange(min=2), default=None,
                   help="evaluate at most this many items")
-    @click.option("--batch-size", type=click.IntRange(min=1), default=8)
+    @click.option("--batch-size", type=click.IntRange(min=1), default=8,
+                  help="held-out images translated at once (more: faster, more memory)")
     @output_option(help="where to write the measurements as JSON (default: RUN/eval.json)")
     def evaluate_run(run: str | None, model_ref: str, runs_dir: Path, device: str,
                      data: Path | None, a: Path | None, b: Path | None, inception_weights: Path | None, limit: int | None, batch_size: int,
