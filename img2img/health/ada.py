@@ -45,8 +45,8 @@ class AdaptiveAugment:
     """
 
     def __init__(self, batch_size: int, policy: Iterable[str] = diffaugment.POLICIES,
-                 channels: int = 3, target: float = TARGET, interval: int = INTERVAL, kimg: float = KIMG,
-                 device: torch.device | str = "cpu"):
+                 channels: int = 3, target: float = TARGET, interval: int = INTERVAL,
+                 kimg: float = KIMG, device: torch.device | str = "cpu"):
         if batch_size < 1 or interval < 1 or kimg <= 0 or not 0 < target < 1:
             raise ValueError(f"need batch_size, interval >= 1, kimg > 0 and 0 < target < 1; "
                              f"got {batch_size}, {interval}, {kimg}, {target}")

@@ -74,8 +74,8 @@ def smaller_lambda(term: str, config: Config | None) -> str:
         if weight and (root.startswith(weight) or weight.startswith(root)):
             flag = "--" + name.replace("_", "-")
             if isinstance(value, (int, float)) and value > 0:
-                return f"a smaller {flag}: {value / 2:g} (now {value:g}), the weight of g/{term}"
-            return f"a smaller {flag}, the weight of g/{term}"
+                return f"a smaller weight for g/{term}: {flag} {value / 2:g} (now {value:g})"
+            return f"a smaller weight for g/{term} ({flag})"
     return f"a smaller weight for g/{term} (the model's --lambda-* option)"
 
 

@@ -166,6 +166,8 @@ def _runs(flags: Sequence[bool]) -> list[tuple[int, int]]:
 def _overpowered(train: list[dict[str, Any]], config: Mapping[str, Any],
                  sustained: int) -> Finding | None:
     kind = _kind(config)
+    if kind == "wgan-gp":
+        return None  # see D_AT_CHANCE: an optimal critic is WGAN's aim
     evidence = [_overpowered_evidence(r, kind) for r in train]
     long = [(a, b) for a, b in _runs([e is not None for e in evidence]) if b - a >= sustained]
     if not long:
@@ -228,7 +230,7 @@ def _skipped(train: list[dict[str, Any]], config: Mapping[str, Any]) -> Finding 
     total = sum(n for _, n in rises)
     return Finding(SKIPPED_STEPS, rises[0][0],
                    f"{total} step(s) skipped for a non-finite loss or gradient, in the log "
-                   f"intervals ending at steps {_listed(rises)}", SKIPPED,
+                   f"interval(s) ending at step(s) {_listed(rises)}", SKIPPED,
                    _dedupe(advice.suggestions(SKIPPED, config)))
 
 
@@ -253,7 +255,7 @@ def _rolled_back(train: list[dict[str, Any]], config: Mapping[str, Any]) -> Find
     total = sum(n for _, n in rises)
     return Finding(ROLLED_BACK, rises[0][0],
                    f"{total} rollback(s) to the last healthy checkpoint after divergence, by "
-                   f"steps {_listed(rises)}{cause}", signal or ROLLBACKS,
+                   f"step(s) {_listed(rises)}{cause}", signal or ROLLBACKS,
                    _dedupe(advice.suggestions(signal or ROLLBACKS, config)))
 
 
