@@ -100,6 +100,8 @@ class DivergenceMonitor:
     def check(self, record: Mapping[str, Any]) -> Decision:
         """Judge one record (keys without g/, d/ or grad/ are ignored)."""
         values = watched(record)
+        if not values:
+            return Decision(OK)  # an evaluation line: neither evidence nor all-clear
         bad = self.divergent(values)
         if not bad:
             self.suspect = 0

@@ -40,10 +40,12 @@ class StepGuard:
     `allows` raises NonFiniteSteps.
     """
 
-    def __init__(self, max_consecutive: int = MAX_CONSECUTIVE):
+    def __init__(self, max_consecutive: int = MAX_CONSECUTIVE,
+                 config: Mapping[str, Any] | None = None):
         if max_consecutive < 1:
             raise ValueError(f"max_consecutive must be >= 1, got {max_consecutive}")
         self.max_consecutive = max_consecutive
+        self.config = config  # the run's settings record, so advice names flags with values
         self.skipped = 0      # cumulative, checkpointed: logged as health/skipped
         self.consecutive = 0
         self._first_of_run: int | None = None
@@ -88,7 +90,7 @@ class StepGuard:
                 f"training stopped at step {step}: {self.consecutive} steps in a row "
                 f"({self._first_of_run}-{step}) had a non-finite {', '.join(bad)} "
                 f"({self.skipped} skipped in all); try "
-                + "; or ".join(suggestions(NON_FINITE)))
+                + "; or ".join(suggestions(NON_FINITE, self.config)))
         return False
 
     def check(self, step: int, losses: Mapping[str, Tensor],

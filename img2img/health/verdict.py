@@ -24,6 +24,7 @@ D_ACC_HIGH = 0.95     # D right about 19 images in 20, real and fake alike: G is
 R_T_HIGH = 0.9        # r_t = 2 x accuracy on real - 1 when no logit sits on the threshold
 NEAR_ZERO = 0.1       # D loss below a tenth of its value at chance
 SUSTAINED = 5         # records in a row: one log interval of a confident D is not a verdict
+SPAN = 0.05           # ... covering 5% of the run's steps too, however short --log-every is
 COLLAPSE_BELOW = 0.05  # outputs 20x less different than their inputs (or nearly identical)
 
 # The discriminator's real + fake loss and the generator's adversarial loss when D is undecided
@@ -169,7 +170,9 @@ def _overpowered(train: list[dict[str, Any]], config: Mapping[str, Any],
     if kind == "wgan-gp":
         return None  # see D_AT_CHANCE: an optimal critic is WGAN's aim
     evidence = [_overpowered_evidence(r, kind) for r in train]
-    long = [(a, b) for a, b in _runs([e is not None for e in evidence]) if b - a >= sustained]
+    steps = [0, *(int(r["step"]) for r in train)]  # steps[i]: where record i's interval began
+    long = [(a, b) for a, b in _runs([e is not None for e in evidence])
+            if b - a >= sustained and steps[b] - steps[a] >= SPAN * steps[-1]]
     if not long:
         return None
     start, end = long[0]
@@ -191,7 +194,8 @@ def _collapsed(records: list[dict[str, Any]], config: Mapping[str, Any]) -> list
     """A run of two or more logged diversities below COLLAPSE_BELOW, or a low last one."""
     findings = []
     for key in _diversity_keys(records):
-        points = [(int(r["step"]), float(r[key])) for r in records if _number(r.get(key))]
+        points = [(int(r["step"]), float(r[key])) for r in records
+                  if _number(r.get(key)) and _number(r.get("step"))]
         low = [v < COLLAPSE_BELOW for _, v in points]
         runs = [(a, b) for a, b in _runs(low) if b - a >= 2 or b == len(points)]
         if not runs:
@@ -295,7 +299,14 @@ def _series(records: list[dict[str, Any]]) -> dict[str, list[tuple[int, float]]]
 
 def judge(records: list[dict[str, Any]], config: Mapping[str, Any] | None = None,
           run: Path = Path("."), sustained: int = SUSTAINED) -> Verdict:
-    """The verdict on a run's log records (training and evaluation lines, in file order)."""
+    """The verdict on a run's log records (training and evaluation lines, in file order).
+
+    Discriminator overpowered: `sustained` training records in a row (and SPAN of the steps)
+    where D's accuracy is >= D_ACC_HIGH on real and on fake, or, without accuracies, r_t >=
+    R_T_HIGH, or, without either, D's loss < NEAR_ZERO x its chance value while G's
+    adversarial loss is above chance. Collapsed: diversity < COLLAPSE_BELOW twice in a row or
+    at the last sample. Skipped steps, rollbacks: their cumulative counts rose. Non-finite:
+    any logged NaN or inf."""
     config = config or {}
     train = [r for r in records if _is_training(r) and _number(r.get("step"))]
     found = [_overpowered(train, config, sustained), *_collapsed(records, config),

@@ -41,6 +41,14 @@ def test_a_sustained_100x_spike_rolls_back_within_two_checks():
     assert monitor.healthy
 
 
+def test_an_evaluation_line_between_two_divergent_records_changes_nothing():
+    monitor = DivergenceMonitor()
+    step = warmed_up(monitor)
+    monitor.check(record(step + 1, scale=100))
+    assert monitor.check({"step": step + 1, "epoch": 1, "eval/l1": 0.3}).action == OK
+    assert monitor.check(record(step + 2, scale=100)).action == ROLLBACK
+
+
 def test_a_lone_spike_is_noise_and_is_not_learned_from():
     monitor = DivergenceMonitor()
     step = warmed_up(monitor)

@@ -66,7 +66,8 @@ def test_a_skipped_step_leaves_weights_and_optimiser_state_bit_identical():
 
 
 def test_too_many_skips_in_a_row_stop_with_what_happened():
-    guard = StepGuard(max_consecutive=20)
+    settings = {"training": {"lr": 2e-4, "precision": "fp16"}}
+    guard = StepGuard(max_consecutive=20, config=settings)
     nan = {"g/gan": torch.tensor(NAN)}
     assert not guard.check(5, nan, {})
     assert guard.check(6, {"g/gan": torch.tensor(1.0)}, {})  # a good step ends the run of skips
@@ -77,7 +78,8 @@ def test_too_many_skips_in_a_row_stop_with_what_happened():
     assert isinstance(stopped.value, Img2ImgError)
     message = str(stopped.value)
     assert "stopped at step 120: 20 steps in a row (101-120) had a non-finite g/gan" in message
-    assert "(21 skipped in all)" in message and "--lr" in message and "\n" not in message
+    assert "(21 skipped in all)" in message and "\n" not in message
+    assert "--lr 0.0001 (now 0.0002)" in message and "--precision bf16" in message
 
 
 def test_the_flags_can_be_reduced_across_processes_before_the_decision():

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 
 import pytest
 
@@ -15,7 +16,7 @@ from img2img.health import render_html, render_text
 from img2img.health.verdict import (COLLAPSED, METRICS, CONFIG, NON_FINITE, OVERPOWERED,
                                     ROLLED_BACK, SKIPPED_STEPS, judge, judge_run)
 
-from health_runs import EVERY, RECORDS
+from health_runs import EVERY, RECORDS, healthy_record
 
 
 def problems(verdict):
@@ -49,6 +50,20 @@ def test_a_few_confident_records_are_not_an_overpowering_discriminator(write_run
         if 10 <= index < 14:  # four records: fewer than SUSTAINED
             record.update({"health/d_acc_real": 0.99, "health/d_acc_fake": 0.99})
     assert judge_run(write_run(blip)).healthy
+
+
+def test_with_a_short_log_interval_the_confident_stretch_must_last_too():
+    rng = random.Random(0)
+    records = [healthy_record(i, rng) for i in range(400)]
+    for step, record in enumerate(records, 1):
+        record["step"] = step  # --log-every 1
+    winning = {"health/d_acc_real": 0.99, "health/d_acc_fake": 0.99}
+    for record in records[100:106]:  # 6 records, but 6 steps of 400
+        record.update(winning)
+    assert judge(records).healthy
+    for record in records[200:230]:  # 30 steps: more than 5% of the run
+        record.update(winning)
+    assert [(f.problem, f.step) for f in judge(records).findings] == [(OVERPOWERED, 201)]
 
 
 def test_without_health_signals_the_losses_show_an_overpowering_discriminator(write_run):
