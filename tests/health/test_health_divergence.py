@@ -58,6 +58,15 @@ def test_a_lone_spike_is_noise_and_is_not_learned_from():
     assert max(monitor.history["grad/g.a_to_b"]) < 1  # the spike never entered the history
 
 
+def test_values_are_judged_against_their_recent_level_not_the_whole_run():
+    monitor = DivergenceMonitor(window=20)
+    levels = [1.0] * 25 + [8.0] * 15  # a loss that settled higher, 8x (below the factor 10)
+    for step, level in enumerate(levels, 1):
+        assert monitor.check({"step": step, "g/l1": level}).action == OK
+    # 70 is 70x the run's median but under 10x the last 20 records' median of 8.
+    assert monitor.check({"step": 41, "g/l1": 70.0}).signals == ()
+
+
 def test_nothing_is_judged_during_the_warm_up():
     monitor = DivergenceMonitor(warmup=10)
     for step in range(1, 10):
