@@ -15,6 +15,8 @@ from typing import Any
 
 from . import runs
 from .charts import STYLE as CHART_STYLE, line_chart
+from .errors import CheckpointError
+from .health import judge_run, render_html
 from .loggers import sample_columns
 
 REPORT = "index.html"
@@ -176,6 +178,15 @@ def _evaluation_record(run_dir: Path) -> str:
     return f"<h2>Evaluation ({html.escape(runs.EVAL)})</h2>" + _table(record, "metrics")
 
 
+def _health(run_dir: Path) -> str:
+    """The training-health verdict (as `img2img health` gives it), once something is logged."""
+    try:
+        verdict = judge_run(run_dir)
+    except CheckpointError:  # nothing logged yet
+        return ""
+    return render_html(verdict, chart=line_chart)
+
+
 def render(run_dir: Path) -> str:
     config = runs.read_config(run_dir)
     records = runs.read_metrics(run_dir)
@@ -189,6 +200,7 @@ def render(run_dir: Path) -> str:
     parts.append(f"<p class='sub'>{html.escape(' | '.join(where))}</p>")
     if samples:
         parts.append(_samples(run_dir, samples))
+    parts.append(_health(run_dir))
     parts.append(_loss_charts(records))
     parts.append(_eval_charts(records))
     parts.append(_evaluation_record(run_dir))

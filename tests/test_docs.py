@@ -49,7 +49,10 @@ def shared(tmp_path_factory, name: str, make) -> Path:
     alone cannot promise one worker: under pytest 9, xdist 3.8 no longer groups)."""
     from filelock import FileLock  # a dependency of torch
 
-    common = tmp_path_factory.getbasetemp().parent
+    # Under xdist each worker's temporary folder sits in the session's; alone, the session's
+    # own folder is the common one (its parent holds every past session's).
+    base = tmp_path_factory.getbasetemp()
+    common = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
     folder, done = common / name, common / f"{name}.done"
     with FileLock(str(common / f"{name}.lock")):
         if not done.exists():

@@ -15,6 +15,7 @@ from ..distributed import from_environment
 from ..plugins import PluginManager, load_plugins
 from .errors import Img2ImgGroup
 from .export import export_command
+from .health import health
 from .import_run import import_command
 from .listings import models_command, plugins_command, presets_command, print_version
 from .run_commands import convert_command, eval_command
@@ -61,7 +62,7 @@ def build_cli(pm: PluginManager | None = None) -> click.Group:
     cli.add_command(prepare_group(catalog))
     for command in (convert_command(catalog), eval_command(catalog), plugins_command(pm),
                     models_command(catalog), import_command(catalog), export_command(catalog),
-                    presets_command(catalog), serve_command(catalog)):
+                    presets_command(catalog), serve_command(catalog), health):
         cli.add_command(command)
     for command in catalog.commands.values():
         cli.add_command(command)

@@ -52,3 +52,26 @@ def test_what_is_not_a_run_is_a_usage_error_naming_the_folder(tmp_path, write_ru
     result = invoke(run)
     assert result.exit_code == 2 and f"{run} has no metrics.jsonl" in result.output
     assert invoke().exit_code == 2  # RUN missing
+
+
+def test_a_real_run_is_judged_by_the_installed_command_and_its_report(tmp_path):
+    """What training writes is what the verdict reads: a tiny pix2pix run through `img2img
+    train`, then `img2img health` from the same command line, and the report's section."""
+    from img2img.cli import build_cli
+    from img2img.testing import write_sample_images
+
+    data = write_sample_images("paired", tmp_path / "data", n=2, size=40)["data"]
+    cli = build_cli()
+    trained = CliRunner().invoke(cli, [
+        "train", "pix2pix", "--data", str(data), "--runs-dir", str(tmp_path / "runs"), "--name",
+        "tiny", "--max-steps", "3", "--log-every", "1", "--batch-size", "2", "--workers", "0",
+        "--device", "cpu", "--load-size", "32", "--crop-size", "32", "--generator", "unet-32",
+        "--ngf", "8", "--ndf", "8"])
+    assert trained.exit_code == 0, trained.output
+    run = tmp_path / "runs" / "tiny"
+    judged = CliRunner().invoke(cli, ["health", str(run), "--json"])
+    assert judged.exit_code == 0, judged.output
+    assert json.loads(judged.output)["healthy"] is True
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert all(r["grad/g.a_to_b"] > 0 and r["grad/d.b"] > 0 for r in records)
+    assert '<section id="health"' in (run / "index.html").read_text()
