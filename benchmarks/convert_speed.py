@@ -37,7 +37,7 @@ GENERATORS = {"pix2pix": "unet-256", "cyclegan": "resnet-9"}
 def _model(job: dict):
     import torch
 
-    from img2img import catalog as default_catalog
+    from img2img.registry import catalog as default_catalog
     from img2img.model import ImageSpec
 
     torch.manual_seed(0)
@@ -76,8 +76,8 @@ def measure(job: dict) -> dict:
     """Warm up on the first file, then convert the folder; report images/s and peak memory."""
     import torch
 
-    from img2img.convert import convert
-    from img2img.inference import Translator
+    from img2img.inference.convert import convert
+    from img2img.inference.translator import Translator
 
     device = benchlib.resolve_device(job["device"])
     job = {**job, "device": str(device)}
@@ -125,7 +125,7 @@ def _reduced_precision(model, path: Path, device) -> tuple[object, dict]:
     import torch
 
     from img2img.data.decode import read_image
-    from img2img.inference import TorchRuntime, inference_dtype
+    from img2img.inference.translator import TorchRuntime, inference_dtype
 
     dtype = inference_dtype("auto", device)
     runtime = TorchRuntime(model, dtype)

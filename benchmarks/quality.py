@@ -55,7 +55,7 @@ def read_folder(folder: Path, size: int, limit: int | None = None, halves: bool 
     import torch
 
     from img2img.data import list_images, read_image
-    from img2img.ops import resize, to_model_range
+    from img2img.data.ops import resize, to_model_range
 
     paths = list_images(folder)[:limit]
     images = [to_model_range(torch.from_numpy(read_image(p, 3)).permute(2, 0, 1)[None])
@@ -83,9 +83,9 @@ def train(model: str, preset: str | None, settings: dict, args, runs_dir: Path,
     """Train through the real trainer until the budget is spent; returns (run folder, facts).
     `settings` (the benchmark's data and networks, an ablation's changes) override the preset
     the way typed flags do."""
-    from img2img import catalog as installed_catalog
+    from img2img.registry import catalog as installed_catalog
     from img2img.api import _resolve
-    from img2img.trainer import Trainer
+    from img2img.training.trainer import Trainer
 
     catalog = installed_catalog()
     cls = catalog.model(model)
@@ -134,7 +134,7 @@ def _paired_test(size: int, limit: int | None):
 
 
 def score_pix2pix(fake, args) -> dict:
-    from img2img.metrics import l1, psnr, ssim
+    from img2img.evaluation.metrics import l1, psnr, ssim
 
     a, b, _ = paired_test(args)
     return {"test_pairs": len(a), "psnr": float(psnr(fake, b).mean()),
@@ -142,7 +142,7 @@ def score_pix2pix(fake, args) -> dict:
 
 
 def pix2pix_baselines(args) -> dict:
-    from img2img.metrics import l1, psnr, ssim
+    from img2img.evaluation.metrics import l1, psnr, ssim
 
     a, b, flat = paired_test(args)
     return {"flat": {"psnr": float(psnr(flat, b).mean()), "ssim": float(ssim(flat, b).mean()),
@@ -163,14 +163,14 @@ def _unpaired_test(size: int, limit: int | None):
 
 
 def score_cyclegan(fake, args) -> dict:
-    from img2img.metrics import swd
+    from img2img.evaluation.metrics import swd
 
     test_a, test_b = unpaired_test(args)
     return {"test_images": len(test_a), "swd": swd(fake, test_b)["swd"]}
 
 
 def cyclegan_baselines(args) -> dict:
-    from img2img.metrics import swd
+    from img2img.evaluation.metrics import swd
 
     test_a, test_b = unpaired_test(args)
     return {"untranslated": {"swd": swd(test_a, test_b)["swd"]}}
@@ -247,7 +247,7 @@ def targets(summary: list[dict]) -> list[dict]:
 
 
 def save_grid(path: Path, columns: dict) -> Path:
-    from img2img.images import grid, write_image
+    from img2img.data.images import grid, write_image
 
     path.parent.mkdir(parents=True, exist_ok=True)
     write_image(path, grid(columns))

@@ -4,13 +4,13 @@ what is installed (`catalog`, `list_models`, `list_presets`), and the contract a
 implements (`Model`, `Preset`, `ConvertPipeline`, `Logger`, `hookimpl`). The `img2img` command
 line is built on these."""
 from .api import evaluate_run, train
-from .catalog import ConvertPipeline, Preset, catalog, list_models, list_presets
+from .registry.catalog import ConvertPipeline, Preset, catalog, list_models, list_presets
 from .errors import CheckpointError, DataError, Img2ImgError, Interrupted, PluginError
-from .hookspecs import hookimpl
-from .inference import Sampler, Translator, load
-from .loggers import Logger
+from .registry.hookspecs import hookimpl
+from .inference.translator import Sampler, Translator, load
+from .training.loggers import Logger
 from .model import ImageSpec, Model
-from .trainer import TrainConfig, Trainer
+from .training.trainer import TrainConfig, Trainer
 
 __all__ = [
     "CheckpointError", "ConvertPipeline", "DataError", "ImageSpec", "Img2ImgError", "Interrupted",

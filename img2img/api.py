@@ -9,16 +9,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import checkpoints, configfile, runs
-from .catalog import Catalog, catalog as installed_catalog
-from .evaluate import evaluate, load_eval_set
-from .fid import HELP as FID_HELP, inception, protocol
+from .runs import checkpoints, folders as runs
+from .training import configfile
+from .registry.catalog import Catalog, catalog as installed_catalog
+from .evaluation.evaluate import evaluate, load_eval_set
+from .evaluation.fid import HELP as FID_HELP, inception, protocol
 from .errors import Img2ImgError, Interrupted
-from .config import TrainConfig, environment_defaults, resolve_settings
-from .configfile import ConfigFileError
-from .distributed import from_environment
-from .inference import LoadedModel, load
-from .trainer import Trainer
+from .training.settings import TrainConfig, environment_defaults, resolve_settings
+from .training.configfile import ConfigFileError
+from .training.distributed import from_environment
+from .inference.translator import LoadedModel, load
+from .training.trainer import Trainer
 
 
 def train(model: str, *, preset: str | None = None, config: str | Path | None = None,

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from .errors import Img2ImgError
-from .losses import Adversary
+from .networks.losses import Adversary
 
 DATA_KINDS = ("paired", "unpaired", "labelled", "images")
 Batch = Mapping[str, Tensor]

@@ -14,10 +14,10 @@ import cv2
 import numpy as np
 import torch
 
-from . import checkpoints, runs
+from .runs import checkpoints, folders as runs
 from .model import Model
-from .checkpoints import model_from_checkpoint
-from .trainer import TrainConfig, Trainer
+from .runs.checkpoints import model_from_checkpoint
+from .training.trainer import TrainConfig, Trainer
 
 
 def write_sample_images(kind: str, root: Path, n: int = 4, size: int = 40,

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 import img2img
-from img2img.catalog import Catalog, build_catalog, model_problems
-from img2img.catalog import BUILTIN_COMMANDS, TRAIN_FIELDS
-from img2img.plugins import PluginManager, add_plugin, load_plugins
+from img2img.registry.catalog import Catalog, build_catalog, model_problems
+from img2img.registry.catalog import BUILTIN_COMMANDS, TRAIN_FIELDS
+from img2img.registry.loading import PluginManager, add_plugin, load_plugins
 
 
 @dataclasses.dataclass(frozen=True)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from img2img import CheckpointError
-from img2img import checkpoints, runs
+from img2img.runs import checkpoints, folders as runs
 
 
 def test_checkpoint_round_trip_is_self_describing(tmp_path, save):

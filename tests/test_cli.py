@@ -17,7 +17,7 @@ import img2img
 import img2img.api
 import img2img.cli
 from img2img.cli import build_cli
-from img2img.plugins import add_plugin, load_plugins
+from img2img.registry.loading import add_plugin, load_plugins
 
 # The two models these tests describe, whatever else is installed (presets, examples).
 BUILTIN_MODELS_ONLY = {"IMG2IMG_LOAD_PLUGINS": "img2img_pix2pix,img2img_cyclegan"}

@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from img2img.cli import build_cli
-from img2img.plugins import load_plugins
+from img2img.registry.loading import load_plugins
 
 SCRIPTS = Path(sysconfig.get_path("scripts"))  # where the `img2img` console script is installed
 # click 8.4.0 and 8.4.1 write a fish script that fails at every TAB (pallets/click#3502).

@@ -16,11 +16,11 @@ from click.testing import CliRunner
 from test_cli import help_entries, trainer  # noqa: F401 (trainer: a fixture)
 
 import img2img
-from img2img import configfile
-from img2img.checkpoints import from_record
+from img2img.training import configfile
+from img2img.runs.checkpoints import from_record
 from img2img.cli import build_cli
-from img2img.config import PRECEDENCE, TrainConfig
-from img2img.plugins import add_plugin, load_plugins
+from img2img.training.settings import PRECEDENCE, TrainConfig
+from img2img.registry.loading import add_plugin, load_plugins
 from img2img.testing import write_sample_images
 
 try:

@@ -19,11 +19,11 @@ from img2img_pix2pix import Pix2Pix
 from torch import nn
 
 import img2img
-from img2img.catalog import build_catalog
-from img2img.catalog import BUILTIN_COMMANDS, TRAIN_FIELDS
+from img2img.registry.catalog import build_catalog
+from img2img.registry.catalog import BUILTIN_COMMANDS, TRAIN_FIELDS
 from img2img.cli import build_cli
-from img2img.inference import DEFAULT_TILE
-from img2img.plugins import add_plugin, load_plugins
+from img2img.inference.translator import DEFAULT_TILE
+from img2img.registry.loading import add_plugin, load_plugins
 from img2img.testing import check_model
 
 # Only the built-ins used here, strictly: another installed plugin's state is not this file's test.
@@ -299,7 +299,7 @@ def test_a_file_the_model_fails_on_is_reported_and_the_rest_convert(convert, tmp
 
 
 def test_decoding_reads_only_a_few_images_ahead(tmp_path, monkeypatch):
-    import img2img.convert as convert_module
+    import img2img.inference.convert as convert_module
 
     read = []
     monkeypatch.setattr(convert_module, "read_native", lambda path: read.append(path) or path)
@@ -397,7 +397,7 @@ def test_latest_run_is_found_under_img2img_runs_dir(cli, runs, tmp_path, monkeyp
 
 # -- --precision ----------------------------------------------------------------------------------
 def test_bf16_precision_autocasts_and_stays_close_to_fp32(runs, monkeypatch):
-    from img2img import inference
+    from img2img.inference import translator as inference
 
     image = noise((32, 32, 3), seed=3)
     exact = img2img.load(runs["cyclegan"], device="cpu")
@@ -417,7 +417,7 @@ def test_bf16_precision_autocasts_and_stays_close_to_fp32(runs, monkeypatch):
 
 
 def test_auto_precision_follows_the_device(monkeypatch):
-    from img2img import inference
+    from img2img.inference import translator as inference
 
     cpu = torch.device("cpu")
     monkeypatch.setattr(inference, "native_bf16", lambda device: False)
@@ -428,7 +428,7 @@ def test_auto_precision_follows_the_device(monkeypatch):
 
 
 def test_bf16_without_native_support_warns(monkeypatch, caplog):
-    from img2img import inference
+    from img2img.inference import translator as inference
 
     monkeypatch.setattr(inference, "native_bf16", lambda device: False)
     with caplog.at_level("WARNING", logger="img2img"):

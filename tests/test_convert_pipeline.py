@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 import img2img
 from img2img.cli import build_cli
-from img2img.plugins import add_plugin, load_plugins
+from img2img.registry.loading import add_plugin, load_plugins
 from img2img.testing import write_sample_images
 from img2img_pix2pix import Pix2Pix
 

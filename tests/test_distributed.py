@@ -18,7 +18,8 @@ import pytest
 import torch
 
 import img2img
-from img2img import TrainConfig, Trainer, checkpoints, runs
+from img2img import TrainConfig, Trainer
+from img2img.runs import checkpoints, folders as runs
 from img2img.data import SeededSampler
 from img2img.testing import write_sample_images
 from img2img_cyclegan import CycleGAN

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from img2img.catalog import build_catalog
-from img2img.catalog import TRAIN_FIELDS
-from img2img.plugins import load_plugins
+from img2img.registry.catalog import build_catalog
+from img2img.registry.catalog import TRAIN_FIELDS
+from img2img.registry.loading import load_plugins
 from img2img.testing import check_model
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

@@ -12,13 +12,14 @@ import pytest
 from click.testing import CliRunner
 
 import img2img
-from img2img import checkpoints, loggers, runs
-from img2img.catalog import build_catalog
+from img2img.runs import checkpoints, folders as runs
+from img2img.training import loggers
+from img2img.registry.catalog import build_catalog
 from img2img.cli import build_cli
-from img2img.config import TrainConfig
-from img2img.trainer import Trainer
+from img2img.training.settings import TrainConfig
+from img2img.training.trainer import Trainer
 from img2img.errors import PluginError
-from img2img.plugins import PluginManager, add_plugin, load_plugins
+from img2img.registry.loading import PluginManager, add_plugin, load_plugins
 from img2img.testing import check_model, write_sample_images
 from img2img_pix2pix import Pix2Pix
 
@@ -70,7 +71,7 @@ def test_a_plugin_logger_gets_scalars_sample_grids_and_hparams(tmp_path, monkeyp
     _, cat = _catalog(Plugin)
     assert loggers.available(cat)["memory"] is Memory
     # as if the plugin were installed (img2img.catalog the name is the function, not the module)
-    monkeypatch.setattr(sys.modules["img2img.catalog"], "catalog", lambda pm=None: cat)
+    monkeypatch.setattr(sys.modules["img2img.registry.catalog"], "catalog", lambda pm=None: cat)
     Memory.opened = []
     run = check_model(Pix2Pix, workdir=tmp_path, steps=2, logger=("memory",), log_every=1)
     (memory,) = Memory.opened

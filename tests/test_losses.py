@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from img2img.losses import GAN_LOSSES, Adversary, ImagePool, gradient_penalty, r1_penalty
+from img2img.networks.losses import GAN_LOSSES, Adversary, ImagePool, gradient_penalty, r1_penalty
 
 
 def identity(x):

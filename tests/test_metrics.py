@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from img2img import metrics
+from img2img.evaluation import metrics
 
 
 def _smooth(n: int, size: int = 32, seed: int = 0, shift: float = 0.0) -> torch.Tensor:

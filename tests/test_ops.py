@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from img2img.ops import (
+from img2img.data.ops import (
     PairedAugment, match_channels, pad_to_multiple, resize, to_model_range, to_uint8, to_unit_range,
     unpad,
 )
@@ -118,7 +118,7 @@ def _bright(batch: int, size: int) -> torch.Tensor:
 @pytest.mark.parametrize("setting", [{"rotate": 30.0}, {"scale_jitter": 0.3}, {"shear": 20.0},
                                      {"elastic": 1.0}, WARP])
 def test_device_warp_keeps_pairs_aligned_with_replicated_edges(setting):
-    from img2img.ops import DeviceAugment
+    from img2img.data.ops import DeviceAugment
 
     torch.manual_seed(0)
     a = _bright(4, 40)
@@ -133,7 +133,7 @@ def test_device_warp_keeps_pairs_aligned_with_replicated_edges(setting):
 
 
 def test_device_warp_draws_per_sample_and_per_image_when_unpaired():
-    from img2img.ops import DeviceAugment
+    from img2img.data.ops import DeviceAugment
 
     torch.manual_seed(0)
     x = _bright(1, 32).expand(4, 3, 32, 32).contiguous()
@@ -143,7 +143,7 @@ def test_device_warp_draws_per_sample_and_per_image_when_unpaired():
 
 
 def test_device_elastic_strength_matches_the_cpu_recipe():
-    from img2img.ops import DeviceAugment
+    from img2img.data.ops import DeviceAugment
 
     torch.manual_seed(0)
     size = 64

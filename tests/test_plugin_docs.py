@@ -18,11 +18,11 @@ import pytest
 from click.testing import CliRunner
 
 import img2img
-from img2img import hookspecs
-from img2img.catalog import BUILTIN_COMMANDS
+from img2img.registry import hookspecs
+from img2img.registry.catalog import BUILTIN_COMMANDS
 from img2img.cli import build_cli
 from img2img.model import DATA_KINDS, Model
-from img2img.plugins import LOAD_ENV, TRACE_ENV, add_plugin, load_plugins
+from img2img.registry.loading import LOAD_ENV, TRACE_ENV, add_plugin, load_plugins
 from img2img.testing import check_model
 
 GUIDE = Path(__file__).resolve().parents[1] / "plugins" / "README.md"

@@ -8,9 +8,9 @@ import importlib.metadata as md
 import pytest
 
 import img2img
-from img2img.catalog import build_catalog
-from img2img.catalog import BUILTIN_COMMANDS, TRAIN_FIELDS
-from img2img.plugins import load_plugins
+from img2img.registry.catalog import build_catalog
+from img2img.registry.catalog import BUILTIN_COMMANDS, TRAIN_FIELDS
+from img2img.registry.loading import load_plugins
 
 BROKEN = "raise RuntimeError('plugin exploded on import')\n"
 

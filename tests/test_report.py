@@ -4,8 +4,8 @@ from __future__ import annotations
 import json
 import re
 
-from img2img import runs
-from img2img.report import write_report
+from img2img.runs import folders as runs
+from img2img.runs.report import write_report
 
 
 def test_index_html_links_every_sample_and_contains_the_metrics(tmp_path):
@@ -57,7 +57,7 @@ def test_each_loss_has_its_own_labelled_chart_and_the_best_evaluation_is_marked(
 
 
 def test_sample_grid_columns_are_labelled_by_role(tmp_path):
-    from img2img.report import column_label
+    from img2img.runs.report import column_label
 
     run_dir = runs.create_run(tmp_path, "labels")
     runs.write_config(run_dir, {"model": "cyclegan"})

@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 from img2img import TrainConfig, Trainer
-from img2img.report import REPORT
+from img2img.runs.report import REPORT
 from img2img.testing import write_sample_images
 from img2img_pix2pix import Pix2Pix
 

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from img2img import CheckpointError
-from img2img import checkpoints, runs
+from img2img.runs import checkpoints, folders as runs
 
 
 def test_create_run_never_reuses_a_folder(tmp_path):

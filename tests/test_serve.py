@@ -27,9 +27,9 @@ from starlette.routing import Mount
 from starlette.testclient import TestClient
 
 import img2img.serve.models as served_models
-from img2img.catalog import build_catalog
+from img2img.registry.catalog import build_catalog
 from img2img.cli import build_cli
-from img2img.plugins import load_plugins
+from img2img.registry.loading import load_plugins
 from img2img.serve import create_app, imaging
 from img2img.testing import check_model
 
@@ -167,7 +167,7 @@ def test_a_direction_is_convert_s_too(client, runs, plugins, tmp_path):
 
 
 def test_a_styled_run_lists_its_styles_and_draws_the_one_asked_for(catalog):
-    from img2img.inference import Translator
+    from img2img.inference.translator import Translator
     from img2img.model import ImageSpec
 
     torch.manual_seed(0)  # random weights: the style embeddings differ, which is what matters

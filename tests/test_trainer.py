@@ -8,9 +8,9 @@ import torch
 
 from img2img import Img2ImgError, TrainConfig, Trainer
 from img2img.testing import write_sample_images
-from img2img import checkpoints, runs
-from img2img.checkpoints import network_tensors
-from img2img.trainer import lr_factor
+from img2img.runs import checkpoints, folders as runs
+from img2img.runs.checkpoints import network_tensors
+from img2img.training.trainer import lr_factor
 from img2img_cyclegan import CycleGAN
 from img2img_pix2pix import Pix2Pix
 
@@ -157,7 +157,7 @@ def test_ctrl_c_saves_a_checkpoint_after_the_current_step_and_resumes(tmp_path):
 
 
 def test_ema_averages_generator_weights_and_is_used_for_inference(tmp_path):
-    from img2img.checkpoints import model_from_checkpoint
+    from img2img.runs.checkpoints import model_from_checkpoint
 
     options = Pix2Pix.Options(**Pix2Pix.smoke_options)
     trainer = Trainer(Pix2Pix, options, _config(tmp_path, "paired", ema=0.9, max_steps=1),
@@ -207,7 +207,7 @@ def test_device_augmentation_crops_on_the_device_and_trains(tmp_path):
 
 
 def test_device_augment_shares_the_draw_within_a_pair_only():
-    from img2img.ops import DeviceAugment
+    from img2img.data.ops import DeviceAugment
 
     torch.manual_seed(0)
     augment = DeviceAugment(load_size=24, crop_size=16, flip=True)

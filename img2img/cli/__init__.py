@@ -10,9 +10,9 @@ from typing import Any
 
 import click
 
-from ..catalog import catalog as build_catalog
-from ..distributed import from_environment
-from ..plugins import PluginManager, load_plugins
+from ..registry.catalog import catalog as build_catalog
+from ..training.distributed import from_environment
+from ..registry.loading import PluginManager, load_plugins
 from .errors import Img2ImgGroup
 from .export import export_command
 from .import_run import import_command

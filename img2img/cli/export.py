@@ -6,9 +6,9 @@ from pathlib import Path
 
 import click
 
-from .. import runs
-from ..catalog import Catalog
-from ..commands import chosen_run, open_run, output_option, run_options
+from ..runs import folders as runs
+from ..registry.catalog import Catalog
+from .options import chosen_run, open_run, output_option, run_options
 from ..interop.export import FORMATS, Int8, export_model
 
 

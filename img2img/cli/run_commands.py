@@ -9,14 +9,15 @@ import click
 import torch
 from tqdm import tqdm
 
-from .. import api, distributed
-from ..catalog import Catalog
-from ..commands import chosen_run, open_run, output_option, run_options
-from ..config import resolve_device
-from ..convert import convert as run_convert
+from .. import api
+from ..training import distributed
+from ..registry.catalog import Catalog
+from .options import chosen_run, open_run, output_option, run_options
+from ..training.settings import resolve_device
+from ..inference.convert import convert as run_convert
 from ..errors import Img2ImgError
-from ..flags import TYPED, SectionedCommand
-from ..inference import DEFAULT_TILE, INFERENCE_PRECISIONS, RUNTIMES
+from .flags import TYPED, SectionedCommand
+from ..inference.translator import DEFAULT_TILE, INFERENCE_PRECISIONS, RUNTIMES
 from .errors import Failure
 
 

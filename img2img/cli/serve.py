@@ -6,9 +6,9 @@ from pathlib import Path
 import click
 import torch
 
-from ..catalog import Catalog
-from ..commands import device_option, runs_dir_option
-from ..inference import DEFAULT_TILE
+from ..registry.catalog import Catalog
+from .options import device_option, runs_dir_option
+from ..inference.translator import DEFAULT_TILE
 from ..serve import require_extra
 
 

@@ -7,11 +7,12 @@ from typing import Any
 
 import click
 
-from .. import api, configfile, distributed
-from ..catalog import Catalog
-from ..config import PRECEDENCE, SECTION_OF, TrainConfig, environment_defaults
-from ..flags import SectionedCommand, collect, dataclass_options
-from ..validation import SettingsError
+from .. import api
+from ..training import configfile, distributed
+from ..registry.catalog import Catalog
+from ..training.settings import PRECEDENCE, SECTION_OF, TrainConfig, environment_defaults
+from .flags import SectionedCommand, collect, dataclass_options
+from ..fields import SettingsError
 from .errors import Img2ImgGroup
 
 

@@ -16,11 +16,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..checkpoints import img2img_version
+from ..runs.checkpoints import img2img_version
 from ..errors import Img2ImgError
-from ..inference import Translator, minimum_size, size_multiple, translate_indexed
+from ..inference.translator import Translator, minimum_size, size_multiple, translate_indexed
 from ..model import Model
-from ..runs import atomic_path
+from ..runs.folders import atomic_path
 from .subpixel import rewrite_transposed
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
@@ -136,7 +136,7 @@ class Int8:
 
 def _quantized(data: bytes, contract: ExportContract, int8: Int8,
                loaded: Translator) -> tuple[bytes, ExportContract]:
-    from ..checkpoints import read_metadata
+    from ..runs.checkpoints import read_metadata
     from .quantize import folder_images, quantize_int8, split, training_images
 
     size = max(contract.train_size, contract.minimum_size)

@@ -10,12 +10,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import runs
-from ..catalog import Catalog
-from ..catalog import catalog as installed_catalog
-from ..commands import newest_run_for
+from ..runs import folders as runs
+from ..registry.catalog import Catalog
+from ..registry.catalog import catalog as installed_catalog
+from ..cli.options import newest_run_for
 from ..errors import CheckpointError, Img2ImgError
-from ..inference import DEFAULT_TILE, LoadedModel, Translator, load
+from ..inference.translator import DEFAULT_TILE, LoadedModel, Translator, load
 
 log = logging.getLogger("img2img.serve")
 LOADING, READY, FAILED = "loading", "ready", "failed"

@@ -11,7 +11,7 @@ from torch import Tensor
 
 from img2img.data.decode import IMAGE_EXTENSIONS
 from img2img.errors import Img2ImgError
-from img2img.images import grid, to_array, write_image
+from img2img.data.images import grid, to_array, write_image
 
 ALL = "all"
 LISTED = 40  # classes named in an error message before "..."

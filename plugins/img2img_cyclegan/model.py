@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import torch.nn.functional as F
 
 import img2img
-from img2img.losses import ImagePool
+from img2img.networks.losses import ImagePool
 from img2img.networks import NetworkOptions, network_field
 
 

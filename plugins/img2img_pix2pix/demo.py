@@ -15,12 +15,12 @@ import numpy as np
 import torch
 
 import img2img
-from img2img import metrics
-from img2img.commands import output_option, runs_dir_option
+from img2img.evaluation import metrics
+from img2img.cli.options import output_option, runs_dir_option
 from img2img.data import list_images
 from img2img.data.decode import read_image
-from img2img.images import grid, write_image
-from img2img.runs import write_text
+from img2img.data.images import grid, write_image
+from img2img.runs.folders import write_text
 
 
 SAMPLE = "faces_edges2photo"

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 import img2img
-from img2img.losses import feature_matching
+from img2img.networks.losses import feature_matching
 from img2img.networks import NetworkOptions
 from img2img.networks.unet import UnetGenerator, UnetLevel
 

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from safetensors import safe_open
 
 from img2img.cli import build_cli
-from img2img.plugins import load_plugins
+from img2img.registry.loading import load_plugins
 from img2img.testing import write_sample_images
 
 FIXTURE = Path(__file__).parents[1] / "data" / "checkpoint_v0"

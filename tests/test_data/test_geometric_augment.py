@@ -14,7 +14,7 @@ import img2img.api
 import img2img.cli
 from img2img import Img2ImgError, TrainConfig, Trainer
 from img2img.cli import build_cli
-from img2img.plugins import load_plugins
+from img2img.registry.loading import load_plugins
 from img2img.testing import write_sample_images
 
 GEOMETRY = {"scale_jitter": 0.1, "rotate": 10.0, "shear": 5.0, "elastic": 0.3}

@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 import torch
 
-from .errors import Img2ImgError
-from .runs import atomic_path
+from ..errors import Img2ImgError
+from ..runs.folders import atomic_path
 
 
 def to_array(image: torch.Tensor) -> np.ndarray:

@@ -19,11 +19,11 @@ from typing import Any, Protocol, runtime_checkable
 import click
 import numpy as np
 
-from .config import TrainConfig
-from .errors import Img2ImgError
-from .loggers import Logger, logger_problem
-from .model import DATA_KINDS, Model, option_fields
-from .plugins import PluginInfo, PluginManager, load_plugins
+from ..training.settings import TrainConfig
+from ..errors import Img2ImgError
+from ..training.loggers import Logger, logger_problem
+from ..model import DATA_KINDS, Model, option_fields
+from .loading import PluginInfo, PluginManager, load_plugins
 
 NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 # The settings every model shares; a model's own options may not reuse these names.

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .errors import Img2ImgError
+from ..errors import Img2ImgError
 
 EXTRA = "pip install 'img2img[fid]'"
 WEIGHTS = "weights-inception-2015-12-05-6726825d.pth"

@@ -12,7 +12,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from .configfile import field_type
+from ..training.configfile import field_type
 
 TYPED = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
 

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
-from .errors import Img2ImgError
+from ..errors import Img2ImgError
 
 T = TypeVar("T")
 

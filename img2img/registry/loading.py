@@ -14,7 +14,7 @@ from types import ModuleType
 import pluggy
 
 from . import hookspecs
-from .errors import PluginError
+from ..errors import PluginError
 
 GROUP = "img2img"
 LOAD_ENV = "IMG2IMG_LOAD_PLUGINS"

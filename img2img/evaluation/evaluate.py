@@ -10,14 +10,14 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from .data.augment import AugmentRecipe
-from .data import open_dataset
-from .ema import using
-from .errors import DataError
+from ..data.augment import AugmentRecipe
+from ..data import open_dataset
+from ..training.ema import using
+from ..errors import DataError
 from .fid import distances
 from .metrics import l1, psnr, ssim, swd
-from .model import Model
-from .ops import to_model_range
+from ..model import Model
+from ..data.ops import to_model_range
 
 def primary_metric(model: Model) -> tuple[str, bool]:
     """The metric that picks the `best` checkpoint, and whether higher is better."""

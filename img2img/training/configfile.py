@@ -14,11 +14,11 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from .config import PRECEDENCE, SECTIONS, TrainConfig, training_fields
-from .errors import Img2ImgError
-from .model import option_fields
-from .runs import CONFIG, write_text
-from .validation import describe, problem
+from .settings import PRECEDENCE, SECTIONS, TrainConfig, training_fields
+from ..errors import Img2ImgError
+from ..model import option_fields
+from ..runs.folders import CONFIG, write_text
+from ..fields import describe, problem
 
 TABLES = ("options", "training")  # the two parts of a run's config.json, and of a file's tables
 TOP_LEVEL = ("model", "preset", *TABLES)

@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from . import runs
-from .errors import Img2ImgError
-from .validation import SettingsError
+from ..runs import folders as runs
+from ..errors import Img2ImgError
+from ..fields import SettingsError
 
 NONE = "none"  # `--logger none`: the run's own metrics.jsonl only
 
@@ -174,7 +174,7 @@ BUILT_IN: dict[str, type[Logger]] = {TensorBoardLogger.name: TensorBoardLogger,
 def available(catalog: Any = None) -> dict[str, type[Logger]]:
     """The built-in loggers and those the installed plugins register, by name."""
     if catalog is None:
-        from .catalog import catalog as installed
+        from ..registry.catalog import catalog as installed
 
         catalog = installed()
     return {**BUILT_IN, **getattr(catalog, "loggers", {})}

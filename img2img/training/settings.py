@@ -13,11 +13,11 @@ from typing import Any
 
 import torch
 
-from .data.augment import GEOMETRY_LIMITS, geometry_error
+from ..data.augment import GEOMETRY_LIMITS, geometry_error
 from .diffaugment import parse_policy
-from .errors import Img2ImgError
-from .validation import SettingsError, check as check_ranges
-from .losses import GAN_LOSSES
+from ..errors import Img2ImgError
+from ..fields import SettingsError, check as check_ranges
+from ..networks.losses import GAN_LOSSES
 
 SCHEDULES = ("linear", "cosine")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")

@@ -23,9 +23,9 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from . import runs
-from .errors import CheckpointError
-from .model import ImageSpec, Model, option_fields
+from . import folders as runs
+from ..errors import CheckpointError
+from ..model import ImageSpec, Model, option_fields
 
 BEST = "best"
 WEIGHTS_SUFFIX = ".safetensors"

@@ -13,9 +13,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import runs
+from . import folders as runs
 from .charts import STYLE as CHART_STYLE, line_chart
-from .loggers import sample_columns
+from ..training.loggers import sample_columns
 
 REPORT = "index.html"
 HIGHER_IS_BETTER = ("psnr", "ssim")  # every other evaluation metric (l1, swd, fid, kid) falls

@@ -10,11 +10,11 @@ from typing import Any, TypeVar
 
 import click
 
-from . import runs
-from .catalog import Catalog, catalog as installed_catalog
-from .config import ENVIRONMENT
-from .errors import CheckpointError, Img2ImgError
-from .inference import Sampler, Translator, load
+from ..runs import folders as runs
+from ..registry.catalog import Catalog, catalog as installed_catalog
+from ..training.settings import ENVIRONMENT
+from ..errors import CheckpointError, Img2ImgError
+from ..inference.translator import Sampler, Translator, load
 
 F = TypeVar("F", bound=Callable[..., Any])
 # What a command needs its model to do; "latest" means the newest run of such a model.

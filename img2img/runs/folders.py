@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from .errors import CheckpointError
+from ..errors import CheckpointError
 
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"  # the training log: one JSON line per --log-every

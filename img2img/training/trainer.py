@@ -18,26 +18,25 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from . import checkpoints, diffaugment, distributed, runs
-from .data.augment import GEOMETRY_LIMITS, AugmentRecipe
-from .config import TrainConfig, autocast_dtype, lr_factor, resolve_device, warmup_factor
-from .data import SeededSampler, open_dataset
-from .data.loader import make_loader
+from ..runs import checkpoints, folders as runs
+from . import diffaugment, distributed
+from ..data.augment import GEOMETRY_LIMITS, AugmentRecipe
+from .settings import TrainConfig, autocast_dtype, lr_factor, resolve_device, warmup_factor
+from ..data import SeededSampler, open_dataset
+from ..data.loader import make_loader
 from .ema import GeneratorAverage, using
-from .errors import DataError, Img2ImgError
-from .evaluate import evaluate_with_average, load_eval_set, primary_metric
-from .images import save_grid
+from ..errors import DataError, Img2ImgError
+from ..evaluation.evaluate import evaluate_with_average, load_eval_set, primary_metric
+from ..data.images import save_grid
 from .loggers import RunLog, resolve as resolve_loggers
 from .interrupt import Interrupt
-from .resumable import Resumable
-from .validation import SettingsError, check as check_ranges
-from .losses import Adversary
-from .model import ImageSpec, Model
-from .ops import DeviceAugment, to_model_range
-from .report import write_report
-from .checkpoints import (
-    settings_record,
-)
+from .state import Resumable
+from ..fields import SettingsError, check as check_ranges
+from ..networks.losses import Adversary
+from ..model import ImageSpec, Model
+from ..data.ops import DeviceAugment, to_model_range
+from ..runs.report import write_report
+from ..runs.checkpoints import settings_record
 
 
 log = logging.getLogger("img2img")

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from kornia import augmentation as K
 from kornia import color
 
-from .data.augment import elastic_field
+from .augment import elastic_field
 
 __all__ = [
     "to_model_range", "to_unit_range", "to_uint8", "match_channels", "pad_to_multiple", "unpad",

@@ -15,11 +15,11 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from .data.decode import IMAGE_EXTENSIONS, read_native
-from .distributed import Processes, shard
-from .errors import DataError, Img2ImgError
-from .images import write_image
-from .inference import Translator
+from ..data.decode import IMAGE_EXTENSIONS, read_native
+from ..training.distributed import Processes, shard
+from ..errors import DataError, Img2ImgError
+from ..data.images import write_image
+from .translator import Translator
 
 EIGHT_BIT_FORMATS = (".jpg", ".jpeg", ".webp", ".bmp")
 READ_AHEAD = 8  # decoded images waiting for the model: enough to overlap, few enough for memory

@@ -18,13 +18,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from . import checkpoints
-from .catalog import Catalog, catalog as installed_catalog
-from .config import resolve_device
-from .errors import Img2ImgError
-from .interop import reference
-from .model import Model
-from .ops import match_channels, pad_to_multiple, resize, unpad
+from ..runs import checkpoints
+from ..registry.catalog import Catalog, catalog as installed_catalog
+from ..training.settings import resolve_device
+from ..errors import Img2ImgError
+from ..interop import reference
+from ..model import Model
+from ..data.ops import match_channels, pad_to_multiple, resize, unpad
 
 # Images up to this side are translated whole (tiles cost work: 1024 px in 512 px tiles with
 # this overlap is 2.25x the pixels, and each tile normalises with its own statistics); larger
@@ -440,7 +440,7 @@ def load(ref: str | Path = "latest", *, device: str = "auto", runs_dir: str | Pa
     little (benchmarks/README.md gives PSNR figures against fp32).
     A file `img2img export` wrote (.onnx, or TorchScript .pt) loads as a `Translator` too, and
     so does a reference implementation's .pth generator (imported in memory)."""
-    from .interop import exported, onnx_runtime  # they build on this module: imported here
+    from ..interop import exported, onnx_runtime  # they build on this module: imported here
 
     if runtime not in (None, *RUNTIMES):
         raise Img2ImgError(f"unknown runtime '{runtime}'; choose one of: {', '.join(RUNTIMES)}")

@@ -10,13 +10,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import checkpoints, distributed, runs
-from .checkpoints import (
+from ..runs import checkpoints, folders as runs
+from . import distributed
+from ..runs.checkpoints import (
     average_tensors, capture_rng, from_record, load_networks, network_tensors, restore_rng,
 )
-from .config import TrainConfig, split_settings
-from .errors import CheckpointError, Img2ImgError
-from .model import Model
+from .settings import TrainConfig, split_settings
+from ..errors import CheckpointError, Img2ImgError
+from ..model import Model
 
 if TYPE_CHECKING:
     from .trainer import Trainer
