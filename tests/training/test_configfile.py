@@ -300,7 +300,7 @@ def test_python_train_with_config_matches_the_command_line(cli, catalog, trainer
 
 
 def test_the_readme_example_file_reads(cli, trainer, tmp_path):
-    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
     section = readme.split("\n## Configuration\n")[1].split("\n## ")[0]
     [example] = re.findall(r"^```toml\n(.*?)^```$", section, re.MULTILINE | re.DOTALL)
     call = recorded(cli, trainer, "pix2pix", "--config", write(tmp_path / "x.toml", example))

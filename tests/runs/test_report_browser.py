@@ -1,7 +1,7 @@
 """The run report in a real browser (headless Chromium from the system's packages): every image
 loads, every chart is drawn, the grid's columns are labelled. The screenshot is kept in
 tmp_path, and also in $IMG2IMG_SCREENSHOTS when set (how docs/report.png is made:
-`IMG2IMG_SCREENSHOTS=docs pytest tests/test_report_browser.py`)."""
+`IMG2IMG_SCREENSHOTS=docs pytest tests/runs/test_report_browser.py`)."""
 from __future__ import annotations
 
 import os

@@ -1,5 +1,5 @@
 """Run folders: never reused, config.json, newest-run lookup, atomic writes (the metrics log
-and the trackers are tests/test_loggers.py)."""
+and the trackers are tests/training/test_loggers.py)."""
 from __future__ import annotations
 
 import json

@@ -211,7 +211,7 @@ def test_the_guide_s_tracker_example_registers_and_writes_its_csv(tmp_path, monk
     import types
     from pathlib import Path
 
-    guide = (Path(__file__).resolve().parents[1] / "plugins" / "README.md").read_text()
+    guide = (Path(__file__).resolve().parents[2] / "plugins" / "README.md").read_text()
     (code,) = [block for block in re.findall(r"^```python\n(.*?)^```$", guide,
                                              re.MULTILINE | re.DOTALL)
                if "def register_loggers" in block]

@@ -151,4 +151,4 @@ def test_device_elastic_strength_matches_the_cpu_recipe():
     coords = torch.stack([xs, ys])[None].repeat(8, 1, 1, 1)
     moved = DeviceAugment(size, size, flip=False, elastic=0.5)({"a": coords}, paired=False)["a"]
     mean = (moved - coords).norm(dim=1).mean().item()
-    assert mean == pytest.approx(0.5 * size / 20, rel=0.15)  # as tests/test_augment.py measures
+    assert mean == pytest.approx(0.5 * size / 20, rel=0.15)  # as test_augment.py measures

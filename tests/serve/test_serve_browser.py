@@ -25,7 +25,7 @@ from img2img_pix2pix import Pix2Pix
 
 from img2img.testing import check_model
 
-PHOTO = Path(__file__).parent / "data" / "faces" / "caltech_photo_000.jpg"
+PHOTO = Path(__file__).parents[1] / "data" / "faces" / "caltech_photo_000.jpg"
 PLUGINS = "img2img_pix2pix,img2img_cgan"
 
 
