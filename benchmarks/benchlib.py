@@ -67,7 +67,7 @@ def setup_torch(threads: int, passive_wait: bool = False) -> None:
 
 
 def resolve_device(name: str) -> Any:
-    from img2img.training.settings import resolve_device as resolve
+    from img2img.training.devices import resolve_device as resolve
 
     return resolve(name)
 

@@ -106,9 +106,9 @@ def train(model: str, preset: str | None, settings: dict, args, runs_dir: Path,
     finally:
         deadline.cancel()
     seconds = time.perf_counter() - started
-    return run_dir, {"model": model, "steps": trainer.step, "epochs": round(
-        trainer.step / trainer.steps_per_epoch(), 2), "train_s": round(seconds, 1),
-        "s/step": round(seconds / max(trainer.step, 1), 3)}
+    return run_dir, {"model": model, "steps": trainer.state.step, "epochs": round(
+        trainer.state.step / trainer.steps_per_epoch(), 2), "train_s": round(seconds, 1),
+        "s/step": round(seconds / max(trainer.state.step, 1), 3)}
 
 
 def _translate(run_dir: Path, images, args, direction: str | None = None):

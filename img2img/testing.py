@@ -14,10 +14,12 @@ import cv2
 import numpy as np
 import torch
 
-from .runs import checkpoints, folders as runs
 from .model import Model
+from .registry import catalog as registry
+from .runs import checkpoints, folders as runs
 from .runs.checkpoints import model_from_checkpoint
-from .training.trainer import TrainConfig, Trainer
+from .training.settings import TrainConfig
+from .training.trainer import Trainer
 
 
 def write_sample_images(kind: str, root: Path, n: int = 4, size: int = 40,
@@ -91,7 +93,9 @@ def check_model(cls: type[Model], options: Any = None, *, size: int = 32, steps:
                         checkpoint_every=0, runs_dir=root / "runs", device=device,
                         precision=precision, name="check")
         config = TrainConfig(**folders, **{**settings, **training})
-        trainer = Trainer(cls, options, config, progress=False)
+        # A `logger` named in `training` may be a plugin's: those installed are looked up.
+        loggers = registry.catalog().loggers if config.logger else None
+        trainer = Trainer(cls, options, config, progress=False, loggers=loggers)
         model = trainer.model
         g_before, d_before = _snapshot(model.generators), _snapshot(model.discriminators)
         aux_before = _snapshot(model.auxiliary)

@@ -13,13 +13,11 @@ import click
 from ..runs import folders as runs
 from ..registry.catalog import Catalog, catalog as installed_catalog
 from ..training.settings import ENVIRONMENT
-from ..errors import CheckpointError, Img2ImgError
-from ..inference.translator import Sampler, Translator, load
+from ..errors import Img2ImgError
+from ..api import load
+from ..inference.translator import Sampler, Translator
 
 F = TypeVar("F", bound=Callable[..., Any])
-# What a command needs its model to do; "latest" means the newest run of such a model.
-PURPOSES = {"translate": "translates images", "sample": "samples (generates from noise)",
-            "any": "any model"}
 
 
 def run_options(purpose: str = "translate") -> Callable[[F], F]:
@@ -27,7 +25,7 @@ def run_options(purpose: str = "translate") -> Callable[[F], F]:
     model `purpose` is "translate", "sample" or "any"; `open_run` turns their values into the
     model."""
     newest = "the newest run under --runs-dir" + (
-        "" if purpose == "any" else f" of a model that {PURPOSES[purpose]}")
+        "" if purpose == "any" else f" of a model that {runs.PURPOSES[purpose]}")
     exported = ", a file `img2img export` wrote" if purpose == "translate" else ""
 
     def decorate(function: F) -> F:
@@ -83,32 +81,12 @@ def current_catalog() -> Catalog:
     return found if found is not None else installed_catalog()
 
 
-def newest_run_for(purpose: str, runs_dir: Path, catalog: Catalog) -> Path:
-    """The newest run under `runs_dir` of an installed model with `purpose` ("any": of any
-    installed model), so a newer cgan run does not hide the pix2pix run `latest` means for
-    `convert`, nor the other way round."""
-    names = [name for name, cls in catalog.models.items()
-             if purpose == "any" or bool(cls.directions) == (purpose == "translate")]
-    found = []
-    for name in names:
-        try:
-            run = runs.newest_run(runs_dir, name)
-        except CheckpointError:
-            continue
-        found.append(((run / runs.CONFIG).stat().st_mtime, str(run)))
-    if not found:
-        raise CheckpointError(f"no trained run of a model that {PURPOSES[purpose]} under "
-                              f"{runs_dir}/; train one with `img2img train <model>` or pass "
-                              "--model RUN|CHECKPOINT")
-    return Path(max(found)[1])
-
-
 def open_run(model_ref: str, runs_dir: Path, device: str, purpose: str = "translate",
              **load_options: Any) -> Translator | Sampler:
     """The model `--model`, `--runs-dir` and `--device` name, checked to fit `purpose`."""
     catalog = current_catalog()
     if model_ref == runs.LATEST and purpose != "any":
-        model_ref = str(newest_run_for(purpose, runs_dir, catalog))
+        model_ref = str(runs.newest_run_for(purpose, runs_dir, catalog.models))
     loaded = load(model_ref, device=device, runs_dir=runs_dir, catalog=catalog, **load_options)
     if purpose == "translate" and isinstance(loaded, Sampler):
         raise Img2ImgError(f"model '{loaded.name}' generates images from noise, it does not "
@@ -120,5 +98,5 @@ def open_run(model_ref: str, runs_dir: Path, device: str, purpose: str = "transl
     return loaded
 
 
-__all__ = ["chosen_run", "current_catalog", "device_option", "newest_run_for", "open_run",
-           "output_option", "run_options"]
+__all__ = ["chosen_run", "current_catalog", "device_option", "open_run", "output_option",
+           "run_options"]

@@ -13,7 +13,7 @@ from .. import api
 from ..training import distributed
 from ..registry.catalog import Catalog
 from .options import chosen_run, open_run, output_option, run_options
-from ..training.settings import resolve_device
+from ..training.devices import resolve_device
 from ..inference.convert import convert as run_convert
 from ..errors import Img2ImgError
 from .flags import TYPED, SectionedCommand

@@ -12,7 +12,7 @@ from ..training import configfile, distributed
 from ..registry.catalog import Catalog
 from ..training.settings import PRECEDENCE, SECTION_OF, TrainConfig, environment_defaults
 from .flags import SectionedCommand, collect, dataclass_options
-from ..fields import SettingsError
+from ..errors import SettingsError
 from .errors import Img2ImgGroup
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ..errors import Img2ImgError
-from ..runs.folders import atomic_path
+from .atomic import atomic_path
 
 
 def to_array(image: torch.Tensor) -> np.ndarray:

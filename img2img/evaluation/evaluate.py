@@ -12,7 +12,6 @@ from torch import Tensor
 
 from ..data.augment import AugmentRecipe
 from ..data import open_dataset
-from ..training.ema import using
 from ..errors import DataError
 from .fid import distances
 from .metrics import l1, psnr, ssim, swd
@@ -112,10 +111,3 @@ def evaluate(model: Model, eval_set: dict[str, Tensor], *, batch_size: int = 8,
         if counted is not None:
             counted.update(generated=len(generated), reference=len(reference))
     return results
-
-
-def evaluate_with_average(model: Model, average: torch.nn.ModuleDict | None,
-                          eval_set: dict[str, Tensor], **kwargs) -> dict[str, float]:
-    """Evaluate with the moving-average generators when the run keeps them."""
-    with using(model, average):
-        return evaluate(model, eval_set, **kwargs)

@@ -4,7 +4,8 @@ A `Translator` converts images the size they are. It pads (reflect) to the multi
 generator needs and crops back, and splits large images into overlapping tiles blended with
 smooth weights, so memory stays bounded at any input size and no seam shows. What runs the
 generator on each padded tile is a runtime: PyTorch by default, ONNX Runtime or an exported file
-(`img2img.interop`), so every runtime shares that handling."""
+(`img2img.interop`), so every runtime shares that handling. `img2img.load()` (in `img2img.api`,
+above this module and the runtimes) builds a translator from a run or a file."""
 from __future__ import annotations
 
 import functools
@@ -18,11 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..runs import checkpoints
-from ..registry.catalog import Catalog, catalog as installed_catalog
-from ..training.settings import resolve_device
 from ..errors import Img2ImgError
-from ..interop import reference
 from ..model import Model
 from ..data.ops import match_channels, pad_to_multiple, resize, unpad
 
@@ -80,7 +77,7 @@ def native_bf16(device: torch.device) -> bool:
         return False
 
 
-def _check_precision(precision: str) -> None:
+def check_precision(precision: str) -> None:
     if precision not in INFERENCE_PRECISIONS:
         raise Img2ImgError(f"unknown --precision '{precision}'; choose one of: "
                            f"{', '.join(INFERENCE_PRECISIONS)}")
@@ -88,7 +85,7 @@ def _check_precision(precision: str) -> None:
 
 def inference_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     """The autocast type of `--precision` for translating on `device` (None: fp32)."""
-    _check_precision(precision)
+    check_precision(precision)
     if precision == "fp32":
         return None
     native = native_bf16(device)
@@ -424,69 +421,3 @@ def _pil_to_batch(image: Any) -> tuple[Tensor, Restore]:
         return pil
 
     return batch, restore
-
-
-def load(ref: str | Path = "latest", *, device: str = "auto", runs_dir: str | Path = "runs",
-         catalog: Catalog | None = None, tile: int = DEFAULT_TILE,
-         overlap: int = DEFAULT_OVERLAP, runtime: str | None = None,
-         precision: str = "fp32") -> Translator | Sampler:
-    """A trained model from a run folder (its latest checkpoint; `RUN:best` for the best
-    evaluated one), a checkpoint file, or "latest" (the newest run under `runs_dir`): a
-    `Translator` for a model that translates, a `Sampler` for one that generates from noise.
-    `runtime` runs the generator: "torch" (the default) or "onnxruntime" (the onnx extra).
-    `precision` (torch runtime): "fp32" (the default, exact), "bf16" / "fp16" autocast, or
-    "auto" (the reduced type the device computes natively: bf16 on CPUs with AVX-512 BF16 or AMX
-    and on recent GPUs, fp16 on older GPUs, else fp32); reduced precision changes the output a
-    little (benchmarks/README.md gives PSNR figures against fp32).
-    A file `img2img export` wrote (.onnx, or TorchScript .pt) loads as a `Translator` too, and
-    so does a reference implementation's .pth generator (imported in memory)."""
-    from ..interop import exported, onnx_runtime  # they build on this module: imported here
-
-    if runtime not in (None, *RUNTIMES):
-        raise Img2ImgError(f"unknown runtime '{runtime}'; choose one of: {', '.join(RUNTIMES)}")
-    _check_precision(precision)  # before anything loads
-    if precision != "fp32" and (runtime == "onnxruntime" or exported.is_exported(ref)):
-        raise Img2ImgError(f"--precision {precision} applies to the torch runtime; ONNX Runtime "
-                           "and exported files compute in the precision they were exported in "
-                           "(fp32)")
-    if exported.is_exported(ref):
-        return exported.load_exported(Path(ref), device=device, runtime=runtime,
-                                      catalog=catalog, tile=tile, overlap=overlap)
-    if reference.is_reference_file(ref):  # the reference implementation's, imported in memory
-        return _load_reference(Path(ref), device, runtime, catalog, precision, tile=tile,
-                               overlap=overlap)
-    weights = checkpoints.resolve_checkpoint(str(ref), Path(runs_dir))
-    meta = checkpoints.read_metadata(weights)
-    catalog = catalog if catalog is not None else installed_catalog()
-    name = meta.get("model", "?")
-    if name not in catalog.models:
-        raise Img2ImgError(f"{weights} needs the '{name}' model, which no installed plugin "
-                           f"provides (plugin: {meta.get('plugin', {}).get('distribution', '?')})")
-    torch_device = resolve_device(device)
-    on_ort = runtime == "onnxruntime"
-    # ONNX Runtime is fed from the CPU (numpy) and exports from there; sessions pick the device
-    model_device = torch.device("cpu") if on_ort else torch_device
-    model = checkpoints.model_from_checkpoint(catalog.models[name], weights, model_device)
-    if not model.directions:
-        if on_ort:
-            raise Img2ImgError(f"model '{name}' generates images from noise; the onnxruntime "
-                               "runtime runs generators that translate images")
-        return Sampler(model, weights, torch_device, preset=meta.get("preset"))
-    preset = catalog.presets.get((name, meta.get("preset") or ""))
-    engine = (onnx_runtime.OnnxRuntime(model, torch_device) if on_ort
-              else TorchRuntime(model, inference_dtype(precision, torch_device)))
-    return Translator(model, weights, model_device, tile=tile, overlap=overlap,
-                      pipeline=getattr(preset, "pipeline", None), preset=meta.get("preset"),
-                      runtime=engine)
-
-
-def _load_reference(path: Path, device: str, runtime: str | None, catalog: Catalog | None,
-                    precision: str, **tiling: int) -> Translator:
-    """A reference `.pth` generator as a `Translator`, without writing a run."""
-    if runtime not in (None, "torch"):
-        raise Img2ImgError(f"{path}: a reference file runs with the torch runtime; for "
-                           f"'{runtime}', `img2img import` it and export the run")
-    torch_device = resolve_device(device)
-    model = reference.load_reference(path, catalog).to(torch_device)
-    return Translator(model, path, torch_device, **tiling,
-                      runtime=TorchRuntime(model, inference_dtype(precision, torch_device)))

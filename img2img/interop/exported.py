@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from ..registry.catalog import Catalog, catalog as installed_catalog
-from ..training.settings import resolve_device
+from ..training.devices import resolve_device
 from ..errors import Img2ImgError
 from ..inference.translator import Translator
 from ..model import ImageSpec

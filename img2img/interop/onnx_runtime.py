@@ -11,7 +11,8 @@ import torch
 from torch import Tensor
 
 from ..model import Model
-from .export import onnx_model, require_extra
+from .export import onnx_model
+from .extras import require_extra
 
 
 def _providers(ort: Any, device: torch.device) -> list[str]:

@@ -22,7 +22,8 @@ import numpy as np
 from ..training.settings import TrainConfig
 from ..errors import Img2ImgError
 from ..training.loggers import Logger, logger_problem
-from ..model import DATA_KINDS, Model, option_fields
+from ..fields import option_fields
+from ..model import DATA_KINDS, Model
 from .loading import PluginInfo, PluginManager, load_plugins
 
 NAME = re.compile(r"^[a-z][a-z0-9_-]*$")

@@ -23,9 +23,11 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
+from ..data.atomic import atomic_path, write_text
 from . import folders as runs
 from ..errors import CheckpointError
-from ..model import ImageSpec, Model, option_fields
+from ..fields import option_fields
+from ..model import ImageSpec, Model
 
 BEST = "best"
 WEIGHTS_SUFFIX = ".safetensors"
@@ -50,11 +52,11 @@ def save_checkpoint(run_dir: Path, step: int, tensors: Mapping[str, torch.Tensor
     cpu = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     _require_space(folder, _nbytes(cpu) + _nbytes(state), weights)
     try:
-        with runs.atomic_path(weights) as tmp:
+        with atomic_path(weights) as tmp:
             save_file(cpu, str(tmp), metadata={META_KEY: json.dumps(metadata, default=str)})
         try:
             if state is not None:
-                with runs.atomic_path(folder / f"{stem}{STATE_SUFFIX}") as tmp:
+                with atomic_path(folder / f"{stem}{STATE_SUFFIX}") as tmp:
                     torch.save(dict(state), tmp)
         except BaseException:
             weights.unlink(missing_ok=True)  # half a checkpoint is no checkpoint
@@ -63,7 +65,7 @@ def save_checkpoint(run_dir: Path, step: int, tensors: Mapping[str, torch.Tensor
         if _is_out_of_space(exc, folder):
             raise CheckpointError(_no_space(folder, weights)) from None
         raise
-    runs.write_text(folder / runs.LATEST, stem + "\n")
+    write_text(folder / runs.LATEST, stem + "\n")
     if keep > 0:
         prune_checkpoints(folder, keep)
     return weights
@@ -127,7 +129,7 @@ def clean_leftovers(run_dir: Path) -> list[Path]:
 def save_best(weights: Path) -> Path:
     """Keep a copy of `weights` as the run's best checkpoint (weights only)."""
     best = weights.with_name(f"{BEST}{WEIGHTS_SUFFIX}")
-    with runs.atomic_path(best) as tmp:
+    with atomic_path(best) as tmp:
         tmp.write_bytes(weights.read_bytes())
     return best
 
@@ -321,26 +323,28 @@ def keep_directions(model: Model, trained: Any) -> None:
 
 
 def network_tensors(model: Model) -> dict[str, torch.Tensor]:
-    """All network weights under `generators.` / `discriminators.` / `auxiliary.` prefixes."""
-    tensors = {f"generators.{k}": v for k, v in model.generators.state_dict().items()}
-    tensors.update({f"discriminators.{k}": v
-                    for k, v in model.discriminators.state_dict().items()})
-    tensors.update({f"auxiliary.{k}": v for k, v in model.auxiliary.state_dict().items()})
-    return tensors
+    """All network weights: the model's `state_dict()`, under `generators.` /
+    `discriminators.` / `auxiliary.` prefixes."""
+    return dict(model.state_dict())
 
 
 def load_networks(model: Model, tensors: Mapping[str, torch.Tensor], source: Path) -> None:
-    for prefix, modules in (("generators.", model.generators),
-                            ("discriminators.", model.discriminators),
-                            ("auxiliary.", model.auxiliary)):
-        part = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-        if prefix == "auxiliary." and not part:
-            continue  # translating needs no auxiliary network (a file of generators only)
-        try:
-            modules.load_state_dict(part)
-        except RuntimeError as exc:
-            raise CheckpointError(f"{source} does not match the '{model.name}' networks "
-                                  f"of this version: {str(exc).splitlines()[0]}") from None
+    """The model's networks from a checkpoint's `tensors` (the averaged generators aside), all
+    of them strictly, except that a file without auxiliary networks leaves them as they are:
+    translating needs none (a file of generators only)."""
+    weights = {k: v for k, v in tensors.items() if not k.startswith(EMA_PREFIX)}
+    optional = () if any(k.startswith("auxiliary.") for k in weights) else ("auxiliary.",)
+    try:
+        missing, unexpected = model.load_state_dict(weights, strict=False)
+    except RuntimeError as exc:  # a shape that does not fit
+        raise CheckpointError(f"{source} does not match the '{model.name}' networks of this "
+                              f"version: {_first_problem(exc)}") from None
+    missing = [k for k in missing if not k.startswith(optional)]
+    if missing or unexpected:
+        problem = (f"missing {', '.join(missing[:3])}" if missing else
+                   f"unexpected {', '.join(unexpected[:3])}")
+        raise CheckpointError(f"{source} does not match the '{model.name}' networks of this "
+                              f"version: {problem}")
 
 
 def average_tensors(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -350,6 +354,8 @@ def average_tensors(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tens
 
 # -- a new run from another run's weights (--init-from) -----------------------------------------
 IMPORTED = "imported"  # metadata of a run `img2img import` wrote: sources, networks it holds
+NETWORK_KINDS = {"generators": "generator", "discriminators": "discriminator",
+                 "auxiliary": "auxiliary network"}  # a model's networks, and what one of each is
 
 
 def initial_settings(model_cls: type[Model], ref: str | Path, runs_dir: Path) -> dict[str, Any]:
@@ -373,12 +379,8 @@ def load_initial_weights(model: Model, ref: str | Path, runs_dir: Path
     tensors = load_weights(weights)
     trained = meta.get(IMPORTED, {}).get("networks")  # an import also stores untrained ones
     fresh = []
-    for kind, modules in (("generators", model.generators),
-                          ("discriminators", model.discriminators),
-                          ("auxiliary", model.auxiliary)):
-        what = {"generators": "generator", "discriminators": "discriminator"}.get(
-            kind, "auxiliary network")
-        for name, net in modules.items():
+    for kind, what in NETWORK_KINDS.items():
+        for name, net in getattr(model, kind).items():
             prefix = f"{kind}.{name}."
             part = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
             if not part or (trained is not None and f"{kind}.{name}" not in trained):

@@ -1,19 +1,17 @@
-"""Run folders: the layout (`config.json`, `checkpoints/`, `samples/`, the training log
-`metrics.jsonl`, the evaluation record `eval.json`), atomic writes (a temporary file renamed into
-place, so a crash never leaves half a file), the training log, and finding the newest run.
-Checkpoints themselves are `img2img.checkpoints`."""
+"""Run folders: the layout (`config.json`, `checkpoints/`, `samples/` with the grids' column
+names, the training log `metrics.jsonl`, the evaluation record `eval.json`), the training log,
+and finding the newest run (of a model that translates, samples, or any). Every file is written
+atomically (`img2img.data.atomic`); checkpoints themselves are `img2img.runs.checkpoints`."""
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import os
-import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ..data.atomic import write_text
 from ..errors import CheckpointError
 
 CONFIG = "config.json"
@@ -22,34 +20,10 @@ EVAL = "eval.json"  # what `img2img eval` measured
 CHECKPOINTS = "checkpoints"
 SAMPLES = "samples"
 LATEST = "latest"
-
-
-@contextlib.contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it into place only if the block succeeds."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        # mkstemp makes the file private (0600); give it what open() would under the umask,
-        # so others on a shared server (and a web server showing the report) can read it.
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _umask() -> int:
-    mask = os.umask(0)  # the only portable way to read it is to set it, then set it back
-    os.umask(mask)
-    return mask
-
-
-def write_text(path: Path, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+SAMPLE_COLUMNS = "samples.json"  # the column names of the sample grids, for the report
+# What a command needs its model to do; "latest" means the newest run of such a model.
+PURPOSES = {"translate": "translates images", "sample": "samples (generates from noise)",
+            "any": "any model"}
 
 
 def create_run(runs_dir: Path, name: str) -> Path:
@@ -141,3 +115,33 @@ def newest_run(runs_dir: Path, model: str | None = None) -> Path:
         raise CheckpointError(f"no trained {which}run with a checkpoint under {runs_dir}/; "
                               "train one with `img2img train <model>` or pass --model PATH")
     return max(candidates)[1]
+
+
+def newest_run_for(purpose: str, runs_dir: Path, models: Mapping[str, Any]) -> Path:
+    """The newest run under `runs_dir` of one of `models` (name -> model class) with `purpose`
+    ("any": of any of them), so a newer cgan run does not hide the pix2pix run `latest` means
+    for `convert`, nor the other way round."""
+    names = [name for name, cls in models.items()
+             if purpose == "any" or bool(cls.directions) == (purpose == "translate")]
+    found = []
+    for name in names:
+        try:
+            run = newest_run(runs_dir, name)
+        except CheckpointError:
+            continue
+        found.append(((run / CONFIG).stat().st_mtime, str(run)))
+    if not found:
+        raise CheckpointError(f"no trained run of a model that {PURPOSES[purpose]} under "
+                              f"{runs_dir}/; train one with `img2img train <model>` or pass "
+                              "--model RUN|CHECKPOINT")
+    return Path(max(found)[1])
+
+
+def sample_columns(run_dir: Path) -> list[str]:
+    """The column names of a run's sample grids (empty when unknown, e.g. an older run)."""
+    try:
+        found = json.loads((run_dir / SAMPLE_COLUMNS).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    columns = found.get("columns") if isinstance(found, dict) else None
+    return [str(c) for c in columns] if isinstance(columns, list) else []

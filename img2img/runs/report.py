@@ -13,9 +13,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..data.atomic import write_text
 from . import folders as runs
 from .charts import STYLE as CHART_STYLE, line_chart
-from ..training.loggers import sample_columns
 
 REPORT = "index.html"
 HIGHER_IS_BETTER = ("psnr", "ssim")  # every other evaluation metric (l1, swd, fid, kid) falls
@@ -69,7 +69,7 @@ def _png_size(path: Path) -> tuple[int, int] | None:
 
 def _samples(run_dir: Path, samples: list[Path]) -> str:
     latest = samples[-1]
-    columns = sample_columns(run_dir)
+    columns = runs.sample_columns(run_dir)
     size = _png_size(latest)
     # Small grids are scaled up by a whole factor (crisp pixels) to fill about GRID_BOX.
     scale = max(1, math.floor(min(GRID_BOX[0] / size[0], GRID_BOX[1] / size[1]))) \
@@ -207,5 +207,5 @@ def render(run_dir: Path) -> str:
 
 def write_report(run_dir: Path) -> Path:
     path = run_dir / REPORT
-    runs.write_text(path, render(run_dir))
+    write_text(path, render(run_dir))
     return path

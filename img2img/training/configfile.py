@@ -16,9 +16,9 @@ from typing import Any
 
 from .settings import PRECEDENCE, SECTIONS, TrainConfig, training_fields
 from ..errors import Img2ImgError
-from ..model import option_fields
-from ..runs.folders import CONFIG, write_text
-from ..fields import describe, problem
+from ..data.atomic import write_text
+from ..runs.folders import CONFIG
+from ..fields import describe, option_fields, problem
 
 TABLES = ("options", "training")  # the two parts of a run's config.json, and of a file's tables
 TOP_LEVEL = ("model", "preset", *TABLES)

@@ -152,9 +152,8 @@ def prepare_model(model: Any, device: torch.device, sync_batch_norm: bool) -> No
     """Every process starts from rank 0's weights; `sync_batch_norm` makes batch norm use the
     statistics of the global batch (PyTorch's SyncBatchNorm, which runs on GPUs only)."""
     if sync_batch_norm:
-        model.generators = nn.SyncBatchNorm.convert_sync_batchnorm(model.generators)
-        model.discriminators = nn.SyncBatchNorm.convert_sync_batchnorm(model.discriminators)
-    broadcast_modules([model.generators, model.discriminators, model.auxiliary])
+        nn.SyncBatchNorm.convert_sync_batchnorm(model)  # swaps the model's layers in place
+    broadcast_modules([model])
 
 
 def total(count: int) -> int:

@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from ..data.atomic import write_text
 from ..runs import folders as runs
-from ..errors import Img2ImgError
-from ..fields import SettingsError
+from ..errors import Img2ImgError, SettingsError
 
 NONE = "none"  # `--logger none`: the run's own metrics.jsonl only
 
@@ -140,7 +140,7 @@ class WandbLogger(Logger):
             run_id = id_file.read_text(encoding="utf-8").strip()
         else:
             run_id = secrets.token_hex(4)  # wandb's own ids are 8 lower-case characters too
-            runs.write_text(id_file, run_id + "\n")
+            write_text(id_file, run_id + "\n")
         project = None if os.environ.get("WANDB_PROJECT") else "img2img"
         try:
             self.run = self.wandb.init(project=project, name=run_dir.name, id=run_id,
@@ -171,20 +171,19 @@ BUILT_IN: dict[str, type[Logger]] = {TensorBoardLogger.name: TensorBoardLogger,
                                      WandbLogger.name: WandbLogger}
 
 
-def available(catalog: Any = None) -> dict[str, type[Logger]]:
-    """The built-in loggers and those the installed plugins register, by name."""
-    if catalog is None:
-        from ..registry.catalog import catalog as installed
-
-        catalog = installed()
-    return {**BUILT_IN, **getattr(catalog, "loggers", {})}
+def available(registered: Mapping[str, type[Logger]] | None = None) -> dict[str, type[Logger]]:
+    """The built-in loggers and the `registered` ones (a catalog's: what its plugins add), by
+    name."""
+    return {**BUILT_IN, **(registered or {})}
 
 
-def resolve(names: Sequence[str], catalog: Any = None) -> list[type[Logger]]:
-    """The logger classes `--logger` names (`none` adds nothing), each checked; an unknown name
-    is a usage error listing the available ones, found before any logger's package is checked
-    (a typo is reported as such whatever is installed). Called before a run folder exists."""
-    known = available(catalog)
+def resolve(names: Sequence[str], registered: Mapping[str, type[Logger]] | None = None
+            ) -> list[type[Logger]]:
+    """The logger classes `--logger` names (`none` adds nothing) among the built-in and the
+    `registered` ones, each checked; an unknown name is a usage error listing the available
+    ones, found before any logger's package is checked (a typo is reported as such whatever is
+    installed). Called before a run folder exists."""
+    known = available(registered)
     unknown = [name for name in names if name != NONE and name not in known]
     if unknown:
         listed = ", ".join([NONE, *sorted(known)])
@@ -211,8 +210,6 @@ class RunLog:
     logger; sample grids go to the loggers, and their column names to `RUN/samples.json`
     (the report labels the grid's columns with them; samples/ holds only the grids)."""
 
-    COLUMNS = "samples.json"
-
     def __init__(self, run_dir: Path, loggers: Sequence[type[Logger]] = (),
                  resumed_at: int | None = None):
         self.run_dir = run_dir
@@ -229,7 +226,7 @@ class RunLog:
             logger.log_scalars(record["step"], scalars)
 
     def samples(self, step: int, image: np.ndarray, columns: Sequence[str]) -> None:
-        runs.write_text(self.run_dir / self.COLUMNS,
+        write_text(self.run_dir / runs.SAMPLE_COLUMNS,
                         json.dumps({"columns": list(columns)}) + "\n")
         rgb = image if image.ndim == 3 else np.repeat(image[..., None], 3, axis=2)
         for logger in self.loggers:
@@ -242,16 +239,6 @@ class RunLog:
         for logger in self.loggers:
             logger.log_hparams(settings, final)
             logger.close()
-
-
-def sample_columns(run_dir: Path) -> list[str]:
-    """The column names of a run's sample grids (empty when unknown, e.g. an older run)."""
-    try:
-        found = json.loads((run_dir / RunLog.COLUMNS).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return []
-    columns = found.get("columns") if isinstance(found, dict) else None
-    return [str(c) for c in columns] if isinstance(columns, list) else []
 
 
 def logger_problem(cls: Any) -> str | None:

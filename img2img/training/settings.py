@@ -1,11 +1,10 @@
 """Training settings shared by every model: `TrainConfig` (each field is a `train` flag with its
-help text), how settings are resolved (`PRECEDENCE`: defaults, the IMG2IMG_* environment, the
-preset, a config file, what the user typed), the learning-rate schedule, and how a device and a
-mixed-precision type are chosen."""
+help text and valid range), how `--help` groups them, and how settings are resolved
+(`PRECEDENCE`: defaults, the IMG2IMG_* environment, the model's defaults, the preset, a config
+file, what the user typed). The schedule they describe is `schedules`, the device `devices`."""
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from pathlib import Path
 from collections.abc import Mapping
@@ -15,8 +14,8 @@ import torch
 
 from ..data.augment import GEOMETRY_LIMITS, geometry_error
 from .diffaugment import parse_policy
-from ..errors import Img2ImgError
-from ..fields import SettingsError, check as check_ranges
+from ..errors import Img2ImgError, SettingsError
+from ..fields import check as check_ranges, option
 from ..networks.losses import GAN_LOSSES
 
 SCHEDULES = ("linear", "cosine")
@@ -27,94 +26,92 @@ PRECEDENCE = ("field default < IMG2IMG_RUNS_DIR / IMG2IMG_DEVICE < model default
               "config file < typed flag")
 
 
-def _f(default: Any, help: str, **meta: Any) -> Any:
-    return dataclasses.field(default=default, metadata={"help": help, **meta})
-
-
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """Settings shared by every `img2img train <model>` command."""
 
-    data: Path | None = _f(None, "training folder (paired: a/ and b/ or side-by-side A|B images; "
-                                 "labelled: one sub-folder per class; unpaired: a/ and b/)")
-    a: Path | None = _f(None, "folder of domain A images (unpaired models)")
-    b: Path | None = _f(None, "folder of domain B images (unpaired models)")
-    epochs: int = _f(100, "epochs at the initial learning rate")
-    decay_epochs: int = _f(100, "further epochs while the learning rate decays to zero")
-    schedule: str = _f("linear", "shape of the decay", choices=SCHEDULES)
-    max_steps: int | None = _f(None, "stop after this many steps in all (default: run all epochs)")
-    batch_size: int = _f(1, "images per step and process: with torchrun each of N processes "
-                            "takes this many, a global batch of N x this (the learning rate is "
-                            "never rescaled for it)")
-    load_size: int = _f(286, "resize images to this size before the random crop")
-    crop_size: int = _f(256, "train on random crops of this size")
-    flip: bool = _f(True, "random horizontal flips")
-    color_jitter: float = _f(0.0, "colour jitter strength, 0 to 1 (0 = off)", min=0, max=1)
-    scale_jitter: float = _f(0.0, "random zoom by a factor from [1 - S, 1 + S], S up to 0.5, "
-                                  "before the crop; edges are replicated (0 = off)")
-    rotate: float = _f(0.0, "random rotation by up to this many degrees either way, up to 180 "
-                            "(0 = off)")
-    shear: float = _f(0.0, "random horizontal shear (slant) by up to this many degrees either "
-                           "way, up to 45 (0 = off)")
-    elastic: float = _f(0.0, "elastic distortion strength, 0 to 1: a smooth random warp moving "
-                             "pixels by strength x 5% of the image side on average, e.g. 0.3 "
-                             "moves a 64 px image ~1 px (0 = off)")
-    channels: int = _f(3, "image channels: 1 (grey) or 3 (colour)", choices=(1, 3))
-    balance_classes: bool = _f(False, "labelled data: draw every class equally often in each "
-                                      "epoch, however many images it has")
-    lr: float = _f(2e-4, "Adam learning rate", gt=0)
-    lr_d: float | None = _f(None, "the discriminators' own learning rate (two time-scale "
-                                  "update rule, Heusel et al. 2017; default: --lr)", gt=0)
-    warmup_steps: int = _f(0, "raise the learning rates linearly from near zero over the first "
-                              "N steps (0 = off)", min=0)
-    beta1: float = _f(0.5, "Adam beta1", min=0, max=0.9999)
-    beta2: float = _f(0.999, "Adam beta2", min=0, max=0.99999)
-    gan_loss: str = _f("vanilla", "adversarial objective", choices=GAN_LOSSES)
-    diff_augment: str = _f("none", "differentiable augmentation of every discriminator input, "
-                                   "real and fake (DiffAugment, Zhao et al. 2020; helps most "
-                                   "on a few dozen images): a comma-separated list of color, "
-                                   "translation, cutout, or none")
-    gp_weight: float = _f(10.0, "gradient penalty weight (wgan-gp)", min=0)
-    r1_weight: float = _f(0.0, "R1 penalty weight on real images (0 = off)", min=0)
-    ema: float = _f(0.0, "keep a moving average of the generator weights with this decay, e.g. "
-                         "0.999, used for samples and convert (0 = off)")
-    init_from: Path | None = _f(None, "start from the weights of this run or checkpoint (e.g. "
-                                      "one `img2img import` made) with a fresh optimiser and "
-                                      "schedule; model options and --channels default to "
-                                      "that run's")
-    device: str = _f("auto", "cuda, cuda:N, mps, cpu, or auto (the best available)")
-    precision: str = _f("auto", "auto = bf16/fp16 mixed precision on CUDA, fp32 elsewhere",
-                        choices=PRECISIONS)
-    channels_last: str = _f("auto", "channels-last memory format (auto = on CUDA only, where "
-                                    "it speeds up convolutions)", choices=("auto", "on", "off"))
-    compile: bool = _f(False, "compile the networks with torch.compile (slower start, faster "
-                              "steps on a GPU)")
-    augment_on: str = _f("cpu", "where random warps, crops and flips run: cpu (loader "
-                                "workers) or device (kornia, batched on the training device)",
-                         choices=("cpu", "device"))
-    seed: int = _f(0, "random seed (data order, augmentation, initial weights)")
-    workers: int = _f(2, "data-loading worker processes (0 = load in the main process)")
-    max_bad_samples: int | None = _f(None, "training images that may become unreadable during "
-                                           "the run (each skipped with a warning) before it "
-                                           "stops (default: 1% of the dataset, at least 1)",
-                                     min=0)
-    sync_batch_norm: bool = _f(False, "with torchrun on GPUs: batch-norm statistics over the "
-                                      "global batch rather than each process's own")
-    dist_timeout: float = _f(900.0, "with torchrun: seconds a process waits for the others "
-                                    "before the run stops with an error (a lost process never "
-                                    "hangs the rest)")
-    logger: tuple[str, ...] = _f((), "experiment tracker, repeatable: tensorboard (extra "
-                                     "tensorboard), wandb (extra wandb), one a plugin adds, or "
-                                     "none; metrics.jsonl and the report are always written")
-    log_every: int = _f(50, "log losses every N steps")
-    sample_every: int = _f(500, "save a sample grid every N steps (0 = only at the end)")
-    checkpoint_every: int = _f(2000, "save a checkpoint every N steps (0 = only at the end)")
-    eval_every: int = _f(0, "evaluate on --eval-data every N steps, log the metrics and keep "
-                            "the best checkpoint as RUN:best (0 = off)")
-    eval_data: Path | None = _f(None, "held-out data for --eval-every, in the training layout")
-    keep_checkpoints: int = _f(3, "keep the newest N checkpoints (0 = keep all)")
-    runs_dir: Path = _f(Path("runs"), "folder that holds run folders")
-    name: str | None = _f(None, "run folder name (default: <model>-<date>-<time>)")
+    data: Path | None = option(None, "training folder (paired: a/ and b/ or side-by-side A|B "
+                                     "images; labelled: one sub-folder per class; unpaired: a/ "
+                                     "and b/)")
+    a: Path | None = option(None, "folder of domain A images (unpaired models)")
+    b: Path | None = option(None, "folder of domain B images (unpaired models)")
+    epochs: int = option(100, "epochs at the initial learning rate")
+    decay_epochs: int = option(100, "further epochs while the learning rate decays to zero")
+    schedule: str = option("linear", "shape of the decay", choices=SCHEDULES)
+    max_steps: int | None = option(None, "stop after this many steps in all (default: run all "
+                                         "epochs)")
+    batch_size: int = option(1, "images per step and process: with torchrun each of N processes "
+                                "takes this many, a global batch of N x this (the learning rate is "
+                                "never rescaled for it)")
+    load_size: int = option(286, "resize images to this size before the random crop")
+    crop_size: int = option(256, "train on random crops of this size")
+    flip: bool = option(True, "random horizontal flips")
+    color_jitter: float = option(0.0, "colour jitter strength, 0 to 1 (0 = off)", min=0, max=1)
+    scale_jitter: float = option(0.0, "random zoom by a factor from [1 - S, 1 + S], S up to 0.5, "
+                                      "before the crop; edges are replicated (0 = off)")
+    rotate: float = option(0.0, "random rotation by up to this many degrees either way, up to 180 "
+                                "(0 = off)")
+    shear: float = option(0.0, "random horizontal shear (slant) by up to this many degrees either "
+                               "way, up to 45 (0 = off)")
+    elastic: float = option(0.0, "elastic distortion strength, 0 to 1: a smooth random warp moving "
+                                 "pixels by strength x 5% of the image side on average, e.g. 0.3 "
+                                 "moves a 64 px image ~1 px (0 = off)")
+    channels: int = option(3, "image channels: 1 (grey) or 3 (colour)", choices=(1, 3))
+    balance_classes: bool = option(False, "labelled data: draw every class equally often in each "
+                                          "epoch, however many images it has")
+    lr: float = option(2e-4, "Adam learning rate", gt=0)
+    lr_d: float | None = option(None, "the discriminators' own learning rate (two time-scale "
+                                      "update rule, Heusel et al. 2017; default: --lr)", gt=0)
+    warmup_steps: int = option(0, "raise the learning rates linearly from near zero over the first "
+                                  "N steps (0 = off)", min=0)
+    beta1: float = option(0.5, "Adam beta1", min=0, max=0.9999)
+    beta2: float = option(0.999, "Adam beta2", min=0, max=0.99999)
+    gan_loss: str = option("vanilla", "adversarial objective", choices=GAN_LOSSES)
+    diff_augment: str = option("none", "differentiable augmentation of every discriminator input, "
+                                       "real and fake (DiffAugment, Zhao et al. 2020; helps most "
+                                       "on a few dozen images): a comma-separated list of color, "
+                                       "translation, cutout, or none")
+    gp_weight: float = option(10.0, "gradient penalty weight (wgan-gp)", min=0)
+    r1_weight: float = option(0.0, "R1 penalty weight on real images (0 = off)", min=0)
+    ema: float = option(0.0, "keep a moving average of the generator weights with this decay, e.g. "
+                             "0.999, used for samples and convert (0 = off)")
+    init_from: Path | None = option(None, "start from the weights of this run or checkpoint (e.g. "
+                                          "one `img2img import` made) with a fresh optimiser and "
+                                          "schedule; model options and --channels default to "
+                                          "that run's")
+    device: str = option("auto", "cuda, cuda:N, mps, cpu, or auto (the best available)")
+    precision: str = option("auto", "auto = bf16/fp16 mixed precision on CUDA, fp32 elsewhere",
+                            choices=PRECISIONS)
+    channels_last: str = option("auto", "channels-last memory format (auto = on CUDA only, where "
+                                        "it speeds up convolutions)", choices=("auto", "on", "off"))
+    compile: bool = option(False, "compile the networks with torch.compile (slower start, faster "
+                                  "steps on a GPU)")
+    augment_on: str = option("cpu", "where random warps, crops and flips run: cpu (loader "
+                                    "workers) or device (kornia, batched on the training device)",
+                             choices=("cpu", "device"))
+    seed: int = option(0, "random seed (data order, augmentation, initial weights)")
+    workers: int = option(2, "data-loading worker processes (0 = load in the main process)")
+    max_bad_samples: int | None = option(None, "training images that may become unreadable during "
+                                               "the run (each skipped with a warning) before it "
+                                               "stops (default: 1% of the dataset, at least 1)",
+                                         min=0)
+    sync_batch_norm: bool = option(False, "with torchrun on GPUs: batch-norm statistics over the "
+                                          "global batch rather than each process's own")
+    dist_timeout: float = option(900.0, "with torchrun: seconds a process waits for the others "
+                                        "before the run stops with an error (a lost process never "
+                                        "hangs the rest)")
+    logger: tuple[str, ...] = option((), "experiment tracker, repeatable: tensorboard (extra "
+                                         "tensorboard), wandb (extra wandb), one a plugin adds, or "
+                                         "none; metrics.jsonl and the report are always written")
+    log_every: int = option(50, "log losses every N steps")
+    sample_every: int = option(500, "save a sample grid every N steps (0 = only at the end)")
+    checkpoint_every: int = option(2000, "save a checkpoint every N steps (0 = only at the end)")
+    eval_every: int = option(0, "evaluate on --eval-data every N steps, log the metrics and keep "
+                                "the best checkpoint as RUN:best (0 = off)")
+    eval_data: Path | None = option(None, "held-out data for --eval-every, in the training layout")
+    keep_checkpoints: int = option(3, "keep the newest N checkpoints (0 = keep all)")
+    runs_dir: Path = option(Path("runs"), "folder that holds run folders")
+    name: str | None = option(None, "run folder name (default: <model>-<date>-<time>)")
 
     def __post_init__(self) -> None:
         for name in ("data", "a", "b", "runs_dir", "eval_data", "init_from"):  # str from Python
@@ -231,49 +228,3 @@ def resolve_settings(model_cls: Any, preset: Any = None,
     config = TrainConfig(**{**environment_defaults(), **dict(model_cls.training_defaults),
                             **preset_training, **training})
     return model_options, config
-
-
-def warmup_factor(config: TrainConfig, step: int) -> float:
-    """(step + 1) / warmup_steps during the warm-up, then 1."""
-    if step >= config.warmup_steps:
-        return 1.0
-    return (step + 1) / config.warmup_steps
-
-
-def lr_factor(config: TrainConfig, epoch: int) -> float:
-    """Constant for `epochs`, then down to zero over `decay_epochs` (the published recipe)."""
-    done = epoch - config.epochs + 1
-    if done <= 0:
-        return 1.0
-    fraction = done / (config.decay_epochs + 1)
-    if config.schedule == "cosine":
-        return 0.5 * (1 + math.cos(math.pi * fraction))
-    return 1.0 - fraction
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise Img2ImgError(f"--device '{name}' is not a device (cuda, cuda:N, mps, cpu, auto)") \
-            from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise Img2ImgError("--device cuda: no CUDA GPU is available here")
-    return device
-
-
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """Mixed precision is a GPU lever: on CPUs without native bf16 it is several times slower."""
-    if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
-        return None
-    if precision == "fp16":
-        return torch.float16
-    if precision == "bf16" or torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    return torch.float16

@@ -1,7 +1,8 @@
 """The one training loop every model shares. `TrainConfig` holds the settings common to all
 models (each field is a `train` flag); `Trainer` owns devices, seeds, optimisers, the learning-rate
 schedule, mixed precision, discriminator freezing, logging, sample grids, checkpoints and exact
-resume. Models only say what to compute (see `img2img.model.Model`)."""
+resume. Models only say what to compute (see `img2img.model.Model`); where the loop stands is
+its `TrainingState` (`img2img.training.state`)."""
 from __future__ import annotations
 
 import logging
@@ -21,17 +22,19 @@ from tqdm import tqdm
 from ..runs import checkpoints, folders as runs
 from . import diffaugment, distributed
 from ..data.augment import GEOMETRY_LIMITS, AugmentRecipe
-from .settings import TrainConfig, autocast_dtype, lr_factor, resolve_device, warmup_factor
+from .devices import autocast_dtype, resolve_device
+from .schedules import lr_factor, warmup_factor
+from .settings import TrainConfig
 from ..data import SeededSampler, open_dataset
 from ..data.loader import make_loader
 from .ema import GeneratorAverage, using
-from ..errors import DataError, Img2ImgError
-from ..evaluation.evaluate import evaluate_with_average, load_eval_set, primary_metric
+from ..errors import CheckpointError, DataError, Img2ImgError, SettingsError
+from ..evaluation.evaluate import evaluate, load_eval_set, primary_metric
 from ..data.images import save_grid
-from .loggers import RunLog, resolve as resolve_loggers
+from .loggers import Logger, RunLog, resolve as resolve_loggers
 from .interrupt import Interrupt
-from .state import Resumable
-from ..fields import SettingsError, check as check_ranges
+from .state import TrainingState, new_run, restore, resume_settings, save, start_from
+from ..fields import check as check_ranges
 from ..networks.losses import Adversary
 from ..model import ImageSpec, Model
 from ..data.ops import DeviceAugment, to_model_range
@@ -65,15 +68,17 @@ def _check_discriminator_sizes(model: Model, crop_size: int) -> None:
                                 "(fewer --d-layers or --d-scales, or larger crops)")
 
 
-class Trainer(Resumable):
+class Trainer:
     """Trains one model on one dataset into one run folder; `fit()` runs the loop."""
 
     def __init__(self, model_cls: type[Model], options: Any, config: TrainConfig, *,
                  resume_from: Path | None = None, plugin: Mapping[str, str] | None = None,
-                 preset: str | None = None,
-                 progress: bool | None = None):
+                 preset: str | None = None, progress: bool | None = None,
+                 loggers: Mapping[str, type[Logger]] | None = None):
         check_ranges(options)  # before anything is opened or written
-        self.logger_classes = resolve_loggers(config.logger)  # before any run folder exists
+        # `loggers`: those a catalog's plugins registered, beside the built-in ones; resolved
+        # before any run folder exists.
+        self.logger_classes = resolve_loggers(config.logger, loggers)
         self.config, self.progress = config, progress
         self.processes = distributed.from_environment()
         self.device = distributed.local_device(self.processes, resolve_device(config.device))
@@ -108,7 +113,7 @@ class Trainer(Resumable):
                             diffaugment.parse_policy(config.diff_augment),
                             config.channels)
         if config.init_from is not None and resume_from is None:
-            self._init_from(config.init_from)
+            start_from(self.model, config.init_from, config.runs_dir, self.processes.is_main)
         self.channels_last = config.channels_last == "on" or (
             config.channels_last == "auto" and self.device.type == "cuda")
         self._speed_up(config)
@@ -140,19 +145,20 @@ class Trainer(Resumable):
             raise Img2ImgError(f"{len(self.dataset)} training items are fewer than one global "
                                f"batch ({self.processes.world} processes x --batch-size "
                                f"{config.batch_size})")
-        self.step = self.epoch = self.batch_in_epoch = 0
-        self.best: float | None = None  # the best evaluation so far (primary metric)
+        self.state = TrainingState()
         self.record = settings_record(self.model, config, plugin or {}, preset)
         self.record["processes"] = {"world_size": self.processes.world,
                                     "global_batch": self.processes.world * config.batch_size}
         if resume_from is not None:
             self.run_dir = checkpoints.run_dir_of(resume_from)
-            self._restore(resume_from)
+            self.state = restore(resume_from, self.model, self.optimizers, self.scaler, self.ema,
+                                 device=self.device, world=self.processes.world,
+                                 items=len(self.dataset), is_main=self.processes.is_main)
         else:
-            self.run_dir = self._new_run(config, model_cls.name)
+            self.run_dir = new_run(config, self.record, model_cls.name, self.processes)
         # Only rank 0 writes: the run folder, logs, samples, checkpoints and the report.
         self.metrics = RunLog(self.run_dir, self.logger_classes,
-                              resumed_at=self.step if resume_from is not None else None) \
+                              resumed_at=self.state.step if resume_from is not None else None) \
             if self.processes.is_main else None
         self.fixed_batch = self._fixed_batch()
         self.eval_set = load_eval_set(self.model, config.eval_data) if config.eval_every else None
@@ -171,6 +177,19 @@ class Trainer(Resumable):
         fused = self.device.type in ("cuda", "cpu")  # one kernel for all tensors (CPU: 4x)
         return torch.optim.Adam(params, lr=self.config.lr,
                                 betas=(self.config.beta1, self.config.beta2), fused=fused or None)
+
+    @classmethod
+    def resume(cls, model_cls: type[Model], ref: str | Path = "latest", *,
+               plugin: Mapping[str, str] | None = None, progress: bool | None = None,
+               loggers: Mapping[str, type[Logger]] | None = None,
+               **overrides: Any) -> "Trainer":
+        """A trainer that continues a run exactly where it stopped: `ref` is a run folder, a
+        checkpoint, or "latest" (the newest run of this model under `runs_dir`). Settings come
+        from the checkpoint; training settings in `overrides` (e.g. a larger `max_steps`) win;
+        model options cannot change (the networks were built with the checkpoint's own)."""
+        options, config, weights, preset = resume_settings(model_cls, ref, overrides)
+        return cls(model_cls, options, config, resume_from=weights, plugin=plugin,
+                   preset=preset, progress=progress, loggers=loggers)
 
     # -- data -----------------------------------------------------------------------------------
     def _loader(self) -> torch.utils.data.DataLoader:
@@ -243,7 +262,7 @@ class Trainer(Resumable):
         On a step that will be logged (`self.measured` is a dict), each network's gradient
         norm goes into `self.measured`."""
         model, logged, measured = self.model, {}, self.measured
-        if self.step < self.config.warmup_steps:
+        if self.state.step < self.config.warmup_steps:
             self._set_learning_rates()
         for optimizer in self.optimizers.values():
             optimizer.zero_grad(set_to_none=True)
@@ -284,43 +303,44 @@ class Trainer(Resumable):
     def fit(self) -> Path:
         """Train until the last epoch or `max_steps`; save a checkpoint at the end (or Ctrl-C)."""
         total = self.total_steps()
-        bar = tqdm(total=total, initial=self.step, unit="step", dynamic_ncols=True,
+        bar = tqdm(total=total, initial=self.state.step, unit="step", dynamic_ncols=True,
                    disable=self.progress is False or not self.processes.is_main or (
                        self.progress is None and not sys.stderr.isatty()))
         loader, running, started = self._loader(), {}, time.perf_counter()
-        self._logged_at = self.step
+        self._logged_at = self.state.step
         self.model.train()
         with Interrupt() as interrupt, bar:
             try:
                 self._train_until(total, loader, interrupt, bar, running, started)
             except Exception as exc:
                 self._stop_on_error(exc)
-        self.interrupted = interrupt.requested and self.step < total
+        self.interrupted = interrupt.requested and self.state.step < total
         if self.processes.is_main:
             self.save_samples()
             weights = self.save_checkpoint()
             write_report(self.run_dir)
             self.metrics.close(self.record)  # the trackers get the settings and final metrics
-            state = "stopped at" if self.step < total else "finished"
-            print(f"Training {state} step {self.step}/{total}; checkpoint {weights}",
+            state = "stopped at" if self.state.step < total else "finished"
+            print(f"Training {state} step {self.state.step}/{total}; checkpoint {weights}",
                   file=sys.stderr)
         distributed.stop()
         return self.run_dir
 
     def _train_until(self, total: int, loader: Any, interrupt: Interrupt, bar: tqdm,
                      running: dict[str, Tensor], started: float) -> None:
-        while (self.step < total and self.epoch < self.config.total_epochs
+        while (self.state.step < total and self.state.epoch < self.config.total_epochs
                and not interrupt.requested):
             self._start_epoch()
             for batch in loader:
                 self._count_skipped(batch.pop("skipped", ()))
                 self._in_step = True
-                logs = (self.step + 1) % self.config.log_every == 0 or self.step + 1 == total
+                done = self.state.step + 1
+                logs = done % self.config.log_every == 0 or done == total
                 self.measured = {} if logs else None
                 terms = self.train_step(self._to_device(batch))
                 self._in_step = False
-                self.step += 1
-                self.batch_in_epoch += 1
+                self.state.step += 1
+                self.state.batch_in_epoch += 1
                 for key, value in terms.items():
                     running[key] = running.get(key, 0) + value
                 bar.update(1)
@@ -331,11 +351,11 @@ class Trainer(Resumable):
                 if self.processes.distributed:  # Ctrl-C on any rank stops all together
                     interrupt.requested = distributed.any_process(interrupt.requested,
                                                                   self.device)
-                if self.step >= total or interrupt.requested:
+                if self.state.step >= total or interrupt.requested:
                     break
             else:
-                self.epoch += 1
-                self.batch_in_epoch = 0
+                self.state.epoch += 1
+                self.state.batch_in_epoch = 0
 
     def _count_skipped(self, reasons: Any) -> None:
         """Training images that could not be read any more (the dataset put others in their
@@ -351,39 +371,40 @@ class Trainer(Resumable):
                             f"than --max-bad-samples {limit} (the latest: {reason})")
 
     def _start_epoch(self) -> None:
-        done = self.batch_in_epoch * self.config.batch_size * self.processes.world
+        done = self.state.batch_in_epoch * self.config.batch_size * self.processes.world
         # A data folder that shrank since the checkpoint can leave the position past the end of
         # the epoch: the epoch is then over, and the next one starts.
-        self.sampler.set_epoch(self.epoch, skip=min(done, self.sampler.used))
+        self.sampler.set_epoch(self.state.epoch, skip=min(done, self.sampler.used))
         self._set_learning_rates()
 
     def _set_learning_rates(self) -> None:
         """Each optimiser's base rate x the epoch schedule x the warm-up."""
-        factor = lr_factor(self.config, self.epoch) * warmup_factor(self.config, self.step)
+        state = self.state
+        factor = lr_factor(self.config, state.epoch) * warmup_factor(self.config, state.step)
         for name, optimizer in self.optimizers.items():
             for group in optimizer.param_groups:
                 group["lr"] = self.base_lr.get(name, self.config.lr) * factor
 
     def _periodic(self) -> None:
         every = self.config.eval_every
-        if every and self.step % every == 0 and self.processes.distributed:
+        if every and self.state.step % every == 0 and self.processes.distributed:
             # Rank 0 evaluates; every rank then holds the same best value (saved with state).
             if self.processes.is_main:
                 self.run_evaluation()
-            self.best = distributed.broadcast_object(self.best)
+            self.state.best = distributed.broadcast_object(self.state.best)
         if not self.processes.is_main:
             return
         saved = False
         every = self.config.sample_every
-        if every and self.step % every == 0:
+        if every and self.state.step % every == 0:
             self.save_samples()
             saved = True
         every = self.config.checkpoint_every
-        if every and self.step % every == 0:
+        if every and self.state.step % every == 0:
             self.save_checkpoint()
             saved = True
         every = self.config.eval_every
-        if every and self.step % every == 0:
+        if every and self.state.step % every == 0:
             if not self.processes.distributed:
                 self.run_evaluation()
             saved = True
@@ -394,15 +415,17 @@ class Trainer(Resumable):
         """Metrics on the held-out set, logged as eval/<name>; a new best is kept as RUN:best."""
         average = self.ema.average if self.ema is not None else None
         try:
-            results = evaluate_with_average(self.model, average, self.eval_set)
+            with using(self.model, average):
+                results = evaluate(self.model, self.eval_set)
         finally:
             self.model.train()
-        self.metrics.write({"step": self.step, "epoch": self.epoch + 1,
+        state = self.state
+        self.metrics.write({"step": state.step, "epoch": state.epoch + 1,
                                            **{f"eval/{k}": v for k, v in results.items()}})
         name, higher = primary_metric(self.model)
         value = results[name]
-        if self.best is None or (value > self.best if higher else value < self.best):
-            self.best = value
+        if state.best is None or (value > state.best if higher else value < state.best):
+            state.best = value
             checkpoints.save_best(self.save_checkpoint())
         return results
 
@@ -411,23 +434,24 @@ class Trainer(Resumable):
         """Losses reach the host only here (no per-step synchronisation), averaged since the
         last log line; `measured` (this step's gradient norms, the same on every process)
         is logged as it is."""
-        steps = self.step - self._logged_at  # since the last line, or since a resume
-        self._logged_at = self.step
+        state = self.state
+        steps = state.step - self._logged_at  # since the last line, or since a resume
+        self._logged_at = state.step
         if self.processes.distributed:  # the mean over every process's batch
             running = distributed.mean(running, self.processes.world)
         if not self.processes.is_main:
             return
         losses = {k: round(float(v) / steps, 5) for k, v in running.items()}
         lr = self.optimizers["g"].param_groups[0]["lr"]
-        record = {"step": self.step, "epoch": self.epoch + 1, "lr": lr,
+        record = {"step": state.step, "epoch": state.epoch + 1, "lr": lr,
                   "time": round(time.perf_counter() - started, 3), **losses,
                   **{k: float(f"{float(v):.7g}") for k, v in measured.items()}}
         self.metrics.write(record)
-        bar.set_postfix({"epoch": self.epoch + 1, **{k: f"{v:.3f}" for k, v in losses.items()}},
+        bar.set_postfix({"epoch": state.epoch + 1, **{k: f"{v:.3f}" for k, v in losses.items()}},
                         refresh=False)
         if bar.disable:
             shown = " ".join(f"{k}={v:.4f}" for k, v in losses.items())
-            print(f"step {self.step} epoch {self.epoch + 1} {shown}", file=sys.stderr, flush=True)
+            print(f"step {state.step} epoch {state.epoch + 1} {shown}", file=sys.stderr, flush=True)
 
     # -- samples and checkpoints ----------------------------------------------------------------
     @torch.no_grad()
@@ -443,6 +467,26 @@ class Trainer(Resumable):
                     columns = model.visuals(self.fixed_batch, fakes)
             finally:
                 self.model.train()
-        path = self.run_dir / runs.SAMPLES / f"{checkpoints.checkpoint_stem(self.step)}.png"
-        self.metrics.samples(self.step, save_grid(path, columns), tuple(columns))
+        path = self.run_dir / runs.SAMPLES / f"{checkpoints.checkpoint_stem(self.state.step)}.png"
+        self.metrics.samples(self.state.step, save_grid(path, columns), tuple(columns))
         return path
+
+    def save_checkpoint(self) -> Path:
+        """A checkpoint of the run as it stands (see `img2img.training.state.save`)."""
+        return save(self.run_dir, self.state, self.model, self.optimizers, self.scaler, self.ema,
+                    self.record, world=self.processes.world, items=len(self.dataset),
+                    keep=self.config.keep_checkpoints)
+
+    def _stop_on_error(self, exc: Exception) -> None:
+        """Between steps the state is sound: save it, then name the cause and how to resume.
+        Within a step (or when saving is what failed) the error stands as it is."""
+        sound = not self._in_step and self.processes.is_main and not isinstance(
+            exc, (distributed.LostPeer, CheckpointError))
+        if not sound:
+            raise exc
+        weights = self.save_checkpoint()
+        cause = str(exc) if isinstance(exc, Img2ImgError) else f"{type(exc).__name__}: {exc}"
+        error = type(exc) if isinstance(exc, Img2ImgError) else Img2ImgError
+        raise error(f"training stopped at step {self.state.step}: {cause}. Saved "
+                    f"{weights.name}; continue with: img2img train {self.model.name} --resume "
+                    f"{self.run_dir}") from exc

@@ -20,7 +20,7 @@ from img2img.cli.options import output_option, runs_dir_option
 from img2img.data import list_images
 from img2img.data.decode import read_image
 from img2img.data.images import grid, write_image
-from img2img.runs.folders import write_text
+from img2img.data.atomic import write_text
 
 
 SAMPLE = "faces_edges2photo"

@@ -8,6 +8,7 @@ import time
 import pytest
 
 from img2img import CheckpointError
+from img2img.data.atomic import write_text
 from img2img.runs import checkpoints, folders as runs
 
 
@@ -46,10 +47,10 @@ def test_written_files_follow_the_umask_like_open_does(tmp_path):
 
     previous = os.umask(0o022)
     try:
-        runs.write_text(tmp_path / "shared.json", "{}")
+        write_text(tmp_path / "shared.json", "{}")
         assert (tmp_path / "shared.json").stat().st_mode & 0o777 == 0o644
         os.umask(0o077)
-        runs.write_text(tmp_path / "private.json", "{}")
+        write_text(tmp_path / "private.json", "{}")
         assert (tmp_path / "private.json").stat().st_mode & 0o777 == 0o600
     finally:
         os.umask(previous)

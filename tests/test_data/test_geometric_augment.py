@@ -66,7 +66,7 @@ def test_cpu_augmentation_gets_the_geometry(tmp_path):
     names = [type(step).__name__ for step in trainer.dataset.transform.transforms]
     assert "Affine" in names and "ElasticTransform" in names
     trainer.fit()
-    assert trainer.step == 2
+    assert trainer.state.step == 2
 
 
 def test_device_augmentation_gets_the_geometry_and_the_loader_does_not(tmp_path):
@@ -79,7 +79,7 @@ def test_device_augmentation_gets_the_geometry_and_the_loader_does_not(tmp_path)
     assert "RandomAffine" in steps and "RandomElasticTransform" in steps
     assert trainer.fixed_batch["a"].shape[-2:] == (32, 32)
     trainer.fit()
-    assert trainer.step == 2
+    assert trainer.state.step == 2
 
 
 def _trained_config(monkeypatch, *args):

@@ -69,7 +69,7 @@ def cli():
 
 def test_a_plugin_logger_gets_scalars_sample_grids_and_hparams(tmp_path, monkeypatch):
     _, cat = _catalog(Plugin)
-    assert loggers.available(cat)["memory"] is Memory
+    assert loggers.available(cat.loggers)["memory"] is Memory
     # as if the plugin were installed (img2img.catalog the name is the function, not the module)
     monkeypatch.setattr(sys.modules["img2img.registry.catalog"], "catalog", lambda pm=None: cat)
     Memory.opened = []
@@ -84,7 +84,7 @@ def test_a_plugin_logger_gets_scalars_sample_grids_and_hparams(tmp_path, monkeyp
     settings, final = memory.hparams
     assert settings["model"] == "pix2pix" and settings["training.logger"] == ["memory"]
     assert final and all(k.startswith(("g/", "d/")) for k in final)
-    assert loggers.sample_columns(run) == ["a", "fake_b", "b"]  # Pix2Pix.visuals()
+    assert runs.sample_columns(run) == ["a", "fake_b", "b"]  # Pix2Pix.visuals()
 
 
 def test_a_plugin_may_not_take_a_built_in_logger_name():
@@ -219,7 +219,7 @@ def test_the_guide_s_tracker_example_registers_and_writes_its_csv(tmp_path, monk
     monkeypatch.setitem(sys.modules, module.__name__, module)
     exec(compile(code, "plugins/README.md tracker block", "exec"), module.__dict__)
     _, cat = _catalog(types.SimpleNamespace(register_loggers=module.register_loggers))
-    (tracker,) = loggers.resolve(["csv"], cat)
+    (tracker,) = loggers.resolve(["csv"], cat.loggers)
     run = runs.create_run(tmp_path, "csv")
     runs.write_config(run, {"model": "pix2pix"})
     log = loggers.RunLog(run, [tracker])

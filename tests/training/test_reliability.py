@@ -92,7 +92,7 @@ def test_a_file_vanishing_mid_run_is_skipped_with_one_warning(tmp_path, data, ca
     (data / "a" / "002.png").unlink()
     with caplog.at_level("WARNING", logger="img2img"):
         trainer.fit()
-    assert trainer.step == 8 and len(trainer.skipped) == 1
+    assert trainer.state.step == 8 and len(trainer.skipped) == 1
     assert caplog.text.count("skipped a training image that can no longer be read") == 1
     assert "002.png" in caplog.text
 
@@ -106,18 +106,18 @@ def test_too_many_unreadable_files_stop_with_a_checkpoint_and_the_resume_command
     with pytest.raises(img2img.DataError) as caught:
         trainer.fit()
     message = str(caught.value)
-    assert message.startswith(f"training stopped at step {trainer.step}: ")
+    assert message.startswith(f"training stopped at step {trainer.state.step}: ")
     assert "004.png" in message and "--max-bad-samples 0" in message
     assert f"--resume {trainer.run_dir}" in message and caught.value.exit_code == 2
     saved = checkpoints.resolve_checkpoint(trainer.run_dir)
-    assert checkpoints.read_metadata(saved)["step"] == trainer.step  # nothing lost
+    assert checkpoints.read_metadata(saved)["step"] == trainer.state.step  # nothing lost
     (data / "b" / "004.png").unlink()
     write_sample_images("paired", tmp_path / "again", n=6, size=40)  # the file comes back
     (tmp_path / "again" / "b" / "004.png").rename(data / "b" / "004.png")
-    resumed = Trainer.resume(Pix2Pix, trainer.run_dir, max_steps=trainer.step + 2,
+    resumed = Trainer.resume(Pix2Pix, trainer.run_dir, max_steps=trainer.state.step + 2,
                              progress=False)
     resumed.fit()
-    assert resumed.step == trainer.step + 2
+    assert resumed.state.step == trainer.state.step + 2
 
 
 @pytest.mark.parametrize("how", ["checked before", "raised while writing"])
@@ -134,7 +134,7 @@ def test_a_full_disk_names_the_file_and_keeps_the_previous_checkpoint(tmp_path, 
         def full(*args, **kwargs):
             raise OSError(errno.ENOSPC, "No space left on device")
         monkeypatch.setattr(checkpoints, "save_file", full)
-    trainer.step = 2
+    trainer.state.step = 2
     with pytest.raises(img2img.CheckpointError) as caught:
         trainer.save_checkpoint()
     assert str(caught.value).startswith("no space left on device while writing ")
@@ -329,5 +329,5 @@ def test_resume_after_the_data_folder_shrank_continues_with_a_warning(tmp_path, 
     with caplog.at_level("WARNING", logger="img2img"):
         resumed = Trainer.resume(Pix2Pix, trainer.run_dir, max_steps=4, progress=False)
         resumed.fit()
-    assert resumed.step == 4
+    assert resumed.state.step == 4
     assert "the training data has 3 items now, 6 when" in caplog.text

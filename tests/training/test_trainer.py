@@ -10,7 +10,7 @@ from img2img import Img2ImgError, TrainConfig, Trainer
 from img2img.testing import write_sample_images
 from img2img.runs import checkpoints, folders as runs
 from img2img.runs.checkpoints import network_tensors
-from img2img.training.trainer import lr_factor
+from img2img.training.schedules import lr_factor
 from img2img_cyclegan import CycleGAN
 from img2img_pix2pix import Pix2Pix
 
@@ -39,7 +39,7 @@ def test_resume_gives_the_same_weights_as_one_run(tmp_path, model_cls, workers):
     second = Trainer(model_cls, options, _config(tmp_path, model_cls.data, max_steps=5,
                                                  workers=workers),
                      resume_from=weights, progress=False)
-    assert (second.step, second.epoch, second.batch_in_epoch) == (3, 1, 1)
+    assert (second.state.step, second.state.epoch, second.state.batch_in_epoch) == (3, 1, 1)
     second.fit()
 
     expected, got = network_tensors(straight.model), network_tensors(second.model)
@@ -68,7 +68,7 @@ def test_optimizer_learning_rate_follows_the_schedule(tmp_path):
                       _config(tmp_path, "paired", epochs=1, decay_epochs=1, max_steps=3),
                       progress=False)
     trainer.fit()
-    assert trainer.epoch == 1
+    assert trainer.state.epoch == 1
     assert trainer.optimizers["g"].param_groups[0]["lr"] == pytest.approx(2e-4 * 0.5)
 
 
@@ -138,7 +138,7 @@ def test_ctrl_c_saves_a_checkpoint_after_the_current_step_and_resumes(tmp_path):
     class Interrupted(Trainer):
         def train_step(self, batch):
             terms = super().train_step(batch)
-            if self.step == 1:  # counted after this returns: the interrupt lands in step 2
+            if self.state.step == 1:  # counted after this returns: the interrupt lands in step 2
                 os.kill(os.getpid(), signal.SIGINT)
             return terms
 
@@ -146,14 +146,14 @@ def test_ctrl_c_saves_a_checkpoint_after_the_current_step_and_resumes(tmp_path):
     trainer = Interrupted(Pix2Pix, options, _config(tmp_path, "paired", max_steps=6),
                           progress=False)
     run_dir = trainer.fit()
-    assert trainer.step == 2
+    assert trainer.state.step == 2
     latest = (run_dir / "checkpoints" / "latest").read_text().strip()
     assert latest == "step_00000002"
     resumed = Trainer(Pix2Pix, options, _config(tmp_path, "paired", max_steps=6),
                       resume_from=run_dir / "checkpoints" / f"{latest}.safetensors",
                       progress=False)
     resumed.fit()
-    assert resumed.step == 6
+    assert resumed.state.step == 6
 
 
 def test_ema_averages_generator_weights_and_is_used_for_inference(tmp_path):
@@ -203,7 +203,7 @@ def test_device_augmentation_crops_on_the_device_and_trains(tmp_path):
     assert trainer.dataset[(0, 0)]["a"].shape[-1] == 40  # the loader only resizes
     assert trainer.fixed_batch["a"].shape[-2:] == (32, 32)
     trainer.fit()
-    assert trainer.step == 2
+    assert trainer.state.step == 2
 
 
 def test_device_augment_shares_the_draw_within_a_pair_only():
@@ -242,7 +242,7 @@ def test_eval_every_logs_metrics_and_keeps_the_best_checkpoint(tmp_path):
     best_step = max(evals, key=lambda r: r["eval/psnr"])["step"]
     best = checkpoints.resolve_checkpoint(f"{run_dir}:best")
     assert checkpoints.read_metadata(best)["step"] == best_step
-    assert trainer.best == max(r["eval/psnr"] for r in evals)
+    assert trainer.state.best == max(r["eval/psnr"] for r in evals)
     assert "eval/psnr" in (run_dir / "index.html").read_text()
 
 
