@@ -28,10 +28,10 @@ from torch import nn
 
 import benchlib
 import img2img
-from img2img.data.augment import AugmentRecipe
 from img2img.data import LabelledDataset
-from img2img.training.ema import using
+from img2img.data.augment import AugmentRecipe
 from img2img.data.ops import to_model_range
+from img2img.training.ema import using
 from img2img_cgan.model import ConditionalGAN
 
 ROOT = Path(__file__).resolve().parents[1]

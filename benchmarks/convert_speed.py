@@ -1,4 +1,4 @@
-"""Conversion speed and peak memory: images per second of `img2img.convert.convert` (what
+"""Conversion speed and peak memory: images per second of `img2img.inference.convert.convert` (what
 `img2img convert` runs) on a folder of JPEG files, against a loop written the way the published
 reference's test script works, for the pix2pix U-Net-256 and the CycleGAN ResNet-9 generators at
 their published widths (random weights: speed does not depend on what was learned).
@@ -37,7 +37,7 @@ GENERATORS = {"pix2pix": "unet-256", "cyclegan": "resnet-9"}
 def _model(job: dict):
     import torch
 
-    from img2img.registry import catalog as default_catalog
+    from img2img import catalog as default_catalog
     from img2img.model import ImageSpec
 
     torch.manual_seed(0)

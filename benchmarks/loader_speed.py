@@ -106,7 +106,7 @@ def _loaders(job: dict):
         device = benchlib.resolve_device(job["device"])
         return loader, lambda batch: (batch["A"].to(device), batch["B"].to(device))
 
-    from img2img.registry import catalog as default_catalog
+    from img2img import catalog as default_catalog
     from img2img.training.trainer import TrainConfig, Trainer
 
     # The trainer's own loader and batch conversion; the model (narrow, so it builds in a moment)

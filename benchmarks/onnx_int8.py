@@ -50,7 +50,7 @@ def measure(model_name: str, generator: str, width: int, size: int, calibration:
     import torch
     from onnxruntime import quantization as q
 
-    from img2img.registry import catalog as default_catalog
+    from img2img import catalog as default_catalog
     from img2img.interop.export import onnx_model
     from img2img.interop.quantize import QUANTIZED_OPS, psnr
     from img2img.model import ImageSpec

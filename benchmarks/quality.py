@@ -83,7 +83,7 @@ def train(model: str, preset: str | None, settings: dict, args, runs_dir: Path,
     """Train through the real trainer until the budget is spent; returns (run folder, facts).
     `settings` (the benchmark's data and networks, an ablation's changes) override the preset
     the way typed flags do."""
-    from img2img.registry import catalog as installed_catalog
+    from img2img import catalog as installed_catalog
     from img2img.api import _resolve
     from img2img.training.trainer import Trainer
 

@@ -1,8 +1,8 @@
 """The functions behind the commands, for Python users: `train` (a new run or a resumed one),
 `settings_toml` (what a new run would resolve, as a config file), `load` (a trained run, an
 exported file or a reference checkpoint, ready to translate or sample) and `evaluate_run`
-(measure a run on held-out data and save what was measured). The command line parses its flags and calls
-these, so a script gets exactly the run the command line would."""
+(measure a run on held-out data and save what was measured). The command line parses its flags
+and calls these, so a script gets exactly the run the command line would."""
 from __future__ import annotations
 
 import json
@@ -10,22 +10,24 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from .data.atomic import write_text
-from .runs import checkpoints, folders as runs
-from .training import configfile
-from .registry.catalog import Catalog, catalog as installed_catalog
+from .errors import Img2ImgError, Interrupted
 from .evaluation.evaluate import evaluate, load_eval_set
 from .evaluation.fid import HELP as FID_HELP, inception, protocol
-from .errors import Img2ImgError, Interrupted
-from .training.settings import TrainConfig, environment_defaults, resolve_settings
-from .training.configfile import ConfigFileError
-from .training.distributed import from_environment
 from .inference.translator import (
     DEFAULT_OVERLAP, DEFAULT_TILE, RUNTIMES, LoadedModel, Sampler, TorchRuntime, Translator,
     check_precision, inference_dtype,
 )
 from .interop import exported, onnx_runtime, reference
+from .registry.catalog import Catalog, catalog as installed_catalog
+from .runs import checkpoints, folders as runs
+from .training import configfile
+from .training.configfile import ConfigFileError
 from .training.devices import resolve_device
+from .training.distributed import from_environment
+from .training.settings import TrainConfig, environment_defaults, resolve_settings
 from .training.trainer import Trainer
 
 

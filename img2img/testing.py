@@ -21,6 +21,8 @@ from .runs.checkpoints import model_from_checkpoint
 from .training.settings import TrainConfig
 from .training.trainer import Trainer
 
+__all__ = ["check_model", "write_sample_images"]
+
 
 def write_sample_images(kind: str, root: Path, n: int = 4, size: int = 40,
                         channels: int = 3, seed: int = 0) -> dict[str, Path]:

@@ -10,12 +10,12 @@ from typing import Any, TypeVar
 
 import click
 
-from ..runs import folders as runs
-from ..registry.catalog import Catalog, catalog as installed_catalog
-from ..training.settings import ENVIRONMENT
-from ..errors import Img2ImgError
 from ..api import load
+from ..errors import Img2ImgError
 from ..inference.translator import Sampler, Translator
+from ..registry.catalog import Catalog, catalog as installed_catalog
+from ..runs import folders as runs
+from ..training.settings import ENVIRONMENT
 
 F = TypeVar("F", bound=Callable[..., Any])
 

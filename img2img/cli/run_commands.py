@@ -10,15 +10,15 @@ import torch
 from tqdm import tqdm
 
 from .. import api
-from ..training import distributed
-from ..registry.catalog import Catalog
-from .options import chosen_run, open_run, output_option, run_options
-from ..training.devices import resolve_device
-from ..inference.convert import convert as run_convert
 from ..errors import Img2ImgError
-from .flags import TYPED, SectionedCommand
+from ..inference.convert import convert as run_convert
 from ..inference.translator import DEFAULT_TILE, INFERENCE_PRECISIONS, RUNTIMES
+from ..registry.catalog import Catalog
+from ..training import distributed
+from ..training.devices import resolve_device
 from .errors import Failure
+from .flags import TYPED, SectionedCommand
+from .options import chosen_run, open_run, output_option, run_options
 
 
 def convert_command(catalog: Catalog) -> click.Command:

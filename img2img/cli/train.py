@@ -8,12 +8,12 @@ from typing import Any
 import click
 
 from .. import api
-from ..training import configfile, distributed
-from ..registry.catalog import Catalog
-from ..training.settings import PRECEDENCE, SECTION_OF, TrainConfig, environment_defaults
-from .flags import SectionedCommand, collect, dataclass_options
 from ..errors import SettingsError
+from ..registry.catalog import Catalog
+from ..training import configfile, distributed
+from ..training.settings import PRECEDENCE, SECTION_OF, TrainConfig, environment_defaults
 from .errors import Img2ImgGroup
+from .flags import SectionedCommand, collect, dataclass_options
 
 
 def train_group(catalog: Catalog) -> click.Group:

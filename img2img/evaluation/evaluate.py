@@ -1,7 +1,8 @@
 """Measuring a trained model on held-out data: PSNR, SSIM and L1 against targets for paired data,
 the sliced Wasserstein distance between generated and real images for unpaired and labelled
 data, and FID/KID on the FID Inception network when the user supplies its weights file
-(`img2img.fid`; nothing is downloaded). Used by `img2img eval` and the trainer's `--eval-every`."""
+(`evaluation.fid`; nothing is downloaded). Used by `img2img eval` and the trainer's
+`--eval-every`."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -10,13 +11,13 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ..data.augment import AugmentRecipe
 from ..data import open_dataset
+from ..data.augment import AugmentRecipe
+from ..data.ops import to_model_range
 from ..errors import DataError
+from ..model import Model
 from .fid import distances
 from .metrics import l1, psnr, ssim, swd
-from ..model import Model
-from ..data.ops import to_model_range
 
 def primary_metric(model: Model) -> tuple[str, bool]:
     """The metric that picks the `best` checkpoint, and whether higher is better."""
@@ -78,7 +79,7 @@ def evaluate(model: Model, eval_set: dict[str, Tensor], *, batch_size: int = 8,
              features: Callable[[Tensor], Tensor] | None = None,
              counted: dict[str, int] | None = None) -> dict[str, float]:
     """Metrics of `model` (eval mode) on a held-out set from `load_eval_set`. With `features`
-    (e.g. `img2img.fid.inception`), also FID and KID on them; `counted` then receives how many
+    (e.g. `fid.inception`), also FID and KID on them; `counted` then receives how many
     generated and real images they compared."""
     device = next(model.generators.parameters()).device
     model.eval()

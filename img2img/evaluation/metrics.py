@@ -1,6 +1,6 @@
 """Image-quality metrics that need no download: PSNR, SSIM and L1 for paired results, the sliced
 Wasserstein distance (SWD) between Laplacian-pyramid patch sets for unpaired ones (Karras et al.
-2018). FID and KID are `img2img.fid` (the published network, through torch-fidelity).
+2018). FID and KID are `evaluation.fid` (the published network, through torch-fidelity).
 Images are (B,C,H,W) floats in [-1, 1] unless a docstring says otherwise."""
 from __future__ import annotations
 

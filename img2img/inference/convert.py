@@ -16,9 +16,9 @@ import cv2
 import numpy as np
 
 from ..data.decode import IMAGE_EXTENSIONS, read_native
-from ..training.distributed import Processes, shard
-from ..errors import DataError, Img2ImgError
 from ..data.images import write_image
+from ..errors import DataError, Img2ImgError
+from ..training.distributed import Processes, shard
 from .translator import Translator
 
 EIGHT_BIT_FORMATS = (".jpg", ".jpeg", ".webp", ".bmp")

@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..data.ops import match_channels, pad_to_multiple, resize, unpad
 from ..errors import Img2ImgError
 from ..model import Model
-from ..data.ops import match_channels, pad_to_multiple, resize, unpad
 
 # Images up to this side are translated whole (tiles cost work: 1024 px in 512 px tiles with
 # this overlap is 2.25x the pixels, and each tile normalises with its own statistics); larger
@@ -290,7 +290,7 @@ class Translator(LoadedModel):
         """What `img2img convert` does to one decoded image: the run's preset pipeline when it
         has one (e.g. find faces, translate each, paste them back), else a plain translation.
         `options` are the pipeline's own convert flags; `source` (the file, for its messages)
-        is passed on to it (see `img2img.catalog.ConvertPipeline`)."""
+        is passed on to it (see `img2img.ConvertPipeline`)."""
         if self.pipeline is None:
             return self(image, direction, size, label)
         translate = functools.partial(self, direction=direction, size=size, label=label,

@@ -16,11 +16,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..runs.checkpoints import img2img_version, read_metadata
+from ..data.atomic import atomic_path
 from ..errors import Img2ImgError
 from ..inference.translator import Translator, minimum_size, size_multiple, translate_indexed
 from ..model import Model
-from ..data.atomic import atomic_path
+from ..runs.checkpoints import img2img_version, read_metadata
 from .extras import require_extra
 from .quantize import folder_images, quantize_int8, split, training_images
 from .subpixel import rewrite_transposed
@@ -232,7 +232,8 @@ def _subpixel_copy(model: Model) -> Model:
     generators = copy.deepcopy(model.generators)
     if not rewrite_transposed(generators):
         return model
-    clone = copy.copy(model)  # Model is a plain object: the copy has its own attributes
+    clone = copy.copy(model)
+    clone._modules = dict(model._modules)  # else the copy shares the module's table of networks
     clone.generators = generators
     return clone
 

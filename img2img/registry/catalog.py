@@ -19,11 +19,11 @@ from typing import Any, Protocol, runtime_checkable
 import click
 import numpy as np
 
-from ..training.settings import TrainConfig
 from ..errors import Img2ImgError
-from ..training.loggers import Logger, logger_problem
 from ..fields import option_fields
 from ..model import DATA_KINDS, Model
+from ..training.loggers import Logger, logger_problem
+from ..training.settings import TrainConfig
 from .loading import PluginInfo, PluginManager, load_plugins
 
 NAME = re.compile(r"^[a-z][a-z0-9_-]*$")

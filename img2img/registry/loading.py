@@ -13,8 +13,8 @@ from types import ModuleType
 
 import pluggy
 
-from . import hookspecs
 from ..errors import PluginError
+from . import hookspecs
 
 GROUP = "img2img"
 LOAD_ENV = "IMG2IMG_LOAD_PLUGINS"

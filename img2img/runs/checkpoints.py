@@ -24,10 +24,10 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from ..data.atomic import atomic_path, write_text
-from . import folders as runs
 from ..errors import CheckpointError
 from ..fields import option_fields
 from ..model import ImageSpec, Model
+from . import folders as runs
 
 BEST = "best"
 WEIGHTS_SUFFIX = ".safetensors"

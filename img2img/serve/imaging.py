@@ -17,10 +17,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..inference.convert import for_format
 from ..data.decode import read_native
-from ..errors import DataError, Img2ImgError
 from ..data.images import encode_image, grid
+from ..errors import DataError, Img2ImgError
+from ..inference.convert import for_format
 from ..inference.translator import Sampler, Translator
 from .models import ApiError
 

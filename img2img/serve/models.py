@@ -10,12 +10,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..runs import folders as runs
+from ..api import load
+from ..errors import CheckpointError, Img2ImgError
+from ..inference.translator import DEFAULT_TILE, LoadedModel, Translator
 from ..registry.catalog import Catalog
 from ..registry.catalog import catalog as installed_catalog
-from ..errors import CheckpointError, Img2ImgError
-from ..api import load
-from ..inference.translator import DEFAULT_TILE, LoadedModel, Translator
+from ..runs import folders as runs
 
 log = logging.getLogger("img2img.serve")
 LOADING, READY, FAILED = "loading", "ready", "failed"

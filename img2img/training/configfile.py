@@ -1,6 +1,6 @@
 """Config files for `img2img train`: reading a TOML (or YAML) file, or a past run's config.json,
 into checked settings of one model, and writing every resolved setting back out as TOML. Where
-the file's values sit in the precedence is `img2img.config.resolve_settings`' business."""
+the file's values sit in the precedence is `settings.resolve_settings`' business."""
 from __future__ import annotations
 
 import dataclasses
@@ -14,11 +14,11 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from .settings import PRECEDENCE, SECTIONS, TrainConfig, training_fields
-from ..errors import Img2ImgError
 from ..data.atomic import write_text
-from ..runs.folders import CONFIG
+from ..errors import Img2ImgError
 from ..fields import describe, option_fields, problem
+from ..runs.folders import CONFIG
+from .settings import PRECEDENCE, SECTIONS, TrainConfig, training_fields
 
 TABLES = ("options", "training")  # the two parts of a run's config.json, and of a file's tables
 TOP_LEVEL = ("model", "preset", *TABLES)

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from ..runs.checkpoints import EMA_PREFIX
 from ..model import Model
+from ..runs.checkpoints import EMA_PREFIX
 
 
 class GeneratorAverage:

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from ..data.atomic import write_text
-from ..runs import folders as runs
 from ..errors import Img2ImgError, SettingsError
+from ..runs import folders as runs
 
 NONE = "none"  # `--logger none`: the run's own metrics.jsonl only
 

@@ -13,10 +13,10 @@ from typing import Any
 import torch
 
 from ..data.augment import GEOMETRY_LIMITS, geometry_error
-from .diffaugment import parse_policy
 from ..errors import Img2ImgError, SettingsError
 from ..fields import check as check_ranges, option
 from ..networks.losses import GAN_LOSSES
+from .diffaugment import parse_policy
 
 SCHEDULES = ("linear", "cosine")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -119,7 +119,7 @@ class TrainConfig:
             if value is not None and not isinstance(value, Path):
                 object.__setattr__(self, name, Path(value))
         # One name (Python, a config.json from before --logger repeated) or several; "none" adds
-        # nothing. Which names exist is known once plugins are loaded (img2img.loggers.resolve).
+        # nothing. Which names exist is known once plugins are loaded (loggers.resolve).
         names = (self.logger,) if isinstance(self.logger, str) else tuple(self.logger)
         object.__setattr__(self, "logger", tuple(dict.fromkeys(n for n in names if n != "none")))
         positive = ("epochs", "batch_size", "load_size", "crop_size", "log_every")

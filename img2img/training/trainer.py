@@ -19,27 +19,28 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from ..runs import checkpoints, folders as runs
-from . import diffaugment, distributed
-from ..data.augment import GEOMETRY_LIMITS, AugmentRecipe
-from .devices import autocast_dtype, resolve_device
-from .schedules import lr_factor, warmup_factor
-from .settings import TrainConfig
 from ..data import SeededSampler, open_dataset
+from ..data.augment import GEOMETRY_LIMITS, AugmentRecipe
+from ..data.device_augment import DeviceAugment
+from ..data.images import save_grid
 from ..data.loader import make_loader
-from .ema import GeneratorAverage, using
+from ..data.ops import to_model_range
 from ..errors import CheckpointError, DataError, Img2ImgError, SettingsError
 from ..evaluation.evaluate import evaluate, load_eval_set, primary_metric
-from ..data.images import save_grid
-from .loggers import Logger, RunLog, resolve as resolve_loggers
-from .interrupt import Interrupt
-from .state import TrainingState, new_run, restore, resume_settings, save, start_from
 from ..fields import check as check_ranges
-from ..networks.losses import Adversary
 from ..model import ImageSpec, Model
-from ..data.ops import DeviceAugment, to_model_range
-from ..runs.report import write_report
+from ..networks.losses import Adversary
+from ..runs import checkpoints, folders as runs
 from ..runs.checkpoints import settings_record
+from ..runs.report import write_report
+from . import diffaugment, distributed
+from .devices import autocast_dtype, resolve_device
+from .ema import GeneratorAverage, using
+from .interrupt import Interrupt
+from .loggers import Logger, RunLog, resolve as resolve_loggers
+from .schedules import lr_factor, warmup_factor
+from .settings import TrainConfig
+from .state import TrainingState, new_run, restore, resume_settings, save, start_from
 
 
 log = logging.getLogger("img2img")

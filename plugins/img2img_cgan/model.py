@@ -63,7 +63,7 @@ class ConditionalGAN(img2img.Model):
         return max(1, len(self.spec.classes))
 
     def _check_settings(self) -> None:
-        # Widths and weights are checked from their declared ranges (img2img.validation).
+        # Widths and weights are checked from their declared ranges (img2img.fields).
         if self.spec.size not in SIZES:
             raise img2img.Img2ImgError(
                 f"cgan trains at {', '.join(map(str, SIZES))} px; --crop-size is "

@@ -1,6 +1,6 @@
-"""Config files for `img2img train` (`img2img.configfile`): `--config FILE` (TOML, YAML or a past
-run's config.json) between the preset and typed flags, `--print-config` writing a file that
-`--config` reads back to the same run, the IMG2IMG_RUNS_DIR / IMG2IMG_DEVICE defaults, the
+"""Config files for `img2img train` (`img2img.training.configfile`): `--config FILE` (TOML, YAML
+or a past run's config.json) between the preset and typed flags, `--print-config` writing a file
+that `--config` reads back to the same run, the IMG2IMG_RUNS_DIR / IMG2IMG_DEVICE defaults, the
 errors a broken file gives, and `img2img.train(config=...)`. Only one fixture trains for real
 (a past run to repeat); everywhere else `Trainer` is replaced by test_cli's recorder."""
 from __future__ import annotations
@@ -16,12 +16,12 @@ from click.testing import CliRunner
 from test_cli import help_entries, trainer  # noqa: F401 (trainer: a fixture)
 
 import img2img
-from img2img.training import configfile
-from img2img.runs.checkpoints import from_record
 from img2img.cli import build_cli
-from img2img.training.settings import PRECEDENCE, TrainConfig
 from img2img.registry.loading import add_plugin, load_plugins
+from img2img.runs.checkpoints import from_record
 from img2img.testing import write_sample_images
+from img2img.training import configfile
+from img2img.training.settings import PRECEDENCE, TrainConfig
 
 try:
     import tomllib

@@ -7,9 +7,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from img2img.api import load
 from img2img.cli import build_cli
 from img2img.evaluation.evaluate import evaluate, load_eval_set, primary_metric
-from img2img.api import load
 from img2img.registry.loading import load_plugins
 from img2img.testing import check_model, write_sample_images
 from img2img_cyclegan import CycleGAN

@@ -12,8 +12,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from img2img.evaluation import fid
 from img2img.cli import build_cli
+from img2img.evaluation import fid
 from img2img.registry.loading import load_plugins
 from img2img.testing import check_model, write_sample_images
 from img2img_pix2pix import Pix2Pix

@@ -1,6 +1,6 @@
-"""`img2img convert` (`img2img.convert` behind the CLI): files, folders and globs in; outputs
-that keep size, alpha and bit depth; one bad file reported while the rest convert; inputs never
-overwritten; clear one-line errors for a missing run, a wrong direction, or a model that
+"""`img2img convert` (`img2img.inference.convert` behind the CLI): files, folders and globs in;
+outputs that keep size, alpha and bit depth; one bad file reported while the rest convert; inputs
+never overwritten; clear one-line errors for a missing run, a wrong direction, or a model that
 generates rather than translates. Models are the contract test's 2-step runs, trained once."""
 from __future__ import annotations
 
@@ -19,10 +19,10 @@ from img2img_pix2pix import Pix2Pix
 from torch import nn
 
 import img2img
-from img2img.registry.catalog import build_catalog
-from img2img.registry.catalog import BUILTIN_COMMANDS, TRAIN_FIELDS
 from img2img.cli import build_cli
 from img2img.inference.translator import DEFAULT_TILE
+from img2img.registry.catalog import build_catalog
+from img2img.registry.catalog import BUILTIN_COMMANDS, TRAIN_FIELDS
 from img2img.registry.loading import add_plugin, load_plugins
 from img2img.testing import check_model
 

@@ -15,9 +15,9 @@ from img2img_pix2pix import Pix2Pix
 from PIL import Image
 
 import img2img
+from img2img.inference.translator import Translator
 from img2img.registry.catalog import build_catalog
 from img2img.registry.catalog import BUILTIN_COMMANDS, TRAIN_FIELDS
-from img2img.inference.translator import Translator
 from img2img.registry.loading import load_plugins
 from img2img.testing import check_model
 

@@ -1,4 +1,4 @@
-"""Tests for img2img.losses: loss values on hand-computed logits, the penalties' values and
+"""Tests for img2img.networks.losses: loss values on hand-computed logits, the penalties' values and
 gradients, and the image pool's filling, determinism and checkpoint round trip."""
 from __future__ import annotations
 

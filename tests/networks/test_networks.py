@@ -76,6 +76,19 @@ def test_unet_skip_connections_carry_input_detail():
     assert not torch.allclose(net(a), net(b))
 
 
+def test_unet_conditioning_is_added_at_the_bottleneck():
+    # No condition (or a zero one) is the plain U-Net; a condition per image changes its output.
+    torch.manual_seed(0)
+    net = UnetGenerator(num_downs=5, ngf=4, norm="instance", dropout=False).eval()
+    x = torch.randn(2, 3, 32, 32)
+    condition = torch.randn(2, net.bottleneck_channels)
+    assert net.bottleneck_channels == 32
+    assert torch.equal(net(x), net(x, torch.zeros_like(condition)))
+    changed = net(x, condition)
+    assert changed.shape == x.shape and not torch.allclose(changed, net(x))
+    assert not torch.allclose(changed[:1], net(x[:1], condition[1:]))  # each image its own
+
+
 @pytest.mark.parametrize("size, side", [(32, 2), (64, 6)])
 @pytest.mark.parametrize("norm", NORMS)
 def test_discriminator_output_shape(size, side, norm):

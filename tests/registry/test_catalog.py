@@ -1,5 +1,6 @@
-"""The catalog (`img2img.catalog.build_catalog`): models, presets and commands indexed by name, each
-validated and owned by the plugin that registered it; lookups name what is installed."""
+"""The catalog (`img2img.registry.catalog.build_catalog`): models, presets and commands indexed
+by name, each validated and owned by the plugin that registered it; lookups name what is
+installed."""
 from __future__ import annotations
 
 import dataclasses

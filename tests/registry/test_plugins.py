@@ -1,4 +1,4 @@
-"""Plugin loading (`img2img.plugins.load_plugins`): each plugin is imported in isolation, so a
+"""Plugin loading (`img2img.registry.load_plugins`): each plugin is imported in isolation, so a
 broken one is reported and skipped; strict mode raises; `IMG2IMG_LOAD_PLUGINS` chooses what
 loads; invalid hooks and registrations are reported against the plugin that made them."""
 from __future__ import annotations

@@ -27,8 +27,8 @@ from starlette.routing import Mount
 from starlette.testclient import TestClient
 
 import img2img.serve.models as served_models
-from img2img.registry.catalog import build_catalog
 from img2img.cli import build_cli
+from img2img.registry.catalog import build_catalog
 from img2img.registry.loading import load_plugins
 from img2img.serve import create_app, imaging
 from img2img.testing import check_model

@@ -1,7 +1,8 @@
 """Geometric training augmentation end to end: the `--scale-jitter`, `--rotate`, `--shear` and
 `--elastic` flags, their validation, the trainer handing them to the CPU recipe or the device
 augmentation, and the presets that use them (face, handwriting). The warps themselves are
-tested in tests/test_data/test_augment.py (CPU) and tests/test_data/test_ops.py (device)."""
+tested in tests/test_data/test_augment.py (CPU) and tests/test_data/test_device_augment.py
+(device)."""
 from __future__ import annotations
 
 import re

@@ -19,8 +19,8 @@ import torch
 
 import img2img
 from img2img import TrainConfig, Trainer
-from img2img.runs import checkpoints, folders as runs
 from img2img.data import SeededSampler
+from img2img.runs import checkpoints, folders as runs
 from img2img.testing import write_sample_images
 from img2img_cyclegan import CycleGAN
 from img2img_pix2pix import Pix2Pix

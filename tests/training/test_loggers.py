@@ -12,15 +12,15 @@ import pytest
 from click.testing import CliRunner
 
 import img2img
-from img2img.runs import checkpoints, folders as runs
-from img2img.training import loggers
-from img2img.registry.catalog import build_catalog
 from img2img.cli import build_cli
+from img2img.errors import PluginError
+from img2img.registry.catalog import build_catalog
+from img2img.registry.loading import PluginManager, add_plugin, load_plugins
+from img2img.runs import checkpoints, folders as runs
+from img2img.testing import check_model, write_sample_images
+from img2img.training import loggers
 from img2img.training.settings import TrainConfig
 from img2img.training.trainer import Trainer
-from img2img.errors import PluginError
-from img2img.registry.loading import PluginManager, add_plugin, load_plugins
-from img2img.testing import check_model, write_sample_images
 from img2img_pix2pix import Pix2Pix
 
 
@@ -70,7 +70,7 @@ def cli():
 def test_a_plugin_logger_gets_scalars_sample_grids_and_hparams(tmp_path, monkeypatch):
     _, cat = _catalog(Plugin)
     assert loggers.available(cat.loggers)["memory"] is Memory
-    # as if the plugin were installed (img2img.catalog the name is the function, not the module)
+    # as if the plugin were installed (check_model looks its logger up in the installed catalog)
     monkeypatch.setattr(sys.modules["img2img.registry.catalog"], "catalog", lambda pm=None: cat)
     Memory.opened = []
     run = check_model(Pix2Pix, workdir=tmp_path, steps=2, logger=("memory",), log_every=1)
@@ -85,6 +85,25 @@ def test_a_plugin_logger_gets_scalars_sample_grids_and_hparams(tmp_path, monkeyp
     assert settings["model"] == "pix2pix" and settings["training.logger"] == ["memory"]
     assert final and all(k.startswith(("g/", "d/")) for k in final)
     assert runs.sample_columns(run) == ["a", "fake_b", "b"]  # Pix2Pix.visuals()
+
+
+def test_a_run_finds_its_loggers_in_the_catalog_it_was_given(tmp_path):
+    """`img2img.train(catalog=...)` resolves `--logger` in that catalog, not in the installed
+    one (which does not have this logger), for a new run and for its resumption."""
+    pm = load_plugins(strict=True, env={"IMG2IMG_LOAD_PLUGINS": "img2img_pix2pix"})
+    add_plugin(pm, Plugin, "memory_logger", distribution="img2img-memory")
+    cat = build_catalog(pm)
+    assert "memory" in cat.loggers and "memory" not in img2img.catalog().loggers
+    folders = write_sample_images("paired", tmp_path / "data", n=2, size=40)
+    small = dict(generator="unet-32", ngf=4, ndf=4, load_size=32, crop_size=32, batch_size=2,
+                 workers=0, log_every=1, sample_every=0, checkpoint_every=0, device="cpu")
+    Memory.opened = []
+    run = img2img.train("pix2pix", catalog=cat, logger=("memory",), max_steps=1,
+                        runs_dir=tmp_path / "runs", progress=False, **folders, **small)
+    img2img.train("pix2pix", catalog=cat, resume=run, max_steps=2, progress=False)
+    first, resumed = Memory.opened
+    assert first.run_dir == resumed.run_dir == run and resumed.resumed_at == 1
+    assert [step for step, _ in first.scalars] == [1] and [s for s, _ in resumed.scalars] == [2]
 
 
 def test_a_plugin_may_not_take_a_built_in_logger_name():

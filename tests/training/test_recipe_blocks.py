@@ -7,13 +7,13 @@ import pytest
 import torch
 from torch import nn
 
+from img2img.errors import SettingsError
+from img2img.networks import (MultiScaleDiscriminator, NetworkOptions, PatchDiscriminator,
+                              ResnetGenerator, UnetGenerator)
+from img2img.networks.losses import Adversary, feature_matching, gradient_penalty
 from img2img.training import diffaugment
 from img2img.training.schedules import warmup_factor
 from img2img.training.settings import TrainConfig
-from img2img.networks.losses import Adversary, feature_matching, gradient_penalty
-from img2img.networks import (MultiScaleDiscriminator, NetworkOptions, PatchDiscriminator,
-                              ResnetGenerator, UnetGenerator)
-from img2img.errors import SettingsError
 
 
 def count(net: nn.Module) -> int:

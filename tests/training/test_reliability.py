@@ -19,10 +19,10 @@ from click.testing import CliRunner
 
 import img2img
 from img2img import TrainConfig, Trainer
-from img2img.runs import checkpoints, folders as runs
 from img2img.cli import build_cli
 from img2img.data import PairedDataset
 from img2img.registry.loading import load_plugins
+from img2img.runs import checkpoints, folders as runs
 from img2img.testing import write_sample_images
 from img2img_pix2pix import Pix2Pix
 

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from img2img import Img2ImgError, TrainConfig, Trainer
-from img2img.testing import write_sample_images
 from img2img.runs import checkpoints, folders as runs
 from img2img.runs.checkpoints import network_tensors
+from img2img.testing import write_sample_images
 from img2img.training.schedules import lr_factor
 from img2img_cyclegan import CycleGAN
 from img2img_pix2pix import Pix2Pix
@@ -207,7 +207,7 @@ def test_device_augmentation_crops_on_the_device_and_trains(tmp_path):
 
 
 def test_device_augment_shares_the_draw_within_a_pair_only():
-    from img2img.data.ops import DeviceAugment
+    from img2img.data.device_augment import DeviceAugment
 
     torch.manual_seed(0)
     augment = DeviceAugment(load_size=24, crop_size=16, flip=True)
