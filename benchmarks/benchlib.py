@@ -67,7 +67,7 @@ def setup_torch(threads: int, passive_wait: bool = False) -> None:
 
 
 def resolve_device(name: str) -> Any:
-    from img2img.config import resolve_device as resolve
+    from img2img.training.devices import resolve_device as resolve
 
     return resolve(name)
 
@@ -174,7 +174,8 @@ def ratio(ours: float, reference: float) -> float:
 
 # -- fresh processes --------------------------------------------------------------------------
 PRELOAD = ["torch", "torch._dynamo", "torchvision.transforms", "numpy", "cv2", "PIL.Image",
-           "kornia", "albumentations", "img2img.trainer", "img2img.inference", "img2img.convert",
+           "kornia", "albumentations", "img2img.training.trainer", "img2img.inference.translator",
+           "img2img.inference.convert",
            "img2img.cli", "img2img_pix2pix", "img2img_cyclegan", "img2img_cut"]
 
 

@@ -28,10 +28,10 @@ from torch import nn
 
 import benchlib
 import img2img
-from img2img.data.augment import AugmentRecipe
 from img2img.data import LabelledDataset
-from img2img.ema import using
-from img2img.ops import to_model_range
+from img2img.data.augment import AugmentRecipe
+from img2img.data.ops import to_model_range
+from img2img.training.ema import using
 from img2img_cgan.model import ConditionalGAN
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -159,7 +159,7 @@ def make_trainer(args: argparse.Namespace) -> img2img.Trainer:
 
 def run_chunk(trainer: img2img.Trainer, steps: int) -> float:
     """Train `steps` more steps; returns the seconds they took."""
-    trainer.config = dataclasses.replace(trainer.config, max_steps=trainer.step + steps)
+    trainer.config = dataclasses.replace(trainer.config, max_steps=trainer.state.step + steps)
     started = time.perf_counter()
     trainer.fit()
     return time.perf_counter() - started
@@ -181,16 +181,17 @@ def train(trainer: img2img.Trainer, args: argparse.Namespace, judge: nn.Module,
     chunk = args.eval_every or 25
     spent, curve = 0.0, []
     total = args.steps
+    state = trainer.state
     if total is None:
         spent = run_chunk(trainer, min(chunk, 20))
-        total = max(trainer.step, int(args.budget / (spent / trainer.step)))
-        print(f"  {spent / trainer.step:.2f} s/step: {total} steps fit into {args.budget:.0f} s",
+        total = max(state.step, int(args.budget / (spent / state.step)))
+        print(f"  {spent / state.step:.2f} s/step: {total} steps fit into {args.budget:.0f} s",
               flush=True)
     schedule(trainer, total)
-    while trainer.step < total:
-        spent += run_chunk(trainer, min(chunk - trainer.step % chunk, total - trainer.step))
-        if args.eval_every and trainer.step % args.eval_every == 0:
-            point = {"step": trainer.step, "seconds": round(spent, 1)}
+    while state.step < total:
+        spent += run_chunk(trainer, min(chunk - state.step % chunk, total - state.step))
+        if args.eval_every and state.step % args.eval_every == 0:
+            point = {"step": state.step, "seconds": round(spent, 1)}
             for name, average in (("raw", False), ("ema", True)):
                 with evaluating(trainer, average) as model:
                     found = score(model, judge, 20, args.seed, real_spread)
@@ -230,8 +231,8 @@ def main(argv: list[str] | None = None) -> int:
         with evaluating(trainer, average) as model:
             scores[name] = score(model, judge, args.per_class, args.seed + 1, real_spread)
         rows.append({"generator": name, "recognised": scores[name]["recognised"],
-                     "variety": scores[name]["variety"], "steps": trainer.step,
-                     "train s": round(seconds, 1), "s/step": round(seconds / trainer.step, 3),
+                     "variety": scores[name]["variety"], "steps": trainer.state.step,
+                     "train s": round(seconds, 1), "s/step": round(seconds / trainer.state.step, 3),
                      **scores[name]["per_class"]})
     best = next(iter(scores))
     recognised = scores[best]["recognised"]
@@ -245,8 +246,8 @@ def main(argv: list[str] | None = None) -> int:
           f"held-out accuracy, {judge_seconds:.0f} s.", flush=True)
     benchlib.finish(
         args, "cgan_digits", machine, quiet, smoke=args.smoke, target=TARGET,
-        recognised=recognised, generator=best, **scores, rows=rows, steps=trainer.step,
-        train_seconds=round(seconds, 1), seconds_per_step=round(seconds / trainer.step, 3),
+        recognised=recognised, generator=best, **scores, rows=rows, steps=trainer.state.step,
+        train_seconds=round(seconds, 1), seconds_per_step=round(seconds / trainer.state.step, 3),
         judge_held_out_accuracy=round(judge_accuracy, 4), judge_seconds=round(judge_seconds, 1),
         run=str(trainer.run_dir), curve=curve)
     return 0

@@ -1,4 +1,4 @@
-"""Conversion speed and peak memory: images per second of `img2img.convert.convert` (what
+"""Conversion speed and peak memory: images per second of `img2img.inference.convert.convert` (what
 `img2img convert` runs) on a folder of JPEG files, against a loop written the way the published
 reference's test script works, for the pix2pix U-Net-256 and the CycleGAN ResNet-9 generators at
 their published widths (random weights: speed does not depend on what was learned).
@@ -76,8 +76,8 @@ def measure(job: dict) -> dict:
     """Warm up on the first file, then convert the folder; report images/s and peak memory."""
     import torch
 
-    from img2img.convert import convert
-    from img2img.inference import Translator
+    from img2img.inference.convert import convert
+    from img2img.inference.translator import Translator
 
     device = benchlib.resolve_device(job["device"])
     job = {**job, "device": str(device)}
@@ -125,7 +125,7 @@ def _reduced_precision(model, path: Path, device) -> tuple[object, dict]:
     import torch
 
     from img2img.data.decode import read_image
-    from img2img.inference import TorchRuntime, inference_dtype
+    from img2img.inference.translator import TorchRuntime, inference_dtype
 
     dtype = inference_dtype("auto", device)
     runtime = TorchRuntime(model, dtype)

@@ -107,7 +107,7 @@ def _loaders(job: dict):
         return loader, lambda batch: (batch["A"].to(device), batch["B"].to(device))
 
     from img2img import catalog as default_catalog
-    from img2img.trainer import TrainConfig, Trainer
+    from img2img.training.trainer import TrainConfig, Trainer
 
     # The trainer's own loader and batch conversion; the model (narrow, so it builds in a moment)
     # only decides which dataset kind the trainer opens.

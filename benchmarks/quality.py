@@ -55,7 +55,7 @@ def read_folder(folder: Path, size: int, limit: int | None = None, halves: bool 
     import torch
 
     from img2img.data import list_images, read_image
-    from img2img.ops import resize, to_model_range
+    from img2img.data.ops import resize, to_model_range
 
     paths = list_images(folder)[:limit]
     images = [to_model_range(torch.from_numpy(read_image(p, 3)).permute(2, 0, 1)[None])
@@ -85,7 +85,7 @@ def train(model: str, preset: str | None, settings: dict, args, runs_dir: Path,
     the way typed flags do."""
     from img2img import catalog as installed_catalog
     from img2img.api import _resolve
-    from img2img.trainer import Trainer
+    from img2img.training.trainer import Trainer
 
     catalog = installed_catalog()
     cls = catalog.model(model)
@@ -106,9 +106,9 @@ def train(model: str, preset: str | None, settings: dict, args, runs_dir: Path,
     finally:
         deadline.cancel()
     seconds = time.perf_counter() - started
-    return run_dir, {"model": model, "steps": trainer.step, "epochs": round(
-        trainer.step / trainer.steps_per_epoch(), 2), "train_s": round(seconds, 1),
-        "s/step": round(seconds / max(trainer.step, 1), 3)}
+    return run_dir, {"model": model, "steps": trainer.state.step, "epochs": round(
+        trainer.state.step / trainer.steps_per_epoch(), 2), "train_s": round(seconds, 1),
+        "s/step": round(seconds / max(trainer.state.step, 1), 3)}
 
 
 def _translate(run_dir: Path, images, args, direction: str | None = None):
@@ -134,7 +134,7 @@ def _paired_test(size: int, limit: int | None):
 
 
 def score_pix2pix(fake, args) -> dict:
-    from img2img.metrics import l1, psnr, ssim
+    from img2img.evaluation.metrics import l1, psnr, ssim
 
     a, b, _ = paired_test(args)
     return {"test_pairs": len(a), "psnr": float(psnr(fake, b).mean()),
@@ -142,7 +142,7 @@ def score_pix2pix(fake, args) -> dict:
 
 
 def pix2pix_baselines(args) -> dict:
-    from img2img.metrics import l1, psnr, ssim
+    from img2img.evaluation.metrics import l1, psnr, ssim
 
     a, b, flat = paired_test(args)
     return {"flat": {"psnr": float(psnr(flat, b).mean()), "ssim": float(ssim(flat, b).mean()),
@@ -163,14 +163,14 @@ def _unpaired_test(size: int, limit: int | None):
 
 
 def score_cyclegan(fake, args) -> dict:
-    from img2img.metrics import swd
+    from img2img.evaluation.metrics import swd
 
     test_a, test_b = unpaired_test(args)
     return {"test_images": len(test_a), "swd": swd(fake, test_b)["swd"]}
 
 
 def cyclegan_baselines(args) -> dict:
-    from img2img.metrics import swd
+    from img2img.evaluation.metrics import swd
 
     test_a, test_b = unpaired_test(args)
     return {"untranslated": {"swd": swd(test_a, test_b)["swd"]}}
@@ -247,7 +247,7 @@ def targets(summary: list[dict]) -> list[dict]:
 
 
 def save_grid(path: Path, columns: dict) -> Path:
-    from img2img.images import grid, write_image
+    from img2img.data.images import grid, write_image
 
     path.parent.mkdir(parents=True, exist_ok=True)
     write_image(path, grid(columns))

@@ -113,7 +113,7 @@ REFERENCE = {"cyclegan": reference_cyclegan_step, "pix2pix": reference_pix2pix_s
 def _trainer(job: dict, workdir: Path):
     from img2img import catalog as default_catalog
     from img2img.testing import write_sample_images
-    from img2img.trainer import TrainConfig, Trainer
+    from img2img.training.trainer import TrainConfig, Trainer
 
     cls = default_catalog().model(job["model"])
     size, width = job["size"], job["width"]

@@ -21,7 +21,7 @@ import numpy as np
 from img2img.data import list_images
 from img2img.data.decode import read_native
 from img2img.errors import Img2ImgError
-from img2img.images import write_image
+from img2img.data.images import write_image
 
 
 def _fresh(folder: Path) -> Path:

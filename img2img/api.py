@@ -1,7 +1,8 @@
 """The functions behind the commands, for Python users: `train` (a new run or a resumed one),
-`settings_toml` (what a new run would resolve, as a config file) and `evaluate_run` (measure a
-run on held-out data and save what was measured). The command line parses its flags and calls
-these, so a script gets exactly the run the command line would."""
+`settings_toml` (what a new run would resolve, as a config file), `load` (a trained run, an
+exported file or a reference checkpoint, ready to translate or sample) and `evaluate_run`
+(measure a run on held-out data and save what was measured). The command line parses its flags
+and calls these, so a script gets exactly the run the command line would."""
 from __future__ import annotations
 
 import json
@@ -9,16 +10,25 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import checkpoints, configfile, runs
-from .catalog import Catalog, catalog as installed_catalog
-from .evaluate import evaluate, load_eval_set
-from .fid import HELP as FID_HELP, inception, protocol
+import torch
+
+from .data.atomic import write_text
 from .errors import Img2ImgError, Interrupted
-from .config import TrainConfig, environment_defaults, resolve_settings
-from .configfile import ConfigFileError
-from .distributed import from_environment
-from .inference import LoadedModel, load
-from .trainer import Trainer
+from .evaluation.evaluate import evaluate, load_eval_set
+from .evaluation.fid import HELP as FID_HELP, inception, protocol
+from .inference.translator import (
+    DEFAULT_OVERLAP, DEFAULT_TILE, RUNTIMES, LoadedModel, Sampler, TorchRuntime, Translator,
+    check_precision, inference_dtype,
+)
+from .interop import exported, onnx_runtime, reference
+from .registry.catalog import Catalog, catalog as installed_catalog
+from .runs import checkpoints, folders as runs
+from .training import configfile
+from .training.configfile import ConfigFileError
+from .training.devices import resolve_device
+from .training.distributed import from_environment
+from .training.settings import TrainConfig, environment_defaults, resolve_settings
+from .training.trainer import Trainer
 
 
 def train(model: str, *, preset: str | None = None, config: str | Path | None = None,
@@ -51,16 +61,16 @@ def train(model: str, *, preset: str | None = None, config: str | Path | None = 
                                "--resume continues a run: use one of them")
         where = {k: v for k, v in environment_defaults().items() if k == "runs_dir"}
         trainer = Trainer.resume(model_cls, str(resume), plugin=plugin, progress=progress,
-                                 **{**where, **settings})
+                                 loggers=catalog.loggers, **{**where, **settings})
     else:
         preset, options, resolved = _resolve(catalog, model_cls, preset, config, settings)
         trainer = Trainer(model_cls, options, resolved, plugin=plugin, preset=preset,
-                          progress=progress)
+                          progress=progress, loggers=catalog.loggers)
         if from_environment().is_main:
             print(f"Run folder: {trainer.run_dir}", file=sys.stderr)
     run_dir = trainer.fit()
     if getattr(trainer, "interrupted", False):
-        raise Interrupted(f"interrupted at step {trainer.step}; the checkpoint is saved: "
+        raise Interrupted(f"interrupted at step {trainer.state.step}; the checkpoint is saved: "
                           f"continue with: img2img train {model} --resume {run_dir}")
     return run_dir
 
@@ -142,5 +152,69 @@ def evaluate_run(run: str | Path | LoadedModel, data: str | Path | None = None, 
     if features is not None:  # what the FID/KID numbers mean, to compare them with papers'
         record["fid_protocol"] = protocol(features, counted["generated"], counted["reference"],
                                           scored)
-    runs.write_text(target, json.dumps(record, indent=2) + "\n")
+    write_text(target, json.dumps(record, indent=2) + "\n")
     return record, target
+
+
+def load(ref: str | Path = "latest", *, device: str = "auto", runs_dir: str | Path = "runs",
+         catalog: Catalog | None = None, tile: int = DEFAULT_TILE,
+         overlap: int = DEFAULT_OVERLAP, runtime: str | None = None,
+         precision: str = "fp32") -> Translator | Sampler:
+    """A trained model from a run folder (its latest checkpoint; `RUN:best` for the best
+    evaluated one), a checkpoint file, or "latest" (the newest run under `runs_dir`): a
+    `Translator` for a model that translates, a `Sampler` for one that generates from noise.
+    `runtime` runs the generator: "torch" (the default) or "onnxruntime" (the onnx extra).
+    `precision` (torch runtime): "fp32" (the default, exact), "bf16" / "fp16" autocast, or
+    "auto" (the reduced type the device computes natively: bf16 on CPUs with AVX-512 BF16 or AMX
+    and on recent GPUs, fp16 on older GPUs, else fp32); reduced precision changes the output a
+    little (benchmarks/README.md gives PSNR figures against fp32).
+    A file `img2img export` wrote (.onnx, or TorchScript .pt) loads as a `Translator` too, and
+    so does a reference implementation's .pth generator (imported in memory)."""
+    if runtime not in (None, *RUNTIMES):
+        raise Img2ImgError(f"unknown runtime '{runtime}'; choose one of: {', '.join(RUNTIMES)}")
+    check_precision(precision)  # before anything loads
+    if precision != "fp32" and (runtime == "onnxruntime" or exported.is_exported(ref)):
+        raise Img2ImgError(f"--precision {precision} applies to the torch runtime; ONNX Runtime "
+                           "and exported files compute in the precision they were exported in "
+                           "(fp32)")
+    if exported.is_exported(ref):
+        return exported.load_exported(Path(ref), device=device, runtime=runtime,
+                                      catalog=catalog, tile=tile, overlap=overlap)
+    if reference.is_reference_file(ref):  # the reference implementation's, imported in memory
+        return _load_reference(Path(ref), device, runtime, catalog, precision, tile=tile,
+                               overlap=overlap)
+    weights = checkpoints.resolve_checkpoint(str(ref), Path(runs_dir))
+    meta = checkpoints.read_metadata(weights)
+    catalog = catalog if catalog is not None else installed_catalog()
+    name = meta.get("model", "?")
+    if name not in catalog.models:
+        raise Img2ImgError(f"{weights} needs the '{name}' model, which no installed plugin "
+                           f"provides (plugin: {meta.get('plugin', {}).get('distribution', '?')})")
+    torch_device = resolve_device(device)
+    on_ort = runtime == "onnxruntime"
+    # ONNX Runtime is fed from the CPU (numpy) and exports from there; sessions pick the device
+    model_device = torch.device("cpu") if on_ort else torch_device
+    model = checkpoints.model_from_checkpoint(catalog.models[name], weights, model_device)
+    if not model.directions:
+        if on_ort:
+            raise Img2ImgError(f"model '{name}' generates images from noise; the onnxruntime "
+                               "runtime runs generators that translate images")
+        return Sampler(model, weights, torch_device, preset=meta.get("preset"))
+    preset = catalog.presets.get((name, meta.get("preset") or ""))
+    engine = (onnx_runtime.OnnxRuntime(model, torch_device) if on_ort
+              else TorchRuntime(model, inference_dtype(precision, torch_device)))
+    return Translator(model, weights, model_device, tile=tile, overlap=overlap,
+                      pipeline=getattr(preset, "pipeline", None), preset=meta.get("preset"),
+                      runtime=engine)
+
+
+def _load_reference(path: Path, device: str, runtime: str | None, catalog: Catalog | None,
+                    precision: str, **tiling: int) -> Translator:
+    """A reference `.pth` generator as a `Translator`, without writing a run."""
+    if runtime not in (None, "torch"):
+        raise Img2ImgError(f"{path}: a reference file runs with the torch runtime; for "
+                           f"'{runtime}', `img2img import` it and export the run")
+    torch_device = resolve_device(device)
+    model = reference.load_reference(path, catalog).to(torch_device)
+    return Translator(model, path, torch_device, **tiling,
+                      runtime=TorchRuntime(model, inference_dtype(precision, torch_device)))

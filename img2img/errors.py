@@ -27,3 +27,9 @@ class PluginError(Img2ImgError):
 
 class CheckpointError(Img2ImgError):
     """A run folder or checkpoint is missing, incomplete or not readable."""
+
+
+class SettingsError(Img2ImgError):
+    """A setting that is unknown or outside its valid range (a usage error: exit code 2)."""
+
+    exit_code = 2

@@ -1,18 +1,18 @@
 """The contract every model plugin implements. Class attributes say what a model is (name, data
 kind, options); a few methods say what to compute. The trainer decides how to optimise: a model
-never calls `backward()`, `step()` or `zero_grad()`."""
+never calls `backward()`, `step()` or `zero_grad()`. A model is an `nn.Module` whose networks
+are its sub-modules, so moving, mode switching, parameters and `state_dict()` come from torch."""
 from __future__ import annotations
 
 import abc
 import dataclasses
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar
 
-import torch
 from torch import Tensor, nn
 
 from .errors import Img2ImgError
-from .losses import Adversary
+from .networks.losses import Adversary
 
 DATA_KINDS = ("paired", "unpaired", "labelled", "images")
 Batch = Mapping[str, Tensor]
@@ -33,7 +33,7 @@ class NoOptions:
     """A model with no options of its own."""
 
 
-class Model(abc.ABC):
+class Model(nn.Module, abc.ABC):
     """Base class of every model. Subclasses set:
 
     - `name`: the command name (`img2img train <name>`).
@@ -59,7 +59,9 @@ class Model(abc.ABC):
     `sample`; the catalog rejects a model that does neither. Networks are reachable afterwards as
     `self.generators[...]` and `self.discriminators[...]`; a model that trains networks beside
     its generators (a projection head) returns them from `build_auxiliary`, as
-    `self.auxiliary[...]`.
+    `self.auxiliary[...]`. They are the model's sub-modules: `state_dict()` names them
+    `generators.<name>.*`, `discriminators.<name>.*` and `auxiliary.<name>.*`, the keys of a
+    checkpoint.
     """
 
     name: ClassVar[str] = ""
@@ -69,9 +71,13 @@ class Model(abc.ABC):
     training_defaults: ClassVar[Mapping[str, Any]] = {}
     directions: ClassVar[tuple[str, ...]] = ()
     smoke_options: ClassVar[Mapping[str, Any]] = {}
+    # True: a training step starts from no fakes, and each loss group makes the fake it uses
+    # through `fake()`, so one group's generator graph is freed before the next is built.
+    fakes_per_group: ClassVar[bool] = False
 
     def __init__(self, options: Any = None, *, spec: ImageSpec = ImageSpec(),
                  adversary: Adversary | None = None):
+        super().__init__()
         self.options = options if options is not None else self.Options()
         self.spec = spec
         self.adversary = adversary or Adversary(self.training_defaults.get("gan_loss", "vanilla"))
@@ -124,14 +130,22 @@ class Model(abc.ABC):
         raise Img2ImgError(f"model '{self.name}' translates images, it does not sample them")
 
     def generator_step(self, batch: Batch) -> tuple[dict[str, Tensor], Losses | Iterable[Losses]]:
-        """The fakes and the generator loss (or its groups) of one training step: by default
-        `generate` then `generator_losses`. A model whose groups each use their own fake may
-        instead return an empty dict and let each group create its fake and store it (detached
-        is enough) in that dict, so an earlier fake's graph is not alive while a later group
-        runs; the dict must hold every fake `discriminator_losses` needs once the groups are
-        exhausted."""
-        fakes = self.generate(batch)
+        """The fakes and the generator loss (or its groups) of one training step: `generate`
+        then `generator_losses`, or, with `fakes_per_group`, an empty dict that the groups fill
+        through `fake()`; once the groups are exhausted it must hold every fake
+        `discriminator_losses` needs."""
+        fakes = {} if self.fakes_per_group else self.generate(batch)
         return fakes, self.generator_losses(batch, fakes)
+
+    def fake(self, fakes: dict[str, Tensor], name: str, make: Callable[[], Tensor]) -> Tensor:
+        """The fake `name`, made once per step: `fakes[name]` when `generate` (or an earlier
+        group) made it, else `make()`, kept in `fakes` detached (for `discriminator_losses` and
+        the sample grids) while the group gets it with its graph."""
+        if name in fakes:
+            return fakes[name]
+        made = make()
+        fakes[name] = made.detach()
+        return made
 
     def visuals(self, batch: Batch, fakes: dict[str, Tensor]) -> dict[str, Tensor]:
         """The images a sample grid shows, as columns: by default the inputs then the fakes."""
@@ -147,21 +161,6 @@ class Model(abc.ABC):
         """Restore what `extra_state` returned."""
 
     # -- provided -------------------------------------------------------------------------------
-    def to(self, device: torch.device | str) -> "Model":
-        self.generators.to(device)
-        self.discriminators.to(device)
-        self.auxiliary.to(device)
-        return self
-
-    def train(self, mode: bool = True) -> "Model":
-        self.generators.train(mode)
-        self.discriminators.train(mode)
-        self.auxiliary.train(mode)
-        return self
-
-    def eval(self) -> "Model":
-        return self.train(False)
-
     def resolve_direction(self, direction: str | None) -> str:
         """The direction to translate in, checked against `directions`."""
         if not self.directions:
@@ -192,8 +191,3 @@ class Model(abc.ABC):
             raise Img2ImgError(f"unknown style/label '{name}'; this run knows: "
                                f"{', '.join(classes)}")
         return classes.index(name)
-
-
-def option_fields(options_cls: type) -> dict[str, dataclasses.Field]:
-    """The fields of an Options dataclass by name."""
-    return {f.name: f for f in dataclasses.fields(options_cls)}

@@ -16,10 +16,14 @@ import cv2
 import numpy as np
 import torch
 
-from . import checkpoints, runs
 from .model import Model
-from .checkpoints import model_from_checkpoint
-from .trainer import TrainConfig, Trainer
+from .registry import catalog as registry
+from .runs import checkpoints, folders as runs
+from .runs.checkpoints import model_from_checkpoint
+from .training.settings import TrainConfig
+from .training.trainer import Trainer
+
+__all__ = ["check_model", "write_sample_images"]
 
 
 def write_sample_images(kind: str, root: Path, n: int = 4, size: int = 40,
@@ -94,7 +98,9 @@ def check_model(cls: type[Model], options: Any = None, *, size: int = 32, steps:
                         checkpoint_every=0, runs_dir=root / "runs", device=device,
                         precision=precision, name="check")
         config = TrainConfig(**folders, **{**settings, **training})
-        trainer = Trainer(cls, options, config, progress=False)
+        # A `logger` named in `training` may be a plugin's: those installed are looked up.
+        loggers = registry.catalog().loggers if config.logger else None
+        trainer = Trainer(cls, options, config, progress=False, loggers=loggers)
         model = trainer.model
         g_before, d_before = _snapshot(model.generators), _snapshot(model.discriminators)
         aux_before = _snapshot(model.auxiliary)

@@ -89,7 +89,7 @@ def save():
     `value`) written the way the trainer writes one."""
     import torch
 
-    from img2img import checkpoints
+    from img2img.runs import checkpoints
 
     def write(run_dir, step, value=0.0, keep=0):
         tensors = {"generators.a_to_b.weight": torch.full((2, 2), float(value))}

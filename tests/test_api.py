@@ -10,9 +10,9 @@ import torch
 from click.testing import CliRunner
 
 import img2img
-from img2img import checkpoints
 from img2img.cli import build_cli
-from img2img.plugins import load_plugins
+from img2img.registry.loading import load_plugins
+from img2img.runs import checkpoints
 from img2img.testing import write_sample_images
 
 BUILTINS = {"IMG2IMG_LOAD_PLUGINS": "img2img_pix2pix,img2img_cyclegan,img2img_handwriting"}

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from img2img.catalog import build_catalog
-from img2img.catalog import TRAIN_FIELDS
-from img2img.plugins import load_plugins
+from img2img.registry.catalog import build_catalog
+from img2img.registry.catalog import TRAIN_FIELDS
+from img2img.registry.loading import load_plugins
 from img2img.testing import check_model
 
 

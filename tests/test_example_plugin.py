@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from img2img.cli import build_cli
-from img2img.plugins import load_plugins
+from img2img.registry.loading import load_plugins
 
 DISTRIBUTION = "img2img-colorize"
 

@@ -10,12 +10,13 @@ import dataclasses
 import pytest
 import torch
 
-from img2img import Trainer, rng, runs
-from img2img.catalog import TRAIN_FIELDS, build_catalog
-from img2img.checkpoints import network_tensors
-from img2img.plugins import load_plugins
+from img2img import TrainConfig, Trainer
+from img2img.registry.catalog import TRAIN_FIELDS, build_catalog
+from img2img.registry.loading import load_plugins
+from img2img.runs import folders as runs
+from img2img.runs.checkpoints import network_tensors
 from img2img.testing import check_model, write_sample_images
-from img2img.trainer import TrainConfig
+from img2img.training import rng
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

@@ -1,6 +1,6 @@
-"""plugins/README.md cannot drift from the API: every hook in img2img/hookspecs.py, every method
-of the model contract and `check_model` must appear with its exact signature, and every
-```python block runs. Blocks starting with `# file: PATH` are the tutorial plugin's files: they
+"""plugins/README.md cannot drift from the API: every hook in img2img/registry/hookspecs.py,
+every method of the model contract and `check_model` must appear with its exact signature, and
+every ```python block runs. Blocks starting with `# file: PATH` are the tutorial plugin's files: they
 are written out, registered strictly next to the built-ins, and the tutorial's own tests run.
 Other blocks run alone; hooks they define are registered strictly too, so a preset naming an
 unknown option or an invalid command fails here."""
@@ -19,17 +19,17 @@ from click.testing import CliRunner
 from docblocks import fenced_blocks, run_python, section as section_of
 
 import img2img
-from img2img import hookspecs
-from img2img.catalog import BUILTIN_COMMANDS
 from img2img.cli import build_cli
 from img2img.model import DATA_KINDS, Model
-from img2img.plugins import LOAD_ENV, TRACE_ENV, add_plugin, load_plugins
+from img2img.registry import hookspecs
+from img2img.registry.catalog import BUILTIN_COMMANDS
+from img2img.registry.loading import LOAD_ENV, TRACE_ENV, add_plugin, load_plugins
 from img2img.testing import check_model
 
 GUIDE = Path(__file__).resolve().parents[1] / "plugins" / "README.md"
 TEXT = GUIDE.read_text(encoding="utf-8")
 FILE = re.compile(r"^# file: (\S+)\n")
-PROVIDED = {"to", "train", "eval", "resolve_direction", "resolve_label"}  # Model's helpers, not for overriding
+PROVIDED = {"resolve_direction", "resolve_label"}  # Model's helpers, not for overriding
 
 
 def plain_signature(function, name: str | None = None) -> str:

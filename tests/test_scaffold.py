@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 import img2img
 from img2img.cli import build_cli
-from img2img.plugins import load_plugins
+from img2img.registry.loading import load_plugins
 from img2img.scaffold import create_plugin, plugin_names
 
 
@@ -72,7 +72,7 @@ def test_generated_model_is_valid_when_registered(tmp_path, monkeypatch):
     monkeypatch.delitem(sys.modules, "img2img_scaffold_unit", raising=False)
     import img2img_scaffold_unit as plugin
 
-    from img2img.plugins import PluginManager, add_plugin
+    from img2img.registry.loading import PluginManager, add_plugin
 
     pm = PluginManager(strict=True)
     add_plugin(pm, plugin, "img2img_scaffold_unit", distribution="img2img-scaffold-unit")

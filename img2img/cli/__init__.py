@@ -1,7 +1,8 @@
 """The `img2img` command line: click commands that parse, call one core function and print.
 The root group and `train` are built from the catalog, so every registered model gets its own
 `train <model>` command with its own flags; errors a user can fix are one line on stderr with a
-non-zero exit code, tracebacks only with `--debug`. Nothing outside this package imports it."""
+non-zero exit code, tracebacks only with `--debug`. Nothing else in the core imports it; a
+plugin's command uses the options every command shares (`run_options`, `open_run`, ...)."""
 from __future__ import annotations
 
 import logging
@@ -10,14 +11,17 @@ from typing import Any
 
 import click
 
-from ..catalog import catalog as build_catalog
-from ..distributed import from_environment
-from ..plugins import PluginManager, load_plugins
+from ..registry.catalog import catalog as build_catalog
+from ..registry.loading import PluginManager, load_plugins
+from ..training.distributed import from_environment
 from .errors import Img2ImgGroup
 from .export import export_command
 from .health import health
 from .import_run import import_command
 from .listings import models_command, plugins_command, presets_command, print_version
+from .options import (
+    chosen_run, device_option, open_run, output_option, run_options, runs_dir_option,
+)
 from .run_commands import convert_command, eval_command
 from .serve import serve_command
 from .train import prepare_group, train_group
@@ -73,3 +77,6 @@ def main(argv: list[str] | None = None) -> Any:
     """Console-script entry point."""
     return build_cli().main(args=argv, prog_name="img2img")
 
+
+__all__ = ["build_cli", "chosen_run", "device_option", "main", "open_run", "output_option",
+           "run_options", "runs_dir_option"]

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import click
 
-from .. import runs
-from ..catalog import Catalog
-from ..commands import chosen_run, open_run, output_option, run_options
 from ..interop.export import FORMATS, Int8, export_model
+from ..registry.catalog import Catalog
+from ..runs import folders as runs
+from .options import chosen_run, open_run, output_option, run_options
 
 
 def export_command(catalog: Catalog) -> click.Command:

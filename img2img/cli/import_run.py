@@ -6,11 +6,11 @@ from pathlib import Path
 
 import click
 
-from ..catalog import Catalog
-from ..commands import output_option
 from ..interop.reference import importable, import_run
 from ..networks.options import BATCH_STATS
-from ..runs import read_config
+from ..registry.catalog import Catalog
+from ..runs.folders import read_config
+from .options import output_option
 
 EPILOG = """\b
 Reference file names, and where they go:

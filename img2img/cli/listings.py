@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from ..catalog import Catalog
-from ..plugins import PluginManager
+from ..registry.catalog import Catalog
+from ..registry.loading import PluginManager
 from ..scaffold import create_plugin
 from .errors import Img2ImgGroup
 

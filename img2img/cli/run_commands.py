@@ -9,15 +9,16 @@ import click
 import torch
 from tqdm import tqdm
 
-from .. import api, distributed
-from ..catalog import Catalog
-from ..commands import chosen_run, open_run, output_option, run_options
-from ..config import resolve_device
-from ..convert import convert as run_convert
+from .. import api
 from ..errors import Img2ImgError
-from ..flags import TYPED, SectionedCommand
-from ..inference import DEFAULT_TILE, INFERENCE_PRECISIONS, RUNTIMES
+from ..inference.convert import convert as run_convert
+from ..inference.translator import DEFAULT_TILE, INFERENCE_PRECISIONS, RUNTIMES
+from ..registry.catalog import Catalog
+from ..training import distributed
+from ..training.devices import resolve_device
 from .errors import Failure
+from .flags import TYPED, SectionedCommand
+from .options import chosen_run, open_run, output_option, run_options
 
 
 def convert_command(catalog: Catalog) -> click.Command:

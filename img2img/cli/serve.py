@@ -6,10 +6,10 @@ from pathlib import Path
 import click
 import torch
 
-from ..catalog import Catalog
-from ..commands import device_option, runs_dir_option
-from ..inference import DEFAULT_TILE
+from ..inference.translator import DEFAULT_TILE
+from ..registry.catalog import Catalog
 from ..serve import require_extra
+from .options import device_option, runs_dir_option
 
 
 def serve_command(catalog: Catalog) -> click.Command:

@@ -7,12 +7,13 @@ from typing import Any
 
 import click
 
-from .. import api, configfile, distributed
-from ..catalog import Catalog
-from ..config import PRECEDENCE, SECTION_OF, TrainConfig, environment_defaults
-from ..flags import SectionedCommand, collect, dataclass_options
-from ..validation import SettingsError
+from .. import api
+from ..errors import SettingsError
+from ..registry.catalog import Catalog
+from ..training import configfile, distributed
+from ..training.settings import PRECEDENCE, SECTION_OF, TrainConfig, environment_defaults
 from .errors import Img2ImgGroup
+from .flags import SectionedCommand, collect, dataclass_options
 
 
 def train_group(catalog: Catalog) -> click.Group:

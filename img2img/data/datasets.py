@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..errors import DataError
 from .augment import AugmentRecipe, apply, build_transform
 from .decode import convert_channels, read_image
-from ..errors import DataError
 from .fast_augment import plain_plan, run_plan, to_chw
 from .folders import (
     IMAGES_LAYOUT, LABELLED_LAYOUT, PAIRED_LAYOUT, UNPAIRED_LAYOUT, matched_pairs,

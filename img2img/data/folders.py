@@ -12,8 +12,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .decode import IMAGE_EXTENSIONS, exif_orientation
 from ..errors import DataError
+from .decode import IMAGE_EXTENSIONS, exif_orientation
 
 __all__ = ["list_images"]
 

@@ -4,7 +4,6 @@ adapts the discriminator's augmentation), and the verdict on a finished run (`ve
 `render`). It depends on no trainer or run-folder module; the trainer wires it in."""
 from __future__ import annotations
 
-from .ada import AdaptiveAugment, augment_with_probability
 from .divergence import OK, ROLLBACK, STOP, Decision, DivergenceMonitor
 from .guard import NonFiniteSteps, StepGuard
 from .keys import ADA_P, D_ACC_FAKE, D_ACC_REAL, DIVERSITY, R_T, ROLLBACKS, SKIPPED
@@ -14,8 +13,8 @@ from .verdict import Finding, Verdict, judge, judge_run, read_run
 
 __all__ = [
     "ADA_P", "D_ACC_FAKE", "D_ACC_REAL", "DIVERSITY", "OK", "R_T", "ROLLBACK", "ROLLBACKS",
-    "SKIPPED", "STOP", "AdaptiveAugment", "Decision", "DivergenceMonitor", "Finding",
-    "NonFiniteSteps", "SignalMeter", "StepGuard", "Verdict", "augment_with_probability",
+    "SKIPPED", "STOP", "Decision", "DivergenceMonitor", "Finding",
+    "NonFiniteSteps", "SignalMeter", "StepGuard", "Verdict",
     "decisions", "diversity", "judge", "judge_run", "output_spread", "read_run", "real_sign",
     "render_html", "render_text",
 ]

@@ -11,7 +11,7 @@ from torch import Tensor
 
 from .keys import D_ACC_FAKE, D_ACC_REAL, R_T
 
-# Logits as `img2img.losses` takes them: one map, or one map per scale.
+# Logits as `img2img.networks.Adversary` takes them: one map, or one map per scale.
 Logits = Union[Tensor, Sequence[Tensor]]
 
 KINDS = ("vanilla", "lsgan", "hinge", "wgan-gp")
@@ -34,7 +34,7 @@ def _maps(logits: Logits) -> list[Tensor]:
 
 
 def _mean_over_scales(logits: Logits, value: Callable[[Tensor], Tensor]) -> Tensor:
-    # Every scale counts equally, as in the losses of `img2img.losses`.
+    # Every scale counts equally, as in the losses of `img2img.networks.Adversary`.
     maps = _maps(logits)
     return sum(value(m).float().mean() for m in maps) / len(maps)
 

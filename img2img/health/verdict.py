@@ -28,7 +28,7 @@ SPAN = 0.05           # ... covering 5% of the run's steps too, however short --
 COLLAPSE_BELOW = 0.05  # outputs 20x less different than their inputs (or nearly identical)
 
 # The discriminator's real + fake loss and the generator's adversarial loss when D is undecided
-# (logit at the threshold), per GAN kind, as `img2img.losses` computes them. wgan-gp has none:
+# (logit at the threshold), per GAN kind, as `img2img.networks.Adversary` computes them. wgan-gp has none:
 # its critic is unbounded, and an optimal critic is what WGAN wants, so it cannot overpower.
 D_AT_CHANCE = {"vanilla": math.log(2), "lsgan": 0.25, "hinge": 2.0}
 G_AT_CHANCE = {"vanilla": math.log(2), "lsgan": 0.25, "hinge": 0.0}

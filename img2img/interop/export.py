@@ -16,11 +16,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..checkpoints import img2img_version
+from ..data.atomic import atomic_path
 from ..errors import Img2ImgError
-from ..inference import Translator, minimum_size, size_multiple, translate_indexed
+from ..inference.translator import Translator, minimum_size, size_multiple, translate_indexed
 from ..model import Model
-from ..runs import atomic_path
+from ..runs.checkpoints import img2img_version, read_metadata
+from .extras import require_extra
+from .quantize import folder_images, quantize_int8, split, training_images
 from .subpixel import rewrite_transposed
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
@@ -136,9 +138,6 @@ class Int8:
 
 def _quantized(data: bytes, contract: ExportContract, int8: Int8,
                loaded: Translator) -> tuple[bytes, ExportContract]:
-    from ..checkpoints import read_metadata
-    from .quantize import folder_images, quantize_int8, split, training_images
-
     size = max(contract.train_size, contract.minimum_size)
     size = math.ceil(size / contract.required_multiple) * contract.required_multiple
     wanted = int8.count + int8.held_out
@@ -233,7 +232,8 @@ def _subpixel_copy(model: Model) -> Model:
     generators = copy.deepcopy(model.generators)
     if not rewrite_transposed(generators):
         return model
-    clone = copy.copy(model)  # Model is a plain object: the copy has its own attributes
+    clone = copy.copy(model)
+    clone._modules = dict(model._modules)  # else the copy shares the module's table of networks
     clone.generators = generators
     return clone
 
@@ -282,13 +282,3 @@ def _write_torchscript(model: Model, direction: str, index: int | None, path: Pa
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}"
-
-
-def require_extra(package: str, what: str) -> Any:
-    """Import a package of the onnx extra, or say in one line how to install it."""
-    import importlib
-
-    try:
-        return importlib.import_module(package)
-    except ImportError:
-        raise Img2ImgError(f"{what} needs the onnx extra: pip install 'img2img[onnx]'") from None

@@ -12,11 +12,11 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
-from ..catalog import Catalog, catalog as installed_catalog
-from ..config import resolve_device
 from ..errors import Img2ImgError
-from ..inference import Translator
+from ..inference.translator import Translator
 from ..model import ImageSpec
+from ..registry.catalog import Catalog, catalog as installed_catalog
+from ..training.devices import resolve_device
 from .export import FORMATS, TORCHSCRIPT_METADATA, ExportContract
 from .onnx_runtime import OnnxGraph
 

@@ -12,7 +12,8 @@ from torch import Tensor
 
 from ..errors import Img2ImgError
 from ..model import Model
-from .export import onnx_model, require_extra
+from .export import onnx_model
+from .extras import require_extra
 
 
 CUDA = "CUDAExecutionProvider"

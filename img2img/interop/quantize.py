@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from ..errors import DataError, Img2ImgError
-from .export import require_extra
+from .extras import require_extra
 
 PERCENTILE = 99.99  # activation range: the 99.99th percentile of the calibration values
 # What is quantized: the operators with int8 kernels on the CPU. Norms, padding and the

@@ -17,14 +17,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .. import checkpoints, runs
-from ..catalog import Catalog, catalog as installed_catalog
-from ..config import TrainConfig
 from ..errors import CheckpointError, Img2ImgError
 from ..model import ImageSpec, Model
 from ..networks import GENERATORS, NetworkOptions
 from ..networks.options import BATCH_STATS
-from ..report import write_report
+from ..registry.catalog import Catalog, catalog as installed_catalog
+from ..runs import checkpoints, folders as runs
+from ..runs.report import write_report
+from ..training.settings import TrainConfig
 
 REFERENCE = "junyanz/pytorch-CycleGAN-and-pix2pix"
 SUFFIX = ".pth"  # the reference's; `.pt` is img2img's TorchScript export and training state

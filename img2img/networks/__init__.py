@@ -1,34 +1,29 @@
 """Network building blocks that model plugins compose: the published pix2pix/CycleGAN generators
-and PatchGAN discriminator, normalisation by name, and their weight initialisation. Nothing here
-knows about a particular model or the trainer."""
+and PatchGAN discriminator, normalisation by name, their weight initialisation, the GAN
+objectives and losses (`Adversary`, `ImagePool`, feature matching), and reading a generator's
+named encoder features. Nothing here knows about a particular model or the trainer."""
+from img2img.networks.antialias import antialias_resnet
 from img2img.networks.factory import GENERATORS, build_generator
-from img2img.networks.init import init_weights
-from img2img.networks.norm import (
-    NORMS,
-    PerSampleNorm2d,
-    norm_layer,
-    per_sample_batch_norm,
+from img2img.networks.features import (
+    default_feature_layers, encoder_features, feature_layers, forward_and_features,
+    resolve_layers,
 )
-from img2img.networks.options import NetworkOptions, network_field
+from img2img.networks.init import init_weights
+from img2img.networks.losses import (
+    GAN_LOSSES, Adversary, ImagePool, eager, feature_matching, gradient_penalty, r1_penalty,
+)
+from img2img.networks.norm import NORMS, PerSampleNorm2d, norm_layer, per_sample_batch_norm
+from img2img.networks.options import NetworkOptions
 from img2img.networks.patchgan import MultiScaleDiscriminator, PatchDiscriminator, receptive_field
 from img2img.networks.resnet import UPSAMPLING, ResnetBlock, ResnetGenerator
 from img2img.networks.unet import UnetGenerator
 
 __all__ = [
-    "GENERATORS",
-    "build_generator",
-    "NORMS",
-    "MultiScaleDiscriminator",
-    "NetworkOptions",
-    "PatchDiscriminator",
-    "PerSampleNorm2d",
-    "ResnetBlock",
-    "ResnetGenerator",
-    "UPSAMPLING",
-    "UnetGenerator",
-    "init_weights",
-    "network_field",
-    "norm_layer",
-    "per_sample_batch_norm",
-    "receptive_field",
+    "GAN_LOSSES", "GENERATORS", "NORMS", "UPSAMPLING",
+    "Adversary", "ImagePool", "MultiScaleDiscriminator", "NetworkOptions", "PatchDiscriminator",
+    "PerSampleNorm2d", "ResnetBlock", "ResnetGenerator", "UnetGenerator",
+    "antialias_resnet", "build_generator", "default_feature_layers", "eager", "encoder_features",
+    "feature_layers", "feature_matching", "forward_and_features", "gradient_penalty",
+    "init_weights", "norm_layer", "per_sample_batch_norm", "r1_penalty", "receptive_field",
+    "resolve_layers",
 ]

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from img2img.errors import Img2ImgError
-from img2img.validation import SettingsError
+from img2img.errors import Img2ImgError, SettingsError
 from img2img.networks.init import init_weights
 from img2img.networks.resnet import ResnetGenerator
 from img2img.networks.unet import UnetGenerator

@@ -1,14 +1,14 @@
 """The network options that pix2pix-style models share (generator kind, widths, PatchGAN depth,
 normalisation, dropout, batch-norm statistics at inference) as one frozen base for a model's
 `Options`, with the two networks they describe. A model subclasses it, changes defaults with
-`network_field`, and adds its own loss weights."""
+`img2img.new_default`, and adds its own loss weights."""
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
 from torch import nn
 
+from img2img.fields import option
 from img2img.networks.factory import GENERATORS, build_generator
 from img2img.networks.init import init_weights
 from img2img.networks.norm import NORMS, per_sample_batch_norm
@@ -23,32 +23,28 @@ class NetworkOptions:
     """Defaults are pix2pix's (Isola et al. 2017): a U-Net-256 with batch norm and dropout, and
     a 70x70 PatchGAN (3 layers), both 64 filters wide."""
 
-    generator: str = dataclasses.field(default="unet-256", metadata={
-        "help": "generator network (unet-N fits N px crops; resnet-N has N residual blocks)",
-        "choices": GENERATORS})
-    ngf: int = dataclasses.field(default=64, metadata={
-        "help": "generator width (filters in the first layer)", "min": 1})
-    ndf: int = dataclasses.field(default=64, metadata={"help": "discriminator width", "min": 1})
-    d_layers: int = dataclasses.field(default=3, metadata={
-        "help": "PatchGAN layers (3 = 70x70 patches, 5 = 286x286)", "min": 1, "max": 6})
-    norm: str = dataclasses.field(default="batch", metadata={
-        "help": "normalisation layers", "choices": NORMS})
-    dropout: bool = dataclasses.field(default=True, metadata={
-        "help": "dropout in the generator while training (U-Net decoder, ResNet blocks)"})
-    batch_stats: str = dataclasses.field(default="per-image", metadata={
-        "help": "batch norm at inference: each image's own statistics (as in training at batch "
-                "size 1, and the reference's test.py), or the running averages (its --eval)",
-        "choices": BATCH_STATS})
-    upsample: str = dataclasses.field(default="transposed", metadata={
-        "help": "generator upsampling: transposed convs (published), or resize = nearest 2x "
-                "resize then a 3x3 conv, which avoids checkerboard artefacts (Odena et al. 2016)",
-        "choices": UPSAMPLING})
-    d_scales: int = dataclasses.field(default=1, metadata={
-        "help": "discriminator scales: N PatchGANs judging the image at full, 1/2, 1/4 ... "
-                "resolution (pix2pixHD; 1 = the published single PatchGAN)", "min": 1, "max": 4})
-    spectral_norm: bool = dataclasses.field(default=False, metadata={
-        "help": "spectral normalisation on every discriminator conv (Miyato et al. 2018), which "
-                "bounds the critic and often steadies training"})
+    generator: str = option("unet-256", "generator network (unet-N fits N px crops; resnet-N has N "
+                                        "residual blocks)", choices=GENERATORS)
+    ngf: int = option(64, "generator width (filters in the first layer)", min=1)
+    ndf: int = option(64, "discriminator width", min=1)
+    d_layers: int = option(3, "PatchGAN layers (3 = 70x70 patches, 5 = 286x286)", min=1, max=6)
+    norm: str = option("batch", "normalisation layers", choices=NORMS)
+    dropout: bool = option(True, "dropout in the generator while training (U-Net decoder, ResNet "
+                                 "blocks)")
+    batch_stats: str = option("per-image", "batch norm at inference: each image's own statistics "
+                                           "(as in training at batch size 1, and the reference's "
+                                           "test.py), or the running averages (its --eval)",
+                              choices=BATCH_STATS)
+    upsample: str = option("transposed", "generator upsampling: transposed convs (published), or "
+                                         "resize = nearest 2x resize then a 3x3 conv, which avoids "
+                                         "checkerboard artefacts (Odena et al. 2016)",
+                           choices=UPSAMPLING)
+    d_scales: int = option(1, "discriminator scales: N PatchGANs judging the image at full, 1/2, "
+                              "1/4 ... resolution (pix2pixHD; 1 = the published single PatchGAN)",
+                           min=1, max=4)
+    spectral_norm: bool = option(False, "spectral normalisation on every discriminator conv "
+                                        "(Miyato et al. 2018), which bounds the critic and often "
+                                        "steadies training")
 
     def make_generator(self, in_channels: int, out_channels: int, size: int | None) -> nn.Module:
         """The generator these options describe, for `size` px crops (U-Nets check it fits)."""
@@ -65,10 +61,3 @@ class NetworkOptions:
                                       spectral_norm=self.spectral_norm)
         net = patchgan() if self.d_scales == 1 else MultiScaleDiscriminator(self.d_scales, patchgan)
         return init_weights(net)
-
-
-def network_field(name: str, default: Any) -> Any:
-    """A `NetworkOptions` field with another default, keeping its help and choices, e.g.
-    `norm: str = network_field("norm", "instance")` in a subclass."""
-    base = {f.name: f for f in dataclasses.fields(NetworkOptions)}[name]
-    return dataclasses.field(default=default, metadata=base.metadata)

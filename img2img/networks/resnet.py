@@ -6,9 +6,12 @@ upsamplings and a 7x7 head with tanh. Layer for layer it matches the published c
 (Odena et al. 2016, against checkerboard artefacts); the parameter count is unchanged."""
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
+from img2img.networks.features import forward_capturing
 from img2img.networks.norm import conv_needs_bias, norm_layer
 
 UPSAMPLING = ("transposed", "resize")
@@ -84,20 +87,45 @@ class ResnetGenerator(nn.Module):
         return self.model(x)
 
     # Named encoder features (img2img.networks.features): what CUT's PatchNCE compares.
+    def _feature_modules(self) -> dict[str, nn.Module]:
+        """`down1`, `down2` (the second and third convs of `model`) and `block1` .. `blockN`
+        (its residual blocks): the module whose output each feature is."""
+        convs = [m for m in self.model if isinstance(m, nn.Conv2d)]
+        blocks = [m for m in self.model if isinstance(m, ResnetBlock)]
+        named: dict[str, nn.Module] = {f"down{i}": conv for i, conv in enumerate(convs[1:3], 1)}
+        named.update({f"block{i}": block for i, block in enumerate(blocks, 1)})
+        return named
+
     @property
     def feature_layers(self) -> dict[str, int]:
-        from img2img.networks import features
-        return features.resnet_feature_layers(self)
+        """`input`, `down1`, `down2` (each downsampling conv's output, before its norm), then
+        `block1` .. `blockN` (each residual block's output)."""
+        modules = self._feature_modules()
+        stem = next(m for m in self.model if isinstance(m, nn.Conv2d))
+        width = modules["down2"].out_channels  # the residual blocks keep it
+        return {"input": stem.in_channels,
+                **{name: getattr(m, "out_channels", width) for name, m in modules.items()}}
 
     @property
     def default_feature_layers(self) -> tuple[str, ...]:
-        from img2img.networks import features
-        return features.resnet_default_layers(self)
+        """CUT's choice for ResNet-9 (Park et al. 2020): the input pixels, both downsampling
+        convs, the first and the middle (fifth) residual block; the same places for other
+        depths."""
+        blocks = len(self.feature_layers) - 3
+        return ("input", "down1", "down2", "block1", f"block{(blocks + 1) // 2}")
 
-    def encoder_features(self, x: torch.Tensor, layers) -> list[torch.Tensor]:
-        from img2img.networks import features
-        return features.resnet_features(self, x, layers)
+    def encoder_features(self, x: torch.Tensor, layers: Sequence[str]) -> list[torch.Tensor]:
+        names = {id(m): name for name, m in self._feature_modules().items()}
+        wanted, found = set(layers), {"input": x}
+        for module in self.model:
+            if len(found.keys() & wanted) == len(wanted):
+                break  # the rest of the network is not needed
+            x = module(x)
+            name = names.get(id(module))
+            if name in wanted:
+                found[name] = x
+        return [found[name] for name in layers]
 
-    def forward_with_features(self, x: torch.Tensor, layers):
-        from img2img.networks import features
-        return features.resnet_forward_with_features(self, x, layers)
+    def forward_with_features(self, x: torch.Tensor, layers: Sequence[str]
+                              ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        return forward_capturing(self, x, layers, self._feature_modules())

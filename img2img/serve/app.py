@@ -27,7 +27,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from ..inference import DEFAULT_TILE, Sampler, Translator
+from ..inference.translator import DEFAULT_TILE, Sampler, Translator
 from . import imaging
 from .models import ApiError, ModelPool
 from .openapi import schema

@@ -17,11 +17,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..convert import for_format
 from ..data.decode import read_native
+from ..data.images import encode_image, grid
 from ..errors import DataError, Img2ImgError
-from ..images import encode_image, grid
-from ..inference import Sampler, Translator
+from ..inference.convert import for_format
+from ..inference.translator import Sampler, Translator
 from .models import ApiError
 
 # Output formats by the name a request gives; the file suffix each one is encoded as.

@@ -10,12 +10,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import runs
-from ..catalog import Catalog
-from ..catalog import catalog as installed_catalog
-from ..commands import newest_run_for
+from ..api import load
 from ..errors import CheckpointError, Img2ImgError
-from ..inference import DEFAULT_TILE, LoadedModel, Translator, load
+from ..inference.translator import DEFAULT_TILE, LoadedModel, Translator
+from ..registry.catalog import Catalog
+from ..registry.catalog import catalog as installed_catalog
+from ..runs import folders as runs
 
 log = logging.getLogger("img2img.serve")
 LOADING, READY, FAILED = "loading", "ready", "failed"
@@ -67,7 +67,7 @@ class Served:
 def newest_served_run(runs_dir: Path, catalog: Catalog) -> Path:
     """The newest run under `runs_dir` of any installed model, translating or sampling."""
     try:
-        return newest_run_for("any", runs_dir, catalog)
+        return runs.newest_run_for("any", runs_dir, catalog.models)
     except CheckpointError:
         raise CheckpointError(f"no trained run under {runs_dir}/ to serve; train one with "
                               "`img2img train <model>` or pass --model RUN|CHECKPOINT") from None

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 import torch
 
-from img2img.commands import open_run, output_option, run_options
+from img2img.cli import open_run, output_option, run_options
 
 from .sampling import ALL, resolve_labels, write_samples
 

@@ -7,12 +7,13 @@ It samples, it does not translate: `directions` is empty, so `convert` refuses a
 `img2img sample` (this plugin's command) or `img2img.load(run).sample(labels, n)` draw images."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 import img2img
+from img2img import option
 
 from .networks import SIZES, ConditionalGenerator, ProjectionDiscriminator, init_weights
 
@@ -23,19 +24,15 @@ SAMPLE_CHUNK = 64   # images per generator call in sample(), so memory stays bou
 
 @dataclass(frozen=True)
 class Options:
-    noise_dim: int = field(default=128, metadata={"help": "length of the noise vector", "min": 1})
-    embed_dim: int = field(default=128, metadata={
-        "help": "length of the learned class embedding fed to the generator with the noise",
-        "min": 1})
-    ngf: int = field(default=64, metadata={
-        "help": "generator width: channels at full size, doubling per 2x step down to 4x4 (max 8x)",
-        "min": 1})
-    ndf: int = field(default=64, metadata={
-        "help": "discriminator width: channels of its first layer, doubling per 2x step (max 8x)",
-        "min": 1})
-    lambda_ms: float = field(default=0.1, metadata={
-        "help": "weight of the mode-seeking term, which rewards different images for different "
-                "noise of one class (0 = off)", "min": 0})
+    noise_dim: int = option(128, "length of the noise vector", min=1)
+    embed_dim: int = option(128, "length of the learned class embedding fed to the generator with "
+                                 "the noise", min=1)
+    ngf: int = option(64, "generator width: channels at full size, doubling per 2x step down to "
+                          "4x4 (max 8x)", min=1)
+    ndf: int = option(64, "discriminator width: channels of its first layer, doubling per 2x step "
+                          "(max 8x)", min=1)
+    lambda_ms: float = option(0.1, "weight of the mode-seeking term, which rewards different "
+                                   "images for different noise of one class (0 = off)", min=0)
 
 
 class ConditionalGAN(img2img.Model):
@@ -66,7 +63,7 @@ class ConditionalGAN(img2img.Model):
         return max(1, len(self.spec.classes))
 
     def _check_settings(self) -> None:
-        # Widths and weights are checked from their declared ranges (img2img.validation).
+        # Widths and weights are checked from their declared ranges (img2img.fields).
         if self.spec.size not in SIZES:
             raise img2img.Img2ImgError(
                 f"cgan trains at {', '.join(map(str, SIZES))} px; --crop-size is "

@@ -9,9 +9,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from img2img.data.decode import IMAGE_EXTENSIONS
-from img2img.errors import Img2ImgError
-from img2img.images import grid, to_array, write_image
+from img2img import Img2ImgError
+from img2img.data import IMAGE_EXTENSIONS, grid, to_array, write_image
 
 ALL = "all"
 LISTED = 40  # classes named in an error message before "..."
@@ -49,7 +48,7 @@ def class_name(label: int, classes: Sequence[str]) -> str:
 
 
 def layout(images: Tensor, groups: int, per_group: int, columns: int | None) -> dict[str, Tensor]:
-    """Grid columns (see `img2img.images.grid`) for `groups` consecutive runs of `per_group`
+    """Grid columns (see `img2img.data.grid`) for `groups` consecutive runs of `per_group`
     images: each group starts a new row and wraps after `columns` images (default: one row per
     group when there are several, a near-square block for one). Gaps are black."""
     if columns is None:

@@ -17,68 +17,54 @@ pass holds activations at a time; the input's features are only targets (PatchNC
 backpropagate through its keys), so they are computed without a graph."""
 from __future__ import annotations
 
-import dataclasses
 import functools
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 from torch.utils.checkpoint import checkpoint
 
 import img2img
-from img2img.networks import NetworkOptions, ResnetGenerator, network_field
-from img2img.networks.antialias import antialias_resnet
-from img2img.networks.features import (encoder_features, feature_layers, forward_and_features,
-                                       resolve_layers)
+from img2img import new_default, option
+from img2img.networks import (
+    NetworkOptions, ResnetGenerator, antialias_resnet, encoder_features, feature_layers,
+    forward_and_features, resolve_layers,
+)
 
 from .patchnce import ProjectionHead, patch_nce_loss
 
 
 @dataclass(frozen=True)
 class Options(NetworkOptions):
-    generator: str = network_field("generator", "resnet-9")
-    norm: str = network_field("norm", "instance")
-    dropout: bool = network_field("dropout", False)
-    antialias: bool = field(default=True, metadata={
-        "help": "anti-aliased down/upsampling in ResNet generators: stride-1 conv then a "
-                "[1,3,3,1] blur-pool, blur-upsample then a 3x3 conv (Zhang 2019; U-Nets are "
-                "built as published)"})
-    lambda_gan: float = field(default=1.0, metadata={
-        "help": "weight of the GAN loss", "min": 0})
-    lambda_nce: float = field(default=1.0, metadata={
-        "help": "weight of the PatchNCE loss (0 = off)", "min": 0})
-    nce_identity: bool = field(default=True, metadata={
-        "help": "also PatchNCE between b and the generator's output for b; the two NCE terms "
-                "are then averaged"})
-    nce_layers: str = field(default="", metadata={
-        "help": "comma-separated encoder layers PatchNCE compares (empty = the generator's "
-                "choice; ResNet: input,down1,down2,block1,block5; U-Net: input,down1..down4)"})
-    nce_patches: int = field(default=256, metadata={
-        "help": "patches sampled per layer and image", "min": 1})
-    nce_head_units: int = field(default=256, metadata={
-        "help": "width of the two-layer projection head", "min": 1})
-    nce_temperature: float = field(default=0.07, metadata={
-        "help": "temperature of the PatchNCE softmax", "gt": 0})
-    flip_equivariance: bool = field(default=False, metadata={
-        "help": "every other step on average, translate the horizontally flipped input and "
-                "compare its features flipped back (FastCUT)"})
-    recompute: bool = field(default=False, metadata={
-        "help": "keep none of the generator's activations while the GAN and PatchNCE terms "
-                "run and recompute them for its backward pass (activation checkpointing): "
-                "less memory for one more generator forward per term"})
-
-
-def _default(name: str, value: Any) -> Any:
-    """A CUT option with another default (FastCUT), keeping its help and range."""
-    base = {f.name: f for f in dataclasses.fields(Options)}[name]
-    return field(default=value, metadata=base.metadata)
+    generator: str = new_default(NetworkOptions, "generator", "resnet-9")
+    norm: str = new_default(NetworkOptions, "norm", "instance")
+    dropout: bool = new_default(NetworkOptions, "dropout", False)
+    antialias: bool = option(True, "anti-aliased down/upsampling in ResNet generators: stride-1 "
+                                   "conv then a [1,3,3,1] blur-pool, blur-upsample then a 3x3 conv "
+                                   "(Zhang 2019; U-Nets are built as published)")
+    lambda_gan: float = option(1.0, "weight of the GAN loss", min=0)
+    lambda_nce: float = option(1.0, "weight of the PatchNCE loss (0 = off)", min=0)
+    nce_identity: bool = option(True, "also PatchNCE between b and the generator's output for b; "
+                                      "the two NCE terms are then averaged")
+    nce_layers: str = option("", "comma-separated encoder layers PatchNCE compares (empty = the "
+                                 "generator's choice; ResNet: input,down1,down2,block1,block5; "
+                                 "U-Net: input,down1..down4)")
+    nce_patches: int = option(256, "patches sampled per layer and image", min=1)
+    nce_head_units: int = option(256, "width of the two-layer projection head", min=1)
+    nce_temperature: float = option(0.07, "temperature of the PatchNCE softmax", gt=0)
+    flip_equivariance: bool = option(False, "every other step on average, translate the "
+                                            "horizontally flipped input and compare its features "
+                                            "flipped back (FastCUT)")
+    recompute: bool = option(False, "keep none of the generator's activations while the GAN and "
+                                    "PatchNCE terms run and recompute them for its backward pass "
+                                    "(activation checkpointing): less memory for one more "
+                                    "generator forward per term")
 
 
 @dataclass(frozen=True)
 class FastOptions(Options):
-    lambda_nce: float = _default("lambda_nce", 10.0)
-    nce_identity: bool = _default("nce_identity", False)
-    flip_equivariance: bool = _default("flip_equivariance", True)
+    lambda_nce: float = new_default(Options, "lambda_nce", 10.0)
+    nce_identity: bool = new_default(Options, "nce_identity", False)
+    flip_equivariance: bool = new_default(Options, "flip_equivariance", True)
 
 
 class CUT(img2img.Model):
@@ -88,6 +74,7 @@ class CUT(img2img.Model):
     Options = Options
     training_defaults = {"gan_loss": "lsgan", "epochs": 200, "decay_epochs": 200}
     directions = ("a_to_b",)
+    fakes_per_group = True  # each group makes its own output: one generator graph at a time
     smoke_options = {"generator": "resnet-6", "ngf": 8, "ndf": 8, "nce_patches": 16,
                      "nce_head_units": 16}
 
@@ -121,35 +108,36 @@ class CUT(img2img.Model):
             fakes["idt_b"] = g(batch["b"])
         return fakes
 
-    def generator_step(self, batch):
-        fakes = {}  # each group makes its own output, so one generator graph is alive at a time
-        return fakes, self.generator_losses(batch, fakes)
-
     def _flip(self) -> bool:
         """FastCUT's coin, drawn from the seeded torch generator so a resumed run redraws it."""
         o = self.options
         return o.flip_equivariance and self.generators.training and bool(torch.rand(()) < 0.5)
 
     def _output(self, fakes, name: str, source, flip: bool):
-        """The generator's output for `source` (flipped first if `flip`), whether it is
-        flipped, and the source's NCE features read during the same pass (None where that pass
-        saw the flipped image or `generate` made the output)."""
-        if name in fakes:  # made by `generate`: never flipped
-            return fakes[name], False, None
+        """The generator's output for `source` (flipped first if `flip`), made once per step
+        (`fake`), whether it is flipped, and the source's NCE features read during the same pass
+        (None where that pass saw the flipped image or `generate` made the output)."""
+        made_here = {}
+
+        def make():
+            x = source.flip(3) if flip else source
+            # A flipped pass sees the flipped image, whose features are not the source's.
+            layers = self.nce_layers if self.options.lambda_nce > 0 and not flip else ()
+            if self.options.recompute and torch.is_grad_enabled():
+                made, made_here["features"] = checkpoint(self._translate, x, layers,
+                                                         use_reentrant=False)
+            else:
+                made, made_here["features"] = self._translate(x, layers)
+            return made
+
+        output = self.fake(fakes, name, make)
+        return output, flip and bool(made_here), made_here.get("features")
+
+    def _translate(self, x, layers):
+        """The generator's output for `x` and, when `layers` are named, their features of `x`
+        read in the same pass (else None)."""
         g = self.generators["a_to_b"]
-        # A flipped pass sees the flipped image, whose features are not the source's.
-        layers = self.nce_layers if self.options.lambda_nce > 0 and not flip else ()
-
-        def translate(x):
-            return forward_and_features(g, x, layers) if layers else (g(x), None)
-
-        x = source.flip(3) if flip else source
-        if self.options.recompute and torch.is_grad_enabled():
-            made, features = checkpoint(translate, x, use_reentrant=False)
-        else:
-            made, features = translate(x)
-        fakes[name] = made.detach()
-        return made, flip, features
+        return forward_and_features(g, x, layers) if layers else (g(x), None)
 
     def patch_nce(self, source, output, flipped: bool = False, source_features=None):
         """PatchNCE between `source` and the generator's `output` for it (for a flipped

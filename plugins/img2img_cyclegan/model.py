@@ -3,33 +3,32 @@ least-squares GAN loss, cycle-consistency loss weighted 10 each way, identity lo
 cycle weight, and a pool of 50 past fakes per discriminator (Zhu et al. 2017).
 
 The generator loss arrives in four groups (a-cycle, b-cycle, each identity term) and each group
-makes the fake it uses (`generator_step`); the trainer backpropagates each group as it comes, so
+makes the fake it uses (`fakes_per_group`); the trainer backpropagates each group as it comes, so
 at most two generator passes hold activations at once instead of six. The gradient is the same
 as one backward of the summed loss."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch.nn.functional as F
 
 import img2img
-from img2img.losses import ImagePool
-from img2img.networks import NetworkOptions, network_field
+from img2img import new_default, option
+from img2img.networks import ImagePool, NetworkOptions
 
 
 @dataclass(frozen=True)
 class Options(NetworkOptions):  # both directions use the same networks
-    generator: str = network_field("generator", "resnet-9")
-    norm: str = network_field("norm", "instance")
-    dropout: bool = network_field("dropout", False)
+    generator: str = new_default(NetworkOptions, "generator", "resnet-9")
+    norm: str = new_default(NetworkOptions, "norm", "instance")
+    dropout: bool = new_default(NetworkOptions, "dropout", False)
     # With --norm batch, runs from before this option converted with the running averages.
-    batch_stats: str = network_field("batch_stats", "running")
-    lambda_cycle: float = field(default=10.0, metadata={
-        "help": "weight of the cycle-consistency loss (each direction)", "min": 0})
-    lambda_identity: float = field(default=0.5, metadata={
-        "help": "weight of the identity loss, relative to --lambda-cycle (0 = off)", "min": 0})
-    pool_size: int = field(default=50, metadata={
-        "help": "past fakes kept for the discriminators (0 = none)", "min": 0})
+    batch_stats: str = new_default(NetworkOptions, "batch_stats", "running")
+    lambda_cycle: float = option(10.0, "weight of the cycle-consistency loss (each direction)",
+                                 min=0)
+    lambda_identity: float = option(0.5, "weight of the identity loss, relative to --lambda-cycle "
+                                         "(0 = off)", min=0)
+    pool_size: int = option(50, "past fakes kept for the discriminators (0 = none)", min=0)
 
 
 class CycleGAN(img2img.Model):
@@ -39,6 +38,7 @@ class CycleGAN(img2img.Model):
     Options = Options
     training_defaults = {"gan_loss": "lsgan"}
     directions = ("a_to_b", "b_to_a")
+    fakes_per_group = True  # each group makes its own fake: one fake's graph alive at a time
     smoke_options = {"generator": "resnet-6", "ngf": 8, "ndf": 8, "pool_size": 4}
 
     def __init__(self, *args, **kwargs):
@@ -56,27 +56,15 @@ class CycleGAN(img2img.Model):
         return {"fake_b": self.generators["a_to_b"](batch["a"]),
                 "fake_a": self.generators["b_to_a"](batch["b"])}
 
-    def generator_step(self, batch):
-        fakes = {}  # each group below makes its own fake, so one fake's graph is alive at a time
-        return fakes, self.generator_losses(batch, fakes)
-
-    def _fake(self, fakes, name, generator, source):
-        """fakes[name] from `generate`, or made here (kept detached for the discriminators)."""
-        if name in fakes:
-            return fakes[name]
-        made = self.generators[generator](source)
-        fakes[name] = made.detach()
-        return made
-
     def generator_losses(self, batch, fakes):
         g, d, o = self.generators, self.discriminators, self.options
         gan = self.adversary.generator_loss
         # Each group uses its own fake's graph only, so each can be freed after its backward.
-        fake_b = self._fake(fakes, "fake_b", "a_to_b", batch["a"])
+        fake_b = self.fake(fakes, "fake_b", lambda: g["a_to_b"](batch["a"]))
         yield {"gan_a_to_b": gan(d["b"](fake_b)),
                "cycle_a": o.lambda_cycle * F.l1_loss(g["b_to_a"](fake_b), batch["a"])}
         del fake_b
-        fake_a = self._fake(fakes, "fake_a", "b_to_a", batch["b"])
+        fake_a = self.fake(fakes, "fake_a", lambda: g["b_to_a"](batch["b"]))
         yield {"gan_b_to_a": gan(d["a"](fake_a)),
                "cycle_b": o.lambda_cycle * F.l1_loss(g["a_to_b"](fake_a), batch["b"])}
         del fake_a

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
-from img2img.errors import DataError
+from img2img import DataError
 
 from .pipeline import DEFAULT_MARGIN, DEFAULT_SIZE, FACE_CHOICES
 from .prepare import find_images, prepare_faces

@@ -9,10 +9,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from img2img.data.decode import IMAGE_EXTENSIONS, read_native
-from img2img.errors import DataError, Img2ImgError
-from img2img.images import write_image
-from img2img.runs import write_text
+from img2img import DataError, Img2ImgError
+from img2img.data import IMAGE_EXTENSIONS, read_native, write_image, write_text
 
 from .align import crop, crop_matrix
 from .detect import choose, make_detector

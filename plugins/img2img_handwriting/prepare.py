@@ -13,9 +13,7 @@ import click
 import numpy as np
 
 import img2img
-from img2img.data import list_images
-from img2img.data.decode import read_native
-from img2img.images import write_image
+from img2img.data import list_images, read_native, write_image
 
 from .glyphs import Jitter, load_font, normalise_glyph, render_glyph
 from .preset import GLYPH_SIZE, MARGIN

@@ -10,9 +10,9 @@ from pathlib import Path
 import click
 import numpy as np
 
-from img2img.commands import open_run, output_option, run_options
-from img2img.images import write_image
-from img2img.inference import Translator
+from img2img import Translator
+from img2img.cli import open_run, output_option, run_options
+from img2img.data import write_image
 
 from .glyphs import (
     PAPER,

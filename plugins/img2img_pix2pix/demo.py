@@ -15,12 +15,9 @@ import numpy as np
 import torch
 
 import img2img
-from img2img import metrics
-from img2img.commands import output_option, runs_dir_option
-from img2img.data import list_images
-from img2img.data.decode import read_image
-from img2img.images import grid, write_image
-from img2img.runs import write_text
+from img2img.cli import output_option, runs_dir_option
+from img2img.data import grid, list_images, read_image, write_image, write_text
+from img2img.evaluation import l1, psnr
 
 
 SAMPLE = "faces_edges2photo"
@@ -56,10 +53,10 @@ def held_out_scores(fakes: list[np.ndarray], photos: list[np.ndarray],
 
     fake, real = unit(fakes), unit(photos)
     flat = unit(train_photos).mean(dim=(0, 2, 3), keepdim=True).expand_as(real)
-    return {"images": len(photos), "psnr": float(metrics.psnr(fake * 2 - 1, real * 2 - 1).mean()),
-            "l1": float(metrics.l1(fake * 2 - 1, real * 2 - 1).mean()),
-            "flat_psnr": float(metrics.psnr(flat * 2 - 1, real * 2 - 1).mean()),
-            "flat_l1": float(metrics.l1(flat * 2 - 1, real * 2 - 1).mean())}
+    return {"images": len(photos), "psnr": float(psnr(fake * 2 - 1, real * 2 - 1).mean()),
+            "l1": float(l1(fake * 2 - 1, real * 2 - 1).mean()),
+            "flat_psnr": float(psnr(flat * 2 - 1, real * 2 - 1).mean()),
+            "flat_l1": float(l1(flat * 2 - 1, real * 2 - 1).mean())}
 
 
 def _fresh_output(out: Path) -> Path:

@@ -13,59 +13,39 @@ there), so one model writes in several hands; `translate(..., label=)` (the core
 picks one. Without style folders the networks are exactly the published ones."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 import img2img
-from img2img.losses import feature_matching
-from img2img.networks import NetworkOptions
-from img2img.networks.unet import UnetGenerator, UnetLevel
-
-
-class _AddStyle(nn.Module):
-    """Sits at the U-Net bottleneck: adds the current style's embedding to every position."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.shift: Tensor | None = None
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x if self.shift is None else x + self.shift.to(x.dtype)
+from img2img import option
+from img2img.networks import NetworkOptions, UnetGenerator, feature_matching
 
 
 class StyledUnet(nn.Module):
-    """A U-Net whose bottleneck also sees a learned embedding of an integer style label."""
+    """A U-Net whose bottleneck also sees a learned embedding of an integer style label (its
+    conditioning input)."""
 
     def __init__(self, unet: UnetGenerator, styles: int):
         super().__init__()
-        level = unet.model
-        while isinstance(level.inner, UnetLevel):
-            level = level.inner
-        level.inner = _AddStyle()
-        self.unet, self.bottleneck = unet, level.inner
-        self.embedding = nn.Embedding(styles, level.down[-1].out_channels)
+        self.unet = unet
+        self.embedding = nn.Embedding(styles, unet.bottleneck_channels)
         self.required_multiple = unet.required_multiple
 
     def forward(self, x: Tensor, style: Tensor | None = None) -> Tensor:
         if style is None:
             style = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
-        self.bottleneck.shift = self.embedding(style.to(x.device))[:, :, None, None]
-        try:
-            return self.unet(x)
-        finally:
-            self.bottleneck.shift = None
+        return self.unet(x, self.embedding(style.to(x.device)))
 
 
 @dataclass(frozen=True)
 class Options(NetworkOptions):  # the published networks: NetworkOptions' defaults are pix2pix's
-    lambda_l1: float = field(default=100.0, metadata={"help": "weight of the L1 loss to the target",
-                                                      "min": 0})
-    feature_matching: float = field(default=0.0, metadata={
-        "help": "weight of the discriminator feature-matching loss between (a, fake b) and "
-                "(a, b) (pix2pixHD uses 10; 0 = off, the published recipe)", "min": 0})
+    lambda_l1: float = option(100.0, "weight of the L1 loss to the target", min=0)
+    feature_matching: float = option(0.0, "weight of the discriminator feature-matching loss "
+                                          "between (a, fake b) and (a, b) (pix2pixHD uses 10; 0 = "
+                                          "off, the published recipe)", min=0)
 
 
 class Pix2Pix(img2img.Model):

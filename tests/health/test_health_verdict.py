@@ -10,7 +10,7 @@ import random
 
 import pytest
 
-from img2img import runs
+from img2img.runs import folders as runs
 from img2img.errors import CheckpointError
 from img2img.health import render_html, render_text
 from img2img.health.verdict import (COLLAPSED, METRICS, CONFIG, NON_FINITE, OVERPOWERED,

@@ -20,13 +20,13 @@ from img2img_cyclegan import CycleGAN
 from img2img_pix2pix import Pix2Pix
 
 import img2img
-from img2img.catalog import BUILTIN_COMMANDS, TRAIN_FIELDS, build_catalog
 from img2img.cli import build_cli
-from img2img.inference import Translator, translate_indexed
+from img2img.inference.translator import Translator, translate_indexed
 from img2img.interop import export as export_module
 from img2img.interop.export import TORCHSCRIPT_METADATA, export_model
 from img2img.model import ImageSpec
-from img2img.plugins import load_plugins
+from img2img.registry.catalog import BUILTIN_COMMANDS, TRAIN_FIELDS, build_catalog
+from img2img.registry.loading import load_plugins
 from img2img.testing import check_model
 
 BUILTINS = {"IMG2IMG_LOAD_PLUGINS": "img2img_pix2pix,img2img_cyclegan,img2img_cgan"}

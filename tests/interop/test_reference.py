@@ -15,12 +15,12 @@ from click.testing import CliRunner
 from PIL import Image
 
 import img2img
-from img2img import checkpoints
-from img2img.catalog import BUILTIN_COMMANDS, TRAIN_FIELDS, build_catalog
 from img2img.cli import build_cli
 from img2img.errors import Img2ImgError
 from img2img.interop import reference
-from img2img.plugins import load_plugins
+from img2img.registry.catalog import BUILTIN_COMMANDS, TRAIN_FIELDS, build_catalog
+from img2img.registry.loading import load_plugins
+from img2img.runs import checkpoints
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "ref_weights"
 CASES = json.loads((DATA / "index.json").read_text())["cases"]

@@ -19,7 +19,7 @@ from click.testing import CliRunner
 import img2img
 from img2img.cli import build_cli
 from img2img.data import SeededSampler
-from img2img.plugins import load_plugins
+from img2img.registry.loading import load_plugins
 from img2img.testing import write_sample_images
 from img2img_cgan.model import GRID_NOISE, ConditionalGAN, mode_seeking_loss
 from img2img_pix2pix import Pix2Pix
@@ -142,8 +142,8 @@ def test_sample_rejects_a_label_out_of_range(trained):
 
 def test_checkpoint_keeps_the_generator_average(trained):
     average = img2img.load(trained, device="cpu").model.generators
-    from img2img.checkpoints import model_from_checkpoint
-    from img2img import checkpoints
+    from img2img.runs.checkpoints import model_from_checkpoint
+    from img2img.runs import checkpoints
     raw = model_from_checkpoint(ConditionalGAN, checkpoints.resolve_checkpoint(trained), use_average=False)
     differs = [not torch.equal(a, b) for a, b in zip(average.parameters(),
                                                        raw.generators.parameters())]

@@ -15,10 +15,11 @@ import torch.nn.functional as F
 from torch import nn
 
 import img2img
-from img2img import ImageSpec, TrainConfig, Trainer, checkpoints, runs
+from img2img import ImageSpec, TrainConfig, Trainer
 from img2img.networks import ResnetBlock, ResnetGenerator, UnetGenerator
 from img2img.networks.antialias import BlurPool2d, BlurUpsample2d, antialias_resnet
 from img2img.networks.features import encoder_features, resolve_layers
+from img2img.runs import checkpoints, folders as runs
 from img2img_cut import CUT, FastCUT, ProjectionHead, patch_nce_loss
 
 from test_cyclegan import BRIGHT, DARK, n_params, textures, to_model

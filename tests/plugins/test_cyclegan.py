@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 import img2img
-from img2img import ImageSpec, TrainConfig, Trainer, checkpoints
+from img2img import ImageSpec, TrainConfig, Trainer
+from img2img.runs import checkpoints
 from img2img_cyclegan import CycleGAN
 
 DARK, BRIGHT = (0.0, 0.5), (0.5, 1.0)  # the value range of each domain, in [0, 1]

@@ -17,11 +17,11 @@ import pytest
 from click.testing import CliRunner
 
 import img2img
-from img2img.catalog import build_catalog
-from img2img.catalog import TRAIN_FIELDS
 from img2img.cli import build_cli
 from img2img.data.decode import read_native
-from img2img.plugins import load_plugins
+from img2img.registry.catalog import build_catalog
+from img2img.registry.catalog import TRAIN_FIELDS
+from img2img.registry.loading import load_plugins
 from img2img.testing import write_sample_images
 from img2img_faces import PIPELINE
 from img2img_faces.align import crop, crop_matrix, feather_mask, paste

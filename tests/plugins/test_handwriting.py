@@ -19,8 +19,8 @@ import img2img
 from img2img import ImageSpec
 from img2img.cli import build_cli
 from img2img.data import PairedDataset
-from img2img.evaluate import evaluate, load_eval_set
-from img2img.plugins import load_plugins
+from img2img.evaluation.evaluate import evaluate, load_eval_set
+from img2img.registry.loading import load_plugins
 
 BUNDLED = Path(__file__).resolve().parents[2] / "datasets" / "handwriting_print2hand"
 TINY = ["--ngf", "16", "--ndf", "16"]

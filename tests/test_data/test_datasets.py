@@ -13,13 +13,13 @@ import pytest
 import torch
 from PIL import Image, ImageOps
 
-from img2img.data.augment import AugmentRecipe, apply, build_transform
 from img2img.data import (
     LabelledDataset, PairedDataset, SeededSampler, UnpairedDataset, list_images, open_dataset, read_image,
 )
+from img2img.data.augment import AugmentRecipe, apply, build_transform
 from img2img.data.decode import _jpeg_header, exif_orientation
-from img2img.errors import DataError
 from img2img.data.fast_augment import plain_plan, run_plan, to_chw
+from img2img.errors import DataError
 
 FIXED = AugmentRecipe(load_size=16, crop_size=16, flip=False)  # no randomness: pixels predictable
 RANDOM = AugmentRecipe(load_size=24, crop_size=16, flip=True, color_jitter=0.4)

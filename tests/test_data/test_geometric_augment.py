@@ -1,7 +1,8 @@
 """Geometric training augmentation end to end: the `--scale-jitter`, `--rotate`, `--shear` and
 `--elastic` flags, their validation, the trainer handing them to the CPU recipe or the device
 augmentation, and the presets that use them (face, handwriting). The warps themselves are
-tested in tests/test_augment.py (CPU) and tests/test_ops.py (device)."""
+tested in tests/test_data/test_augment.py (CPU) and tests/test_data/test_device_augment.py
+(device)."""
 from __future__ import annotations
 
 import re
@@ -14,7 +15,7 @@ import img2img.api
 import img2img.cli
 from img2img import Img2ImgError, TrainConfig, Trainer
 from img2img.cli import build_cli
-from img2img.plugins import load_plugins
+from img2img.registry.loading import load_plugins
 from img2img.testing import write_sample_images
 
 GEOMETRY = {"scale_jitter": 0.1, "rotate": 10.0, "shear": 5.0, "elastic": 0.3}
@@ -66,7 +67,7 @@ def test_cpu_augmentation_gets_the_geometry(tmp_path):
     names = [type(step).__name__ for step in trainer.dataset.transform.transforms]
     assert "Affine" in names and "ElasticTransform" in names
     trainer.fit()
-    assert trainer.step == 2
+    assert trainer.state.step == 2
 
 
 def test_device_augmentation_gets_the_geometry_and_the_loader_does_not(tmp_path):
@@ -79,7 +80,7 @@ def test_device_augmentation_gets_the_geometry_and_the_loader_does_not(tmp_path)
     assert "RandomAffine" in steps and "RandomElasticTransform" in steps
     assert trainer.fixed_batch["a"].shape[-2:] == (32, 32)
     trainer.fit()
-    assert trainer.step == 2
+    assert trainer.state.step == 2
 
 
 def _trained_config(monkeypatch, *args):

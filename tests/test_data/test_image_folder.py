@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from img2img.data.augment import AugmentRecipe
 from img2img.data import ImageFolderDataset, open_dataset
+from img2img.data.augment import AugmentRecipe
 from img2img.errors import DataError
 from img2img.model import DATA_KINDS
 from img2img.testing import write_sample_images

@@ -7,14 +7,15 @@ Domain `a` is the grey image, domain `b` the colour one, so the generator is `a_
 discriminator judges `b`, like every other img2img model."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 import img2img
-from img2img.networks import NetworkOptions, network_field
+from img2img import new_default, option
+from img2img.networks import NetworkOptions
 
 # ITU-R BT.601 luma: the grey a black-and-white photo or a photo editor's "desaturate" gives.
 GREY_WEIGHTS = (0.299, 0.587, 0.114)
@@ -35,9 +36,8 @@ def to_grey(images: Tensor) -> Tensor:
 
 @dataclass(frozen=True)
 class Options(NetworkOptions):  # img2img's shared U-Net + PatchGAN options
-    dropout: bool = network_field("dropout", False)
-    lambda_l1: float = field(default=100.0, metadata={
-        "help": "weight of the L1 loss to the real colours", "min": 0})
+    dropout: bool = new_default(NetworkOptions, "dropout", False)
+    lambda_l1: float = option(100.0, "weight of the L1 loss to the real colours", min=0)
 
 
 class Colorize(img2img.Model):

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import img2img
-from img2img.model import ImageSpec
+from img2img import ImageSpec
 from img2img.testing import check_model
 from img2img_colorize import FAST, Colorize, to_grey
 
