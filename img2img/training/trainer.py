@@ -1,8 +1,8 @@
-"""The one training loop every model shares. `TrainConfig` holds the settings common to all
-models (each field is a `train` flag); `Trainer` owns devices, seeds, optimisers, the learning-rate
+"""The one training loop every model shares, with the settings common to all models
+(`TrainConfig`, in `settings`): `Trainer` owns devices, seeds, optimisers, the learning-rate
 schedule, mixed precision, discriminator freezing, logging, sample grids, checkpoints and exact
 resume. Models only say what to compute (see `img2img.model.Model`); where the loop stands is
-its `TrainingState` (`img2img.training.state`)."""
+its `TrainingState` (`state`)."""
 from __future__ import annotations
 
 import logging
