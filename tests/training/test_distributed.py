@@ -22,6 +22,7 @@ from img2img import TrainConfig, Trainer
 from img2img.data import SeededSampler
 from img2img.runs import checkpoints, folders as runs
 from img2img.testing import write_sample_images
+from img2img.training import distributed
 from img2img_cyclegan import CycleGAN
 from img2img_pix2pix import Pix2Pix
 
@@ -297,7 +298,7 @@ def test_the_stop_vote_never_waits_within_a_step_and_every_rank_reads_it_a_step_
         monkeypatch):
     recorder = _Recorder()
     monkeypatch.setattr(torch.distributed, "all_reduce", recorder.all_reduce)
-    vote = img2img.distributed.StopVote()
+    vote = distributed.StopVote()
     assert [vote.poll(flag) for flag in (False, True, False)] == [False, False, True]
     assert vote.finish() is False and vote.finish() is False  # nothing left in flight
     # A CPU tensor (gloo): reading it is no device synchronisation; sent without waiting.
@@ -313,10 +314,10 @@ def test_a_distributed_step_sends_one_vote_and_ctrl_c_stops_one_step_later(tmp_p
     monkeypatch.setattr(torch.distributed, "all_reduce", recorder.all_reduce)
     monkeypatch.setenv("WORLD_SIZE", "2")
     for name in ("start", "stop", "prepare_model"):
-        monkeypatch.setattr(img2img.distributed, name, lambda *args, **kwargs: None)
-    monkeypatch.setattr(img2img.distributed, "broadcast_object", lambda value: value)
-    monkeypatch.setattr(img2img.distributed, "average_gradients", lambda *args: None)
-    monkeypatch.setattr(img2img.distributed, "mean", lambda values, world: values)
+        monkeypatch.setattr(distributed, name, lambda *args, **kwargs: None)
+    monkeypatch.setattr(distributed, "broadcast_object", lambda value: value)
+    monkeypatch.setattr(distributed, "average_gradients", lambda *args: None)
+    monkeypatch.setattr(distributed, "mean", lambda values, world: values)
     folders = write_sample_images("paired", tmp_path / "data", n=8, size=40)
     trainer = Trainer(Pix2Pix, Pix2Pix.Options(**Pix2Pix.smoke_options),
                       TrainConfig(**folders, load_size=32, crop_size=32, workers=0,
@@ -325,13 +326,13 @@ def test_a_distributed_step_sends_one_vote_and_ctrl_c_stops_one_step_later(tmp_p
     step = trainer.train_step
 
     def train_step(batch):
-        if trainer.step == 1:  # Ctrl-C during the second step
+        if trainer.state.step == 1:  # Ctrl-C during the second step
             os.kill(os.getpid(), signal.SIGINT)
         return step(batch)
 
     monkeypatch.setattr(trainer, "train_step", train_step)
     trainer.fit()
-    assert trainer.step == 3 and trainer.interrupted  # every rank stops after step 3
+    assert trainer.state.step == 3 and trainer.interrupted  # every rank stops after step 3
     assert recorder.calls == [{"device": "cpu", "async": True, "value": v} for v in (0, 1, 1)]
 
 

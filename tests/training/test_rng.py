@@ -1,4 +1,4 @@
-"""The run's random numbers (img2img.rng): which generators are seeded and restored, per-step
+"""The run's random numbers (img2img.training.rng): which generators are seeded and restored, per-step
 seeds per rank, and the trainer's use of them. The CUDA generators are stood in for by CPU
 generators (`rng.cuda_generator` is the one place that reaches for a GPU's), so a CPU machine
 checks the logic; tests/test_gpu.py checks it on a GPU."""
