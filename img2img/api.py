@@ -6,6 +6,7 @@ and calls these, so a script gets exactly the run the command line would."""
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -70,8 +71,11 @@ def train(model: str, *, preset: str | None = None, config: str | Path | None = 
             print(f"Run folder: {trainer.run_dir}", file=sys.stderr)
     run_dir = trainer.fit()
     if getattr(trainer, "interrupted", False):
-        raise Interrupted(f"interrupted at step {trainer.state.step}; the checkpoint is saved: "
-                          f"continue with: img2img train {model} --resume {run_dir}")
+        stopped_by = signal.Signals(trainer.stop_signal)
+        raise Interrupted(f"training stopped by {stopped_by.name}: interrupted at step "
+                          f"{trainer.state.step}; the checkpoint is saved: continue with: "
+                          f"img2img train {model} --resume {run_dir}",
+                          exit_code=128 + stopped_by.value)
     return run_dir
 
 

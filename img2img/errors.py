@@ -10,9 +10,15 @@ class Img2ImgError(Exception):
 
 
 class Interrupted(Img2ImgError):
-    """Training stopped by Ctrl-C after saving a checkpoint (exit code 130, as shells use)."""
+    """Training stopped on request (Ctrl-C or SIGTERM) after saving a checkpoint: not a failure.
+    The exit code is 128 + the signal's number, as shells report it (130 for Ctrl-C, 143 for
+    SIGTERM)."""
 
     exit_code = 130
+
+    def __init__(self, message: str, exit_code: int = 130):
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 class DataError(Img2ImgError):

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from ..errors import Img2ImgError
+from ..errors import Img2ImgError, Interrupted
 
 
 class Failure(click.ClickException):
@@ -24,6 +24,9 @@ class Img2ImgGroup(click.Group):
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
+        except Interrupted as exc:  # a stop that was asked for: said plainly, not as an error
+            click.echo(str(exc), err=True)
+            ctx.exit(exc.exit_code)
         except Img2ImgError as exc:
             if _debug(ctx):
                 raise

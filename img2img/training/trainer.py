@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import math
+import signal
 import sys
 import time
 from collections.abc import Mapping
@@ -296,6 +297,8 @@ class Trainer:
             except Exception as exc:
                 self._stop_on_error(exc)
         self.interrupted = stopped and self.state.step < total
+        # What stopped it (a rank stopped by another's vote saw no signal: Ctrl-C's code).
+        self.stop_signal = interrupt.signal or signal.SIGINT
         if self.processes.is_main:
             self.save_samples()
             weights = self.save_checkpoint()

@@ -181,16 +181,22 @@ def _wait_for(path: Path, timeout: float = 90) -> None:
     assert path.exists(), f"{path} never appeared"
 
 
-def test_ctrl_c_saves_then_exits_130(tmp_path, data):
+@pytest.mark.parametrize(("sent", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)],
+                         ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_or_sigterm_saves_then_exits_128_plus_the_signal(tmp_path, data, sent, code):
+    """SIGTERM (what SLURM, Kubernetes, Docker and systemd send before they kill) saves a
+    checkpoint as Ctrl-C does; a stop that was asked for is said plainly, not as an error."""
     process = _train_process(tmp_path, data, "--name", "int", "--max-steps", "100000",
                              "--epochs", "100000")
     _wait_for(tmp_path / "runs" / "int" / "metrics.jsonl")
-    process.send_signal(signal.SIGINT)
+    process.send_signal(sent)
     out, err = process.communicate(timeout=60)
-    assert process.returncode == 130, err
-    assert "interrupted at step" in err and "--resume" in err and "Traceback" not in err
+    assert process.returncode == code, err
+    assert f"stopped by {sent.name}: interrupted at step" in err and "--resume" in err
+    assert "Traceback" not in err and "Error:" not in err and "leaked semaphore" not in err
     saved = checkpoints.resolve_checkpoint(tmp_path / "runs" / "int")
-    assert checkpoints.read_metadata(saved)["step"] >= 1
+    step = checkpoints.read_metadata(saved)["step"]
+    assert step >= 1 and f"interrupted at step {step};" in err
 
 
 def _descendants(pid: int) -> set[int]:
