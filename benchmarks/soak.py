@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import benchlib
@@ -78,16 +79,16 @@ def _start(args: list[str], env: dict, log: Path) -> subprocess.Popen:
                                 env=env, stdout=subprocess.DEVNULL, stderr=stream)
 
 
-def _watch(process: subprocess.Popen, seconds: float, life: list, started: float) -> bool:
-    """Sample memory once a second for `seconds` into `life` (this process's samples); False if
-    the process ended by itself."""
+def _watch(process: subprocess.Popen, seconds: float, life: list, started: float, log: Path,
+           until: Callable[[], bool] = lambda: True) -> None:
+    """Sample memory once a second into `life` (this process's samples) for `seconds`, then on
+    until `until()` holds; stop the benchmark, with the log, if the process ends by itself."""
     end = time.monotonic() + seconds
-    while time.monotonic() < end:
+    while time.monotonic() < end or not until():
         if process.poll() is not None:
-            return False
+            raise SystemExit(f"training ended by itself:\n{log.read_text()[-3000:]}")
         life.append((round(time.monotonic() - started, 1), _tree_rss_mb(process.pid)))
         time.sleep(1.0)
-    return True
 
 
 WARMUP_S = 15  # start-up, worker spawn and the first epoch: memory is allowed to rise here
@@ -141,13 +142,10 @@ def main() -> None:
         while time.monotonic() - started < minutes * 60:
             wait = max(5.0, rng.expovariate(1 / kill_every))
             wait = min(wait, minutes * 60 - (time.monotonic() - started))
-            if not _watch(process, wait, lives[-1], started):
-                raise SystemExit(f"training ended by itself:\n{log.read_text()[-3000:]}")
             # A kill before the first checkpoint leaves nothing to resume (on a loaded machine
             # start-up can outlast the wait): keep watching until there is one.
-            while not (run / "checkpoints" / "latest").exists():
-                if not _watch(process, 1.0, lives[-1], started):
-                    raise SystemExit(f"training ended by itself:\n{log.read_text()[-3000:]}")
+            _watch(process, wait, lives[-1], started, log,
+                   until=(run / "checkpoints" / "latest").exists)
             if deleted is None and time.monotonic() - started > minutes * 30:
                 deleted = sorted((data / "a").iterdir())[3]
                 deleted.unlink()  # a file that vanishes mid-run
@@ -162,9 +160,8 @@ def main() -> None:
         # The last one ends cleanly, with a checkpoint: once it trains again (a Ctrl-C during
         # start-up, which a loaded machine makes long, ends it before its handler exists).
         resumed_from = max(_logged_steps(run) or [0])
-        while max(_logged_steps(run) or [0]) <= resumed_from:
-            if not _watch(process, 1.0, lives[-1], started):
-                raise SystemExit(f"training ended by itself:\n{log.read_text()[-3000:]}")
+        _watch(process, 0.0, lives[-1], started, log,
+               until=lambda: max(_logged_steps(run) or [0]) > resumed_from)
         process.send_signal(signal.SIGINT)
         try:
             process.wait(timeout=300)

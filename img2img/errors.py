@@ -14,8 +14,6 @@ class Interrupted(Img2ImgError):
     The exit code is 128 + the signal's number, as shells report it (130 for Ctrl-C, 143 for
     SIGTERM)."""
 
-    exit_code = 130
-
     def __init__(self, message: str, exit_code: int = 130):
         super().__init__(message)
         self.exit_code = exit_code

@@ -233,10 +233,11 @@ class Trainer:
         self.scaler.unscale_(self.optimizers[optimizer])
         for prefix, nets in groups.items():
             for name, net in nets.items():
-                grads = [p.grad.detach().float() for p in net.parameters() if p.grad is not None]
-                if grads:
+                grads = [p.grad.detach() for p in net.parameters() if p.grad is not None]
+                if grads:  # one fused kernel per device and dtype, then the norm of the norms
+                    norms = torch._foreach_norm(grads)
                     measured[f"grad/{prefix}.{name}"] = torch.linalg.vector_norm(
-                        torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+                        torch.stack([n.float() for n in norms]))
 
     def train_step(self, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
         """One generator update then one discriminator update; returns the detached terms.
