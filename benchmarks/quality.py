@@ -15,6 +15,7 @@ seeds, fast first on odd ones), so a change in machine load hits both.
 
     python benchmarks/quality.py --minutes 5,20 --seeds 3   # the comparison, both models
     python benchmarks/quality.py --minutes 3 --ablation     # each candidate alone, pix2pix
+    python benchmarks/quality.py --minutes 3 --ada          # the fast recipe with and without --ada
     python benchmarks/quality.py --smoke                    # 32 px, narrow networks: seconds
 """
 from __future__ import annotations
@@ -33,7 +34,9 @@ import benchlib
 
 DATASETS = Path(__file__).resolve().parent.parent / "datasets"
 
-RECIPES = {"published": None, "fast": "fast"}  # recipe -> preset
+RECIPES = {"published": (None, {}), "fast": ("fast", {})}  # recipe -> (preset, settings)
+# --ada: the recommended recipe with and without adaptive discriminator augmentation.
+ADA_RECIPES = {"fast": ("fast", {}), "fast + ada": ("fast", {"ada": True})}
 
 # Each candidate of the fast recipe on its own, on top of the published pix2pix recipe.
 ABLATION = {
@@ -255,7 +258,8 @@ def save_grid(path: Path, columns: dict) -> Path:
     return path
 
 
-def comparison(args, runs_dir: Path) -> tuple[list[dict], dict, list[Path]]:
+def comparison(args, runs_dir: Path, recipes: dict = RECIPES
+               ) -> tuple[list[dict], dict, list[Path]]:
     models = args.models.split(",")
     baselines = {}
     if "pix2pix" in models:
@@ -265,10 +269,11 @@ def comparison(args, runs_dir: Path) -> tuple[list[dict], dict, list[Path]]:
     rows, fakes = [], {}
     for minutes in args.budgets:
         for seed in range(args.seed, args.seed + args.seeds):
-            order = list(RECIPES) if seed % 2 == 0 else list(RECIPES)[::-1]
+            order = list(recipes) if seed % 2 == 0 else list(recipes)[::-1]
             for recipe in order:
                 for model in models:
-                    row, fake = run_one(model, RECIPES[recipe], {}, args, runs_dir, minutes, seed)
+                    preset, settings = recipes[recipe]
+                    row, fake = run_one(model, preset, settings, args, runs_dir, minutes, seed)
                     row.update(recipe=recipe, minutes=minutes, seed=seed)
                     rows.append(row)
                     print(f"{model} {recipe} {minutes:g} min seed {seed}: "
@@ -281,11 +286,34 @@ def comparison(args, runs_dir: Path) -> tuple[list[dict], dict, list[Path]]:
         for minutes in args.budgets:
             source, target = (paired_test(args)[:2] if model == "pix2pix" else unpaired_test(args))
             columns = {"input": source[:8],
-                       **{recipe: fakes[(model, minutes, recipe)][:8] for recipe in RECIPES}}
+                       **{recipe: fakes[(model, minutes, recipe)][:8] for recipe in recipes}}
             if model == "pix2pix":
                 columns["real"] = target[:8]
-            grids.append(save_grid(args.figures / f"quality-{model}-{minutes:g}min.png", columns))
+            name = f"quality-{model}-{minutes:g}min" + ("-ada" if recipes is ADA_RECIPES else "")
+            grids.append(save_grid(args.figures / f"{name}.png", columns))
     return rows, baselines, grids
+
+
+def ada_verdict(summary: list[dict]) -> list[dict]:
+    """Whether --ada beats the same recipe without it, per model and budget: each score's
+    difference against the seed-to-seed spread (the larger sd of the two)."""
+    checks = []
+    by = {(s["model"], s["minutes"], s["recipe"]): s for s in summary}
+    for (model, minutes, recipe), with_ada in by.items():
+        without = by.get((model, minutes, "fast"))
+        if recipe != "fast + ada" or without is None:
+            continue
+        for key, higher in ((("psnr", True), ("l1", False)) if model == "pix2pix"
+                            else (("swd", False),)):
+            diff = with_ada[key] - without[key]
+            spread = max(with_ada[f"{key} sd"], without[f"{key} sd"])
+            better = diff > 0 if higher else diff < 0
+            checks.append({"target": f"{model} {minutes:g} min: {key} with --ada",
+                           "limit": f"{'higher' if higher else 'lower'} beyond the seed spread",
+                           "measured": f"{with_ada[key]:.4g} against {without[key]:.4g} "
+                                       f"(diff {diff:+.4f}, spread {spread:.4f})",
+                           "met": bool(better and abs(diff) > spread)})
+    return checks
 
 
 def ablation(args, runs_dir: Path) -> list[dict]:
@@ -353,6 +381,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--one-sided", action="store_true",
                    help="instead: CUT beside CycleGAN on faces_grey2colour, same budget (the "
                         "first) and seeds, published settings; SWD")
+    p.add_argument("--ada", action="store_true",
+                   help="instead: the fast recipe with and without --ada, both models, same "
+                        "budgets and seeds")
     p.add_argument("--size", type=int, default=128, help="crop size (the sets are 128 px)")
     p.add_argument("--load-size", type=int, default=142, help="resize before the random crop")
     p.add_argument("--width", type=int, default=None,
@@ -394,7 +425,8 @@ def main(argv: list[str] | None = None) -> int:
             benchlib.finish(args, "quality", machine, quiet, one_sided=rows,
                             one_sided_summary=found)
             return 0
-        rows, baselines, grids = comparison(args, runs_dir)
+        rows, baselines, grids = comparison(args, runs_dir,
+                                            ADA_RECIPES if args.ada else RECIPES)
     summary = summarise(rows, baselines)
     for model in args.models.split(","):
         found = [s for s in summary if s["model"] == model]
@@ -413,7 +445,8 @@ def main(argv: list[str] | None = None) -> int:
                 ["minutes", "recipe", "seeds", "steps", "swd", "swd sd"],
                 f"cyclegan on faces_grey2colour, SWD of translated testA to testB ({args.size} px;"
                 f" lower is better)")
-    benchlib.finish(args, "quality", machine, quiet, targets(summary), rows=rows,
+    checks = ada_verdict(summary) if args.ada else targets(summary)
+    benchlib.finish(args, "quality", machine, quiet, checks, rows=rows,
                     summary=summary, baselines=baselines, grids=[str(g) for g in grids])
     return 0
 

@@ -17,6 +17,14 @@ FastCUT's step time and peak memory as ratios of our CycleGAN's (the CUT paper's
 0.24/0.40 s and 3.33/4.81 GB for CUT, 0.15/0.40 s and 2.25/4.81 GB for FastCUT, give the targets);
 the reference-style CycleGAN step, which the paper's CycleGAN figures describe, is timed beside
 them for context.
+
+The health section (`--health-repeats`, 0 = skip) prices the training-health signals inside one
+step of each model: every piece the trainer adds (the copy of the networks' buffers a skipped
+step restores, the step guard's finiteness check with its one host synchronisation, the
+discriminator-decision meter), timed alone on the state a real step left, plus what runs only on
+log steps (gradient norms, the means, and every 5th healthy record a copy of the run to roll
+back to) and on sample steps (output diversity), spread over the default --log-every 50 and
+--sample-every 500. Target: at most 3% of the step time.
 """
 from __future__ import annotations
 
@@ -178,6 +186,86 @@ def measure(job: dict) -> dict:
         return {**job, "first_step_s": round(first, 4), "step_s": [round(t, 4) for t in times],
                 "rss_setup_mb": rss_setup, "peak_rss_mb": benchlib.peak_rss_mb(),
                 "gpu_peak_mb": benchlib.gpu_peak_mb(device)}
+
+
+def measure_health(job: dict) -> dict:
+    """The health signals' cost per step, in ms, as the fraction of a step (see the module
+    docstring): each piece timed alone (median of `repeats`) after a real step."""
+    import statistics
+    import time
+
+    import torch
+
+    from img2img.health import SignalMeter
+    from img2img.training.settings import TrainConfig
+    from img2img.training.watch import SPACING, take_snapshot
+
+    def timed(fn) -> float:
+        times = []
+        for _ in range(job["repeats"]):
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            start = time.perf_counter()
+            fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            times.append(time.perf_counter() - start)
+        return statistics.median(times) * 1000
+
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = _trainer(job, Path(tmp))
+        device, model = trainer.device, trainer.model
+        generator = torch.Generator().manual_seed(1234)
+        shape = (job["batch"], 3, job["size"], job["size"])
+        batch = {k: (torch.rand(shape, generator=generator) * 2 - 1).to(device) for k in "ab"}
+        model.train()
+        trainer.train_step(batch)  # warm-up
+        step_ms = statistics.median(benchlib.timed(lambda: trainer.train_step(batch), device)
+                                    for _ in range(job["steps"])) * 1000
+        seen = []
+        model.adversary.observers.append(lambda *logits: seen.append(logits))
+        logged = trainer.train_step(batch)  # leaves its gradients and logits to price
+        nets = {"g": model.generators, "aux": model.auxiliary, "d": model.discriminators}
+        gradients = {f"grad/{prefix}.{name}": [p.grad for p in net.parameters()]
+                     for prefix, group in nets.items() for name, net in group.items()}
+        meter = SignalMeter()
+        per_step = {
+            "buffers": timed(lambda: [b.clone() for b in model.buffers()]),
+            "guard": timed(lambda: trainer.watch.flags(logged, gradients).tolist()),
+            "decisions": timed(lambda: [meter.observe(*logits) for logits in seen]),
+        }
+        per_log = {
+            "grad norms": timed(lambda: trainer._measure_gradients(nets, {})),
+            "means": timed(lambda: meter.means() and trainer.watch.counts()),
+            "rollback copy": timed(lambda: take_snapshot(
+                model, trainer.optimizers, trainer.scaler, None, {})) / SPACING,
+        }
+        per_sample = {"diversity": timed(trainer._measure_diversity)}
+        defaults = TrainConfig.__dataclass_fields__
+        log_every = defaults["log_every"].default
+        sample_every = defaults["sample_every"].default
+        cost = (sum(per_step.values()) + sum(per_log.values()) / log_every
+                + sum(per_sample.values()) / sample_every)
+        return {"model": job["model"], "size": job["size"], "step ms": round(step_ms, 2),
+                **{f"{k} ms": round(v, 3) for k, v in {**per_step, **per_log,
+                                                       **per_sample}.items()},
+                "health ms/step": round(cost, 3),
+                "share": round(cost / (step_ms - cost), 4)}
+
+
+def health_cost(args) -> tuple[list[dict], list[dict]]:
+    rows = []
+    for model in [m for m in args.models.split(",") if m] or list(MODELS):
+        job = {"model": model, "size": args.size, "width": args.width, "batch": 1,
+               "variant": "ours", "precision": args.precision, "device": args.device,
+               "steps": max(args.steps, 3), "repeats": args.health_repeats}
+        rows.append(benchlib.isolated(measure_health, job, args.threads, args.passive_wait))
+    checks = [{"target": f"{r['model']}: health signals' cost",
+               "limit": "<= 3% of the step (--log-every 50, --sample-every 500)",
+               "measured": f"{r['share']:.2%} ({r['health ms/step']:.2f} ms of "
+                           f"{r['step ms']:.0f} ms)",
+               "met": r["share"] <= 0.03} for r in rows]
+    return rows, checks
 
 
 # -- the comparison (parent process) ------------------------------------------------------------
@@ -346,6 +434,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--precision", default="fp32", help="ours: fp32 (equal settings), auto, bf16")
     p.add_argument("--pix2pix-steps", type=int, default=12,
                    help="timed pix2pix steps per process at batch 1 (its steps are short)")
+    p.add_argument("--health-repeats", type=int, default=20,
+                   help="timings of each health-signal piece (0 = skip the health section)")
     p.add_argument("--one-sided-rounds", type=int, default=2,
                    help="rounds of our CycleGAN, CUT and FastCUT processes (0 = skip)")
     args = p.parse_args(argv)
@@ -355,6 +445,7 @@ def main(argv: list[str] | None = None) -> int:
         args.pix2pix_steps = 1
         args.large_batch, args.large_steps = 2, 1
         args.one_sided_rounds = min(args.one_sided_rounds, 1)
+        args.health_repeats = min(args.health_repeats, 2)
     quiet = benchlib.wait_for_quiet(args.wait_load)
     machine = benchlib.machine()
     rows, summaries = [], []
@@ -392,8 +483,14 @@ def main(argv: list[str] | None = None) -> int:
                              ["model", "time_ratio", "peak_rss_ratio", "step_rss_ratio"],
                              "Context: ratios to the reference-style CycleGAN step (one run)")
         checks += one_sided_verdicts(one_sided["ratios"])
+    health = []
+    if args.health_repeats > 0:
+        health, found = health_cost(args)
+        benchlib.print_table(health, list(health[0]), f"Health signals' cost per step, "
+                             f"{args.size} px, batch 1, width {args.width}")
+        checks += found
     benchlib.finish(args, "train_speed", machine, quiet, checks, rows=rows,
-                    comparisons=summaries, one_sided=one_sided)
+                    comparisons=summaries, one_sided=one_sided, health=health)
     return 0
 
 

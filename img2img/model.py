@@ -153,6 +153,13 @@ class Model(nn.Module, abc.ABC):
         shown.update({k: v for k, v in fakes.items() if v.dim() == 4})
         return shown
 
+    def health_signals(self) -> Mapping[str, Tensor | float]:
+        """Signals of the model's own for the training log, by name: called on each log step
+        and written to `metrics.jsonl` as `health/<name>` (a 0-dim tensor stays on the device
+        until then; a distributed run logs the mean over processes). None by default; the
+        trainer's own (gradient norms, the discriminator's decisions, diversity) need none."""
+        return {}
+
     def extra_state(self) -> dict[str, Tensor]:
         """Training state beyond the weights that resume must restore (e.g. image pools)."""
         return {}

@@ -118,6 +118,15 @@ def test_quality_smoke(tmp_path):
     assert all(Path(g).is_file() for g in payload["grids"])
 
 
+def test_quality_ada_smoke(tmp_path):
+    payload = run_smoke("quality", tmp_path, "--ada")
+    recipes = {(r["model"], r["recipe"]) for r in payload["rows"]}
+    assert recipes == {(m, r) for m in ("pix2pix", "cyclegan") for r in ("fast", "fast + ada")}
+    assert {t["target"] for t in payload["targets"]} == {
+        "pix2pix 0.5 min: psnr with --ada", "pix2pix 0.5 min: l1 with --ada",
+        "cyclegan 0.5 min: swd with --ada"}
+
+
 def test_quality_ablation_smoke(tmp_path):
     payload = run_smoke("quality", tmp_path, "--ablation")
     names = [r["candidate"] for r in payload["ablation"]]

@@ -281,8 +281,8 @@ def _notes(records: list[dict[str, Any]], config: Mapping[str, Any]) -> tuple[st
         notes.append("an overpowering discriminator is not judged for wgan-gp: an optimal "
                      "critic is what WGAN wants")
     if not any(k.startswith(PREFIX) for r in records for k in r):
-        notes.append("no health/* signals in this log (the trainer does not log them yet): "
-                     "judged from the losses alone")
+        notes.append("no health/* signals in this log (a run from before img2img logged "
+                     "them): judged from the losses alone")
     if not _diversity_keys(records):
         notes.append("output diversity was not logged, so collapse is not judged")
     return tuple(notes)

@@ -47,6 +47,11 @@ class Adversary:
     discriminator has batch or instance norm: their double backward computes (1/std)^3 in the
     input's precision, which overflows fp16 (NaN in every first-layer gradient, whatever the
     scale), so the penalties' critic forward then runs outside autocast.
+
+    `observers` are called as `observer(real_logits, fake_logits, kind)` with the detached
+    logits (one list of maps per call) of every `discriminator_losses` call: the trainer's
+    health signals and adaptive augmentation read the discriminator's decisions there, so
+    every model that judges through its Adversary gets them without code of its own.
     """
 
     def __init__(self, kind: str = "vanilla", gp_weight: float = 10.0, r1_weight: float = 0.0):
@@ -60,6 +65,7 @@ class Adversary:
         self.r1_weight = float(r1_weight)
         self.scaler: torch.amp.GradScaler | None = None
         self.penalty_in_float32 = False
+        self.observers: list[Callable[[list[Tensor], list[Tensor], str], None]] = []
 
     def prepare(self, discriminators: nn.Module, scaler: torch.amp.GradScaler,
                 model: str) -> None:
@@ -115,6 +121,10 @@ class Adversary:
             real_logits = _scales(penalised(real))
         else:
             real_logits, fake_logits = _scales(critic(real)), _scales(critic(fake))
+        if self.observers:
+            seen = [m.detach() for m in real_logits], [m.detach() for m in fake_logits]
+            for observer in self.observers:
+                observer(*seen, self.kind)
         per_scale = [self._real_fake_terms(r.float(), f.float())
                      for r, f in zip(real_logits, fake_logits)]
         terms = {name: sum(t[name] for t in per_scale) / len(per_scale) for name in per_scale[0]}

@@ -140,26 +140,28 @@ class StopVote:
     def __init__(self) -> None:
         self._pending: tuple[Any, torch.Tensor] | None = None
 
-    def poll(self, flag: bool) -> bool:
-        """Send this step's vote; return whether the previous step's asked to stop."""
+    def poll(self, flag: bool | int) -> int:
+        """Send this step's vote; return the previous step's: 0 to go on, else the largest
+        vote (a signal number, when ranks vote with the signal that stopped them, so every
+        rank exits with the same code; True counts as 1)."""
         stop = self.finish()
-        value = torch.tensor([1 if flag else 0], dtype=torch.int32)
+        value = torch.tensor([int(flag)], dtype=torch.int32)
         with _collective("checking whether to stop"):
             work = torch.distributed.all_reduce(value, op=torch.distributed.ReduceOp.MAX,
                                                 async_op=True)
         self._pending = (work, value)
         return stop
 
-    def finish(self) -> bool:
-        """Wait for the vote in flight, if any: whether it asked to stop. Every rank calls it
+    def finish(self) -> int:
+        """Wait for the vote in flight, if any: its result (0: go on). Every rank calls it
         before the loop ends, so no reduction is left half done."""
         if self._pending is None:
-            return False
+            return 0
         work, value = self._pending
         self._pending = None
         with _collective("checking whether to stop"):
             work.wait()
-        return bool(value[0])
+        return int(value[0])
 
 
 def mean(values: dict[str, torch.Tensor], world: int) -> dict[str, torch.Tensor]:
@@ -170,6 +172,15 @@ def mean(values: dict[str, torch.Tensor], world: int) -> dict[str, torch.Tensor]
     with _collective("averaging the logged losses"):
         torch.distributed.all_reduce(stacked)
     return dict(zip(values, stacked / world))
+
+
+def minimum(value: torch.Tensor) -> torch.Tensor:
+    """The element-wise minimum of `value` over all processes (flags every process must agree
+    on: a step is applied only where all found it finite)."""
+    reduced = value.detach().float().clone()
+    with _collective("agreeing whether to apply the step"):
+        torch.distributed.all_reduce(reduced, op=torch.distributed.ReduceOp.MIN)
+    return reduced
 
 
 def prepare_model(model: Any, device: torch.device, sync_batch_norm: bool) -> None:

@@ -71,6 +71,14 @@ class TrainConfig:
                                        "real and fake (DiffAugment, Zhao et al. 2020; helps most "
                                        "on a few dozen images): a comma-separated list of color, "
                                        "translation, cutout, or none")
+    ada: bool = option(False, "adaptive discriminator augmentation (Karras et al. 2020): each "
+                              "DiffAugment op (those of --diff-augment, or all) applies with a "
+                              "probability that follows the discriminator's overfitting sign r_t "
+                              "towards 0.6; for small datasets")
+    max_rollbacks: int = option(3, "when losses or gradient norms run away from their recent "
+                                   "history, roll back to the last healthy point with halved "
+                                   "learning rates, at most N times, then stop (0 = stop at the "
+                                   "first divergence)", min=0)
     gp_weight: float = option(10.0, "gradient penalty weight (wgan-gp)", min=0)
     r1_weight: float = option(0.0, "R1 penalty weight on real images (0 = off)", min=0)
     ema: float = option(0.0, "keep a moving average of the generator weights with this decay, e.g. "
@@ -164,7 +172,7 @@ SECTIONS = {
                      "shear", "elastic", "augment_on"),
     "Optimisation": ("epochs", "decay_epochs", "schedule", "max_steps", "batch_size", "lr",
                      "lr_d", "warmup_steps", "beta1", "beta2", "gan_loss", "diff_augment",
-                     "gp_weight", "r1_weight", "ema", "init_from", "seed"),
+                     "ada", "max_rollbacks", "gp_weight", "r1_weight", "ema", "init_from", "seed"),
     "Logging, evaluation and checkpoints": ("logger", "log_every", "sample_every",
                                             "checkpoint_every", "eval_every", "eval_data",
                                             "keep_checkpoints", "runs_dir", "name"),

@@ -37,6 +37,9 @@ class TrainingState:
     epoch: int = 0
     batch_in_epoch: int = 0
     best: float | None = None
+    # The health watch's counts and histories (skips, rollbacks, --ada's probability): plain
+    # numbers, saved with the checkpoint so a resumed run judges and augments as before.
+    health: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def new_run(config: TrainConfig, record: Mapping[str, Any], model: str,
@@ -94,7 +97,7 @@ def save(run_dir: Path, state: TrainingState, model: Model,
         "step": state.step, "epoch": state.epoch, "batch_in_epoch": state.batch_in_epoch,
         "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
         "scaler": scaler.state_dict(),
-        "model": model.extra_state(), "best": state.best,
+        "model": model.extra_state(), "best": state.best, "health": state.health,
         "world_size": world, "items": items,
     }
     tensors = network_tensors(model)
@@ -122,7 +125,7 @@ def restore(weights: Path, model: Model, optimizers: Mapping[str, torch.optim.Op
         scaler.load_state_dict(saved["scaler"])
     model.load_extra_state({k: v.to(device) for k, v in saved["model"].items()})
     state = TrainingState(saved["step"], saved["epoch"], saved["batch_in_epoch"],
-                          saved.get("best"))
+                          saved.get("best"), saved.get("health") or {})
     if is_main:
         run_dir = checkpoints.run_dir_of(weights)
         runs.drop_metrics_after(run_dir, state.step)

@@ -5,6 +5,7 @@ resume. Models only say what to compute (see `img2img.model.Model`); where the l
 its `TrainingState` (`state`)."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import signal
@@ -26,6 +27,8 @@ from ..data.images import save_grid
 from ..data.loader import make_loader
 from ..data.ops import to_model_range
 from ..errors import CheckpointError, DataError, Img2ImgError, SettingsError
+from ..health import OK, STOP, Decision, NonFiniteSteps
+from ..health.keys import D_ACC_FAKE, D_ACC_REAL
 from ..evaluation.evaluate import evaluate, load_eval_set, primary_metric
 from ..fields import check as check_ranges
 from ..model import ImageSpec, Model
@@ -41,6 +44,10 @@ from .loggers import Logger, RunLog, resolve as resolve_loggers
 from .schedules import lr_factor, warmup_factor
 from .settings import TrainConfig
 from .state import TrainingState, new_run, restore, resume_settings, save, start_from
+from .watch import (
+    HealthWatch, install as watch_health, measure_diversity, plugin_signals, restore_snapshot,
+    take_snapshot,
+)
 
 
 log = logging.getLogger("img2img")
@@ -98,9 +105,15 @@ class Trainer:
         self.model = model_cls(options, spec=spec, adversary=adversary).to(self.device)
         adversary.prepare(self.model.discriminators, self.scaler, self.model.name)
         _check_discriminator_sizes(self.model, config.crop_size)
-        diffaugment.install(self.model.discriminators.values(),
-                            diffaugment.parse_policy(config.diff_augment),
-                            config.channels)
+        policy = diffaugment.parse_policy(config.diff_augment)
+        self.watch = HealthWatch(max_rollbacks=config.max_rollbacks, ada=config.ada,
+                                 policy=policy, channels=config.channels,
+                                 global_batch=config.batch_size * self.processes.world,
+                                 device=self.device)
+        # --ada applies the DiffAugment ops with its own probability; without it, always.
+        watch_health(self.watch, adversary, self.model.discriminators.values())
+        if not config.ada:
+            diffaugment.install(self.model.discriminators.values(), policy, config.channels)
         if config.init_from is not None and resume_from is None:
             start_from(self.model, config.init_from, config.runs_dir, self.processes.is_main)
         self.channels_last = speed.speed_up(self.model, config.channels_last, self.device,
@@ -135,11 +148,13 @@ class Trainer:
         self.record = settings_record(self.model, config, plugin or {}, preset)
         self.record["processes"] = {"world_size": self.processes.world,
                                     "global_batch": self.processes.world * config.batch_size}
+        self.watch.advise(self.record)
         if resume_from is not None:
             self.run_dir = checkpoints.run_dir_of(resume_from)
             self.state = restore(resume_from, self.model, self.optimizers, self.scaler, self.ema,
                                  device=self.device, world=self.processes.world,
                                  items=len(self.dataset), is_main=self.processes.is_main)
+            self.watch.load_state_dict(self.state.health)
         else:
             self.run_dir = new_run(config, self.record, model_cls.name, self.processes)
         # Only rank 0 writes: the run folder, logs, samples, checkpoints and the report.
@@ -226,11 +241,9 @@ class Trainer:
             raise Img2ImgError(f"model '{self.model.name}': two generator loss groups share one "
                                "graph; put terms that use the same fake in the same group") from None
 
-    def _measure_gradients(self, optimizer: str, groups: Mapping[str, Any],
-                           measured: dict[str, Tensor]) -> None:
+    def _measure_gradients(self, groups: Mapping[str, Any], measured: dict[str, Tensor]) -> None:
         """The L2 norm of each network's gradient, as its optimiser will apply it (averaged
         over processes, unscaled): `grad/g.a_to_b`, `grad/d.b`. Stays on the device."""
-        self.scaler.unscale_(self.optimizers[optimizer])
         for prefix, nets in groups.items():
             for name, net in nets.items():
                 grads = [p.grad.detach() for p in net.parameters() if p.grad is not None]
@@ -239,15 +252,21 @@ class Trainer:
                     measured[f"grad/{prefix}.{name}"] = torch.linalg.vector_norm(
                         torch.stack([n.float() for n in norms]))
 
-    def train_step(self, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        """One generator update then one discriminator update; returns the detached terms.
-        On a step that will be logged (`self.measured` is a dict), each network's gradient
-        norm goes into `self.measured`."""
+    def train_step(self, batch: Mapping[str, Tensor]) -> dict[str, Tensor] | None:
+        """One generator and one discriminator update; returns the detached terms, or None
+        when the step guard skipped the step (a non-finite loss or gradient: no weight,
+        optimiser state or average changed). Both backward passes run before either update
+        (the discriminator's loss sees the detached fakes, so the order changes no number),
+        so the guard can judge the whole step first. On a step that will be logged
+        (`self.measured` is a dict), each network's gradient norm goes into `self.measured`."""
         model, logged, measured = self.model, {}, self.measured
         if self.state.step < self.config.warmup_steps:
             self._set_learning_rates()
         for optimizer in self.optimizers.values():
             optimizer.zero_grad(set_to_none=True)
+        # Forward passes move buffers (batch-norm statistics): kept to undo on a skipped step.
+        buffers = list(model.buffers())
+        kept = [b.clone() for b in buffers]
         model.discriminators.requires_grad_(False)
         with self._autocast():
             fakes, groups = model.generator_step(batch)
@@ -259,27 +278,48 @@ class Trainer:
                 break
             self._backward(group, "g", logged)
             del group
-        if self.processes.distributed:  # once per network per step, after every group
-            distributed.average_gradients([model.generators, model.auxiliary],
-                                          self.processes.world)
-        if measured is not None:
-            self._measure_gradients("g", {"g": model.generators, "aux": model.auxiliary},
-                                    measured)
-        self.scaler.step(self.optimizers["g"])
-        if self.ema is not None:
-            self.ema.update(model.generators)
         model.discriminators.requires_grad_(True)
         fakes = {k: v.detach() for k, v in fakes.items()}
         with self._autocast():
             d_terms = model.discriminator_losses(batch, fakes)
         self._backward(d_terms, "d", logged)
-        if self.processes.distributed:
-            distributed.average_gradients([model.discriminators], self.processes.world)
+        del fakes, d_terms
+        if self.processes.distributed:  # once per network per step, after every group
+            distributed.average_gradients([model.generators, model.auxiliary,
+                                           model.discriminators], self.processes.world)
+        nets = {"g": model.generators, "aux": model.auxiliary, "d": model.discriminators}
+        if self.scaler.is_enabled():
+            # fp16: the scaler skips steps whose gradients overflow (the usual way of loss
+            # scaling, not a fault), so the guard judges the losses only.
+            gradients: dict[str, list[Tensor | None]] = {}
+            if measured is not None:
+                for optimizer in self.optimizers.values():
+                    self.scaler.unscale_(optimizer)
+        else:
+            gradients = {f"grad/{prefix}.{name}": [p.grad for p in net.parameters()]
+                         for prefix, group in nets.items() for name, net in group.items()}
         if measured is not None:
-            self._measure_gradients("d", {"d": model.discriminators}, measured)
+            self._measure_gradients(nets, measured)
+        flags = self.watch.flags(logged, gradients)
+        if self.processes.distributed:  # every process applies the step, or none does
+            flags = distributed.minimum(flags)
+        if not self.watch.allows(self.state.step + 1, flags):
+            with torch.no_grad():
+                for buffer, value in zip(buffers, kept):
+                    buffer.copy_(value)
+            if self.scaler.is_enabled():  # lower the scale, as for an overflow
+                self.scaler.update(self.scaler.get_scale() * self.scaler.get_backoff_factor())
+            return None
+        self.scaler.step(self.optimizers["g"])
+        if self.ema is not None:
+            self.ema.update(model.generators)
         self.scaler.step(self.optimizers["d"])
         self.scaler.update()
+        self.watch.stepped(self._all_mean if self.processes.distributed else None)
         return logged
+
+    def _all_mean(self, value: Tensor) -> Tensor:
+        return distributed.mean({"value": value}, self.processes.world)["value"]
 
     # -- the loop -------------------------------------------------------------------------------
     def fit(self) -> Path:
@@ -289,8 +329,11 @@ class Trainer:
                    disable=self.progress is False or not self.processes.is_main or (
                        self.progress is None and not sys.stderr.isatty()))
         loader, running, started = self._loader(), {}, time.perf_counter()
-        self._logged_at = self.state.step
+        self._logged_at, self._summed = self.state.step, 0
+        self._diversity: dict[str, float] = {}
         self.model.train()
+        if self.watch.healthy:  # where a divergence before the first healthy record returns to
+            self._keep_healthy_point(start=True)
         stopped = False
         with Interrupt() as interrupt, bar:
             try:
@@ -298,8 +341,8 @@ class Trainer:
             except Exception as exc:
                 self._stop_on_error(exc)
         self.interrupted = stopped and self.state.step < total
-        # What stopped it (a rank stopped by another's vote saw no signal: Ctrl-C's code).
-        self.stop_signal = interrupt.signal or signal.SIGINT
+        # What stopped it: a rank stopped by another's vote exits with that rank's signal.
+        self.stop_signal = interrupt.signal or self._voted or signal.SIGINT
         if self.processes.is_main:
             self.save_samples()
             weights = self.save_checkpoint()
@@ -316,7 +359,7 @@ class Trainer:
         """The loop; returns whether it stopped on request (Ctrl-C here or, under torchrun, on
         any rank: all ranks stop at the same step, one after the request)."""
         vote = distributed.StopVote() if self.processes.distributed else None
-        stop = False
+        stop, self._voted = False, 0
         while (self.state.step < total and self.state.epoch < self.config.total_epochs
                and not stop):
             self._start_epoch()
@@ -327,18 +370,44 @@ class Trainer:
                 logs = done % self.config.log_every == 0 or done == total
                 self.measured = {} if logs else None
                 rng.seed_step(self.config.seed, self.processes.rank, self.state.step, self.device)
-                terms = self.train_step(self._to_device(batch))
+                try:
+                    terms = self.train_step(self._to_device(batch))
+                except NonFiniteSteps:
+                    # Skipped like those before it: nothing changed, the state is sound.
+                    self._in_step = False
+                    self.state.step += 1
+                    self.state.batch_in_epoch += 1
+                    raise
                 self._in_step = False
                 self.state.step += 1
                 self.state.batch_in_epoch += 1
-                for key, value in terms.items():
-                    running[key] = running.get(key, 0) + value
+                if terms is not None:  # a skipped step's terms and norms are not finite
+                    for key, value in terms.items():
+                        running[key] = running.get(key, 0) + value
+                    self._summed += 1
                 bar.update(1)
+                every = self.config.sample_every
+                if self.processes.is_main and (every and done % every == 0 or done == total):
+                    self._diversity = self._measure_diversity()  # logged with the next record
                 if logs:
-                    self._log(running, bar, started, self.measured or {})
+                    decision = self._log(running, bar, started,
+                                         self.measured if terms is not None else {})
                     running = {}
+                    if decision.action != OK:
+                        self._roll_back(decision.message)
+                        if decision.action == STOP:
+                            raise Img2ImgError(decision.message)
+                        bar.reset(total)
+                        bar.update(self.state.step)
+                        break  # the epoch restarts where the healthy point stood
+                    if self.watch.healthy:
+                        self._keep_healthy_point()
                 self._periodic()
-                stop = vote.poll(interrupt.requested) if vote else interrupt.requested
+                if vote is None:
+                    stop = interrupt.requested
+                else:  # each rank votes with the signal it got (SIGTERM outranks Ctrl-C)
+                    self._voted = vote.poll(interrupt.signal if interrupt.requested else 0)
+                    stop = bool(self._voted)
                 if self.state.step >= total or stop:
                     break
             else:
@@ -361,6 +430,35 @@ class Trainer:
             raise DataError(f"{len(self.skipped)} training image(s) could not be read, more "
                             f"than --max-bad-samples {limit} (the latest: {reason})")
 
+    def _keep_healthy_point(self, start: bool = False) -> None:
+        """Copy the run as it stands (on the device), a point a rollback may return to."""
+        if not self.watch.due(start):
+            return
+        self.state.health = self.watch.state_dict()
+        self.watch.keep(take_snapshot(
+            self.model, self.optimizers, self.scaler,
+            self.ema.average if self.ema is not None else None,
+            {"state": dataclasses.asdict(self.state)}))
+
+    def _roll_back(self, message: str) -> None:
+        """Return to the last healthy point: networks, optimisers, scaler, average, position in
+        the data and --ada as they were, the learning rates x the monitor's factor (set as the
+        epoch restarts). The rollback count and what diverged are kept."""
+        point = self.watch.rollback_point()
+        if point is None:
+            raise Img2ImgError(f"{message}; no healthy point to return to (the run was resumed "
+                               "from a checkpoint saved while it diverged); try a lower --lr")
+        extra = restore_snapshot(point, self.model, self.optimizers, self.scaler,
+                                 self.ema.average if self.ema is not None else None)
+        diverged_at = self.state.step
+        self.state = TrainingState(**extra["state"])
+        self.watch.rewind(self.state.health)
+        self._logged_at, self._summed = self.state.step, 0
+        self._set_learning_rates()
+        if self.processes.is_main:
+            where = f"step {diverged_at} -> {self.state.step}"
+            log.warning("%s (%s)", message, where)
+
     def _start_epoch(self) -> None:
         done = self.state.batch_in_epoch * self.config.batch_size * self.processes.world
         # A data folder that shrank since the checkpoint can leave the position past the end of
@@ -371,7 +469,8 @@ class Trainer:
     def _set_learning_rates(self) -> None:
         """Each optimiser's base rate x the epoch schedule x the warm-up."""
         state = self.state
-        factor = lr_factor(self.config, state.epoch) * warmup_factor(self.config, state.step)
+        factor = (lr_factor(self.config, state.epoch) * warmup_factor(self.config, state.step)
+                  * self.watch.monitor.lr_factor)  # halved by each rollback
         for name, optimizer in self.optimizers.items():
             for group in optimizer.param_groups:
                 group["lr"] = self.base_lr.get(name, self.config.lr) * factor
@@ -421,30 +520,56 @@ class Trainer:
         return results
 
     def _log(self, running: dict[str, Tensor], bar: tqdm, started: float,
-             measured: Mapping[str, Tensor]) -> None:
-        """Losses reach the host only here (no per-step synchronisation), averaged since the
-        last log line; `measured` (this step's gradient norms, the same on every process)
-        is logged as it is."""
+             measured: Mapping[str, Tensor]) -> Decision:
+        """Losses and health signals reach the host only here (no per-step synchronisation),
+        averaged since the last log line over the applied steps; `measured` (this step's
+        gradient norms, the same on every process) is logged as it is. Returns the divergence
+        monitor's decision on the record, the same on every process."""
         state = self.state
-        steps = state.step - self._logged_at  # since the last line, or since a resume
+        steps, self._summed = self._summed, 0
         self._logged_at = state.step
+        signals = {**self.watch.signals(), **plugin_signals(self.model)}
         if self.processes.distributed:  # the mean over every process's batch
             running = distributed.mean(running, self.processes.world)
-        if not self.processes.is_main:
-            return
-        losses = {k: round(float(v) / steps, 5) for k, v in running.items()}
+            signals = distributed.mean(signals, self.processes.world)
+        losses = {k: round(float(v) / steps, 5) for k, v in running.items()} if steps else {}
         lr = self.optimizers["g"].param_groups[0]["lr"]
         record = {"step": state.step, "epoch": state.epoch + 1, "lr": lr,
                   "time": round(time.perf_counter() - started, 3), **losses,
-                  **{k: float(f"{float(v):.7g}") for k, v in measured.items()}}
+                  **{k: float(f"{float(v):.7g}") for k, v in measured.items()},
+                  **{k: round(float(v), 5) for k, v in signals.items()},
+                  **self.watch.counts(), **self._diversity}
+        self._diversity = {}
+        decision = self.watch.judge(record)
+        if self.processes.distributed:  # rank 0's decision, whatever rounding did elsewhere
+            decision = distributed.broadcast_object(decision)
+        if not self.processes.is_main:
+            return decision
         self.metrics.write(record)
-        bar.set_postfix({"epoch": state.epoch + 1, **{k: f"{v:.3f}" for k, v in losses.items()}},
+        shown = dict(losses)
+        if D_ACC_REAL in record:
+            shown["D acc"] = f"{record[D_ACC_REAL]:.2f}/{record[D_ACC_FAKE]:.2f}"
+        bar.set_postfix({"epoch": state.epoch + 1,
+                         **{k: v if isinstance(v, str) else f"{v:.3f}" for k, v in shown.items()}},
                         refresh=False)
         if bar.disable:
             shown = " ".join(f"{k}={v:.4f}" for k, v in losses.items())
             print(f"step {state.step} epoch {state.epoch + 1} {shown}", file=sys.stderr, flush=True)
+        return decision
 
     # -- samples and checkpoints ----------------------------------------------------------------
+    @torch.no_grad()
+    def _measure_diversity(self) -> dict[str, float]:
+        """`health/diversity` on the fixed batch, with the weights the samples show."""
+        with rng.fork(self.device):
+            self.model.eval()
+            try:
+                with using(self.model, self.ema.average if self.ema is not None else None) \
+                        as model, self._autocast():
+                    return measure_diversity(model, self.fixed_batch)
+            finally:
+                self.model.train()
+
     @torch.no_grad()
     def save_samples(self) -> Path:
         """Grid of the fixed batch; RNG is forked so sampling never changes the training run."""
@@ -463,6 +588,7 @@ class Trainer:
 
     def save_checkpoint(self) -> Path:
         """A checkpoint of the run as it stands (see `img2img.training.state.save`)."""
+        self.state.health = self.watch.state_dict()
         return save(self.run_dir, self.state, self.model, self.optimizers, self.scaler, self.ema,
                     self.record, world=self.processes.world, items=len(self.dataset),
                     keep=self.config.keep_checkpoints)
@@ -477,6 +603,8 @@ class Trainer:
         weights = self.save_checkpoint()
         cause = str(exc) if isinstance(exc, Img2ImgError) else f"{type(exc).__name__}: {exc}"
         error = type(exc) if isinstance(exc, Img2ImgError) else Img2ImgError
-        raise error(f"training stopped at step {self.state.step}: {cause}. Saved "
+        if not cause.startswith("training stopped at step"):
+            cause = f"training stopped at step {self.state.step}: {cause}"
+        raise error(f"{cause}. Saved "
                     f"{weights.name}; continue with: img2img train {self.model.name} --resume "
                     f"{self.run_dir}") from exc

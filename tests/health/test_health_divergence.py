@@ -1,4 +1,4 @@
-"""The divergence monitor: after its warm-up, a loss or gradient norm 100x its recent median
+"""The divergence monitor: after its warm-up, a gradient norm 10^4x its recent median
 rolls back within two checks, a lone spike does not, NaN rolls back at once, and after
 --max-rollbacks the run is told to stop with what kept happening. Its state round-trips."""
 from __future__ import annotations
@@ -11,6 +11,9 @@ import pytest
 from img2img.health import OK, ROLLBACK, STOP, DivergenceMonitor
 
 WATCHED = ("g/gan", "d/real", "grad/g.a_to_b")
+# Gradient norms diverge only past GRAD_FACTOR (1000x) their median: single-step norms are
+# heavy-tailed. A 10^4x norm is divergence whatever its key.
+SPIKE = 10_000
 
 
 def record(step, scale=1.0, **values):
@@ -29,13 +32,13 @@ def warmed_up(monitor, records=12):
     return records
 
 
-def test_a_sustained_100x_spike_rolls_back_within_two_checks():
+def test_a_sustained_spike_rolls_back_within_two_checks():
     monitor = DivergenceMonitor()
     step = warmed_up(monitor)
-    first = monitor.check(record(step + 1, scale=100))
+    first = monitor.check(record(step + 1, scale=SPIKE))
     assert first.action == OK and first.signals == ("grad/g.a_to_b",)
     assert not monitor.healthy  # a checkpoint now would not be one to roll back to
-    second = monitor.check(record(step + 2, scale=100))
+    second = monitor.check(record(step + 2, scale=SPIKE))
     assert second.action == ROLLBACK and second.signals == ("grad/g.a_to_b",)
     assert "rollback 1 of at most 3" in second.message and monitor.lr_factor == 0.5
     assert monitor.healthy
@@ -44,15 +47,15 @@ def test_a_sustained_100x_spike_rolls_back_within_two_checks():
 def test_an_evaluation_line_between_two_divergent_records_changes_nothing():
     monitor = DivergenceMonitor()
     step = warmed_up(monitor)
-    monitor.check(record(step + 1, scale=100))
+    monitor.check(record(step + 1, scale=SPIKE))
     assert monitor.check({"step": step + 1, "epoch": 1, "eval/l1": 0.3}).action == OK
-    assert monitor.check(record(step + 2, scale=100)).action == ROLLBACK
+    assert monitor.check(record(step + 2, scale=SPIKE)).action == ROLLBACK
 
 
 def test_a_lone_spike_is_noise_and_is_not_learned_from():
     monitor = DivergenceMonitor()
     step = warmed_up(monitor)
-    assert monitor.check(record(step + 1, scale=100)).action == OK
+    assert monitor.check(record(step + 1, scale=SPIKE)).action == OK
     assert monitor.check(record(step + 2)).action == OK
     assert monitor.rollbacks == 0 and monitor.healthy
     assert max(monitor.history["grad/g.a_to_b"]) < 1  # the spike never entered the history
@@ -70,7 +73,7 @@ def test_values_are_judged_against_their_recent_level_not_the_whole_run():
 def test_nothing_is_judged_during_the_warm_up():
     monitor = DivergenceMonitor(warmup=10)
     for step in range(1, 10):
-        assert monitor.check(record(step, scale=100 if step > 5 else 1)).action == OK
+        assert monitor.check(record(step, scale=SPIKE if step > 5 else 1)).action == OK
     assert monitor.rollbacks == 0
 
 
@@ -111,18 +114,18 @@ def test_after_max_rollbacks_it_says_stop_with_what_kept_happening():
 def test_no_rollbacks_allowed_stops_at_the_first_divergence():
     monitor = DivergenceMonitor(max_rollbacks=0, confirm=1)
     step = warmed_up(monitor)
-    assert monitor.check(record(step + 1, scale=1000)).action == STOP
+    assert monitor.check(record(step + 1, scale=10 * SPIKE)).action == STOP
 
 
 def test_the_state_is_plain_data_and_resumes_exactly():
     monitor = DivergenceMonitor()
     step = warmed_up(monitor, 15)
-    monitor.check(record(step + 1, scale=100))  # a suspicion pending at the checkpoint
+    monitor.check(record(step + 1, scale=SPIKE))  # a suspicion pending at the checkpoint
     state = json.loads(json.dumps(monitor.state_dict()))
     resumed = DivergenceMonitor()
     resumed.load_state_dict(state)
     assert resumed.state_dict() == monitor.state_dict()
-    later = [record(step + 2, scale=100), record(step + 3)]
+    later = [record(step + 2, scale=SPIKE), record(step + 3)]
     assert [resumed.check(r) for r in later] == [monitor.check(r) for r in later]
 
 

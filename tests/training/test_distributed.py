@@ -299,8 +299,8 @@ def test_the_stop_vote_never_waits_within_a_step_and_every_rank_reads_it_a_step_
     recorder = _Recorder()
     monkeypatch.setattr(torch.distributed, "all_reduce", recorder.all_reduce)
     vote = distributed.StopVote()
-    assert [vote.poll(flag) for flag in (False, True, False)] == [False, False, True]
-    assert vote.finish() is False and vote.finish() is False  # nothing left in flight
+    assert [vote.poll(flag) for flag in (False, True, False)] == [0, 0, 1]
+    assert vote.finish() == 0 and vote.finish() == 0  # nothing left in flight
     # A CPU tensor (gloo): reading it is no device synchronisation; sent without waiting.
     assert recorder.calls == [{"device": "cpu", "async": True, "value": v} for v in (0, 1, 0)]
 
@@ -309,7 +309,9 @@ def test_a_distributed_step_sends_one_vote_and_ctrl_c_stops_one_step_later(tmp_p
                                                                            monkeypatch):
     """The trainer as rank 0 of 2 (collectives stood in for): the stop flag costs one
     asynchronous CPU all-reduce per step (it was a blocking one on the training device, read
-    back with .item(): a host synchronisation every step on a GPU)."""
+    back with .item(): a host synchronisation every step on a GPU). Beside it, the step guard's
+    finiteness flags are agreed on (MIN) on the training device, so every process applies a
+    step or none does."""
     recorder = _Recorder()
     monkeypatch.setattr(torch.distributed, "all_reduce", recorder.all_reduce)
     monkeypatch.setenv("WORLD_SIZE", "2")
@@ -333,11 +335,18 @@ def test_a_distributed_step_sends_one_vote_and_ctrl_c_stops_one_step_later(tmp_p
     monkeypatch.setattr(trainer, "train_step", train_step)
     trainer.fit()
     assert trainer.state.step == 3 and trainer.interrupted  # every rank stops after step 3
-    assert recorder.calls == [{"device": "cpu", "async": True, "value": v} for v in (0, 1, 1)]
+    votes = [c for c in recorder.calls if c["async"]]
+    # Each vote is the signal that stopped the rank (SIGINT, 2), so every rank exits with it.
+    assert votes == [{"device": "cpu", "async": True, "value": v} for v in (0, 2, 2)]
+    guards = [c for c in recorder.calls if not c["async"]]
+    assert guards == [{"device": "cpu", "async": False, "value": 1}] * 3  # one per step, finite
 
 
-def test_ctrl_c_on_one_rank_stops_both_at_the_same_step_with_a_checkpoint(tmp_path):
-    """The vote on real processes (gloo on loopback): Ctrl-C reaches rank 1 only."""
+@pytest.mark.parametrize("sent,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_to_one_rank_stops_both_at_the_same_step_with_a_checkpoint(tmp_path, sent,
+                                                                            code):
+    """The vote on real processes (gloo on loopback): Ctrl-C, or the SIGTERM a scheduler
+    sends, reaches rank 1 only; both ranks stop at one step with its exit code, no warning."""
     data = write_sample_images("paired", tmp_path / "data", n=4, size=40)["data"]
     args = ["train", "pix2pix", "--data", str(data), *MODELS["pix2pix"][1], *SMALL,
             "--max-steps", "100000", "--epochs", "100000", "--batch-size", "1",
@@ -349,11 +358,12 @@ def test_ctrl_c_on_one_rank_stops_both_at_the_same_step_with_a_checkpoint(tmp_pa
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not (metrics.exists() and metrics.read_text()):
         time.sleep(0.05)
-    ranks[1].send_signal(signal.SIGINT)
+    ranks[1].send_signal(sent)
     codes = [rank.wait(timeout=90) for rank in ranks]
     messages = [log.read_text() for log in logs]
-    assert codes == [130, 130], messages
+    assert codes == [code, code], messages
     assert "interrupted at step" in messages[0] and "Traceback" not in "".join(messages)
+    assert "Warning" not in "".join(messages) and "leaked" not in "".join(messages)
     saved = checkpoints.read_metadata(checkpoints.resolve_checkpoint(tmp_path / "runs" / "stop"))
     stopped_at = int(messages[0].split("interrupted at step ")[1].split(";")[0])
     assert saved["step"] == stopped_at >= 1
