@@ -16,8 +16,8 @@ Chart = Callable[..., str]
 # added per direction when logged.
 CHARTS = (
     ("Discriminator accuracy", "accuracy", {"real": D_ACC_REAL, "fake": D_ACC_FAKE}),
-    ("Overfitting sign r_t and augmentation p", "value", {"r_t": R_T, "ADA p": ADA_P}),
-    ("Skipped steps and rollbacks", "count (cumulative)",
+    ("Overfitting sign r_t", "value", {"r_t": R_T, "ada p": ADA_P}),
+    ("Skips and rollbacks", "count (cumulative)",
      {"skipped": SKIPPED, "rollbacks": ROLLBACKS}),
 )
 
@@ -91,7 +91,7 @@ def render_html(verdict: Verdict, chart: Chart | None = None) -> str:
         parts.append(_table(verdict))
     parts += [f'<p class="note">{html.escape(note)}</p>' for note in verdict.notes]
     if chart is not None:
-        parts += _charts(verdict, chart)
+        parts += ["<div class='charts'>", *_charts(verdict, chart), "</div>"]
     parts.append("</section>")
     return "\n".join(parts) + "\n"
 

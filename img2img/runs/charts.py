@@ -106,6 +106,12 @@ def line_chart(title: str, series: dict[str, Points], *, y_label: str, x_label: 
         if len(points) == 1:
             x, y = points[0]
             parts.append(f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="3" fill="{colour}"/>')
+    if len(series) > 1:  # a legend in the title row, right-aligned: which colour is which
+        keys = "".join(f'<tspan fill="{COLOURS[i % len(COLOURS)]}" dx="{10 if i else 0}">'
+                       f'\u25cf</tspan><tspan dx="3">{html.escape(name)}</tspan>'
+                       for i, name in enumerate(series))
+        parts.append(f'<text class="legend" x="{WIDTH - RIGHT}" y="{TOP - 10}" '
+                     f'text-anchor="end">{keys}</text>')
     if mark is not None:
         x, y, caption = mark
         anchor = "end" if px(x) > LEFT + inner_w * 0.6 else "start"
@@ -125,4 +131,5 @@ svg.chart .grid{stroke:#eee}svg.chart .frame{fill:none;stroke:#bbb}
 svg.chart .raw{fill:none;stroke-width:1;opacity:.3}
 svg.chart .line{fill:none;stroke-width:2}
 svg.chart .best{fill:none;stroke:#000;stroke-width:2}
-svg.chart .best-label{font-size:11px;font-weight:600;fill:#000}"""
+svg.chart .best-label{font-size:11px;font-weight:600;fill:#000}
+svg.chart .legend{font-size:11px;fill:#333}"""
