@@ -141,7 +141,8 @@ class NoisyGenerator(nn.Module):
         if z.shape[-1] != self.noise_dim:
             raise Img2ImgError(f"noise of size {z.shape[-1]} given to a generator with "
                                f"--noise-dim {self.noise_dim}")
-        return z.expand(x.shape[0], -1) if z.shape[0] == 1 else z
+        # Compared with x's batch (not with 1), so an exported graph keeps its batch dynamic.
+        return z if z.shape[0] == x.shape[0] else z.expand(x.shape[0], -1)
 
     def _input(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         return torch.cat([x, tile_noise(z, x)], dim=1)
