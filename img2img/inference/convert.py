@@ -213,13 +213,14 @@ def _translate(translator: Translator, todo: list[tuple[Path, np.ndarray]],
     try:
         outputs = []  # per noise, the results of every image
         for noise in how.noise:
+            seeded = {} if noise is None else {"noise": noise}
             if pipeline_options is not None:
                 src, image = todo[0]
-                outputs.append([translator.convert_image(image, *where, source=src, noise=noise,
+                outputs.append([translator.convert_image(image, *where, source=src, **seeded,
                                                          **pipeline_options)])
             else:
                 outputs.append(translator.translate_many([image for _, image in todo], *where,
-                                                         noise=noise))
+                                                         **seeded))
     except (Img2ImgError, RuntimeError, ValueError) as exc:
         # An image the model cannot take (out of device memory, a size a network rejects)
         # fails alone, with torch's message, rather than ending a long folder conversion.
