@@ -14,6 +14,8 @@ from typing import Any
 
 from .errors import SettingsError
 
+RECORDED = "recorded"  # field metadata: "when set" (see recorded_when_set)
+
 
 def option(default: Any, help: str, *, choices: Sequence[Any] | None = None,
            min: float | None = None, max: float | None = None, gt: float | None = None) -> Any:
@@ -30,6 +32,20 @@ def new_default(base: type, name: str, default: Any) -> Any:
     """Field `name` of settings class `base` with another default, keeping its help, choices and
     range: `norm: str = img2img.new_default(NetworkOptions, "norm", "instance")` in a subclass."""
     return dataclasses.field(default=default, metadata=option_fields(base)[name].metadata)
+
+
+def recorded_when_set(field: Any) -> Any:
+    """A settings field (an `option(...)`) that runs record (config.json, checkpoints) only when
+    it differs from its default, so a run that leaves a newer feature off records exactly what
+    it recorded before the feature existed; a record without it reads back as the default."""
+    return dataclasses.field(default=field.default,
+                             metadata={**field.metadata, RECORDED: "when set"})
+
+
+def unrecorded(settings: Any) -> set[str]:
+    """The names of `settings`' `recorded_when_set` fields that hold their default."""
+    return {f.name for f in dataclasses.fields(settings)
+            if f.metadata.get(RECORDED) == "when set" and getattr(settings, f.name) == f.default}
 
 
 def option_fields(options_cls: type) -> dict[str, dataclasses.Field]:

@@ -127,6 +127,18 @@ def test_quality_ada_smoke(tmp_path):
         "cyclegan 0.5 min: swd with --ada"}
 
 
+def test_diversity_smoke(tmp_path):
+    payload = run_smoke("diversity", tmp_path, "--models", "pix2pix")
+    rows = {r["config"]: r for r in payload["rows"]}
+    assert set(rows) == {"no noise", "noise", "noise + mode seeking"}
+    assert rows["no noise"]["diversity_l1"] == 0
+    assert all(r["diversity_l1"] >= 0 and math.isfinite(r["psnr"]) for r in rows.values())
+    assert {t["target"] for t in payload["targets"]} == {
+        "pix2pix: diversity with mode seeking / noise alone",
+        "pix2pix: PSNR lost to mode seeking (dB)"}
+    assert all(Path(g).is_file() for g in payload["figures"])
+
+
 def test_quality_ablation_smoke(tmp_path):
     payload = run_smoke("quality", tmp_path, "--ablation")
     names = [r["candidate"] for r in payload["ablation"]]
@@ -160,7 +172,7 @@ def test_serve_load_smoke(tmp_path):
 
 
 @pytest.mark.parametrize("script", ["train_speed", "convert_speed", "loader_speed", "quality",
-                                    "distributed", "soak", "serve_load"])
+                                    "distributed", "soak", "serve_load", "diversity"])
 def test_help(script):
     done = subprocess.run([sys.executable, str(BENCHMARKS / f"{script}.py"), "--help"],
                           capture_output=True, text=True, timeout=120, check=False)

@@ -11,8 +11,8 @@ from tqdm import tqdm
 
 from .. import api
 from ..errors import Img2ImgError
-from ..inference.convert import convert as run_convert
-from ..inference.translator import DEFAULT_TILE, INFERENCE_PRECISIONS, RUNTIMES
+from ..inference.convert import Variants, convert as run_convert
+from ..inference.translator import DEFAULT_TILE, INFERENCE_PRECISIONS, NO_NOISE, RUNTIMES
 from ..registry.catalog import Catalog
 from ..training import distributed
 from ..training.devices import resolve_device
@@ -48,16 +48,37 @@ def convert_command(catalog: Catalog) -> click.Command:
                        "(bf16 where the CPU or GPU computes it natively: about 2x faster for "
                        "ResNet generators on CPUs with AVX-512 BF16, 44 dB PSNR from fp32; "
                        "fp16 on older GPUs; else fp32)")
+    @click.option("--variants", type=click.IntRange(min=1), default=None, metavar="N",
+                  help="runs trained with --noise-dim: N outputs per input, from seeds --seed, "
+                       "--seed + 1, ..., written as NAME_v0, NAME_v1, ... (the same N for the "
+                       "same seed)")
+    @click.option("--seed", type=int, default=None,
+                  help="runs trained with --noise-dim: which output (each seed gives its own); "
+                       "with --variants, the first variant's seed  [default: 0]")
+    @click.option("--interpolate", is_flag=True,
+                  help="with --variants N: N steps from seed --seed's noise to seed --seed + 1's "
+                       "(spherical interpolation), instead of N separate seeds")
+    @click.option("--sheet", is_flag=True,
+                  help="with --variants: one contact sheet per input (its variants side by side, "
+                       "under the input's name) instead of one file each")
     @click.pass_context
     def convert(ctx: click.Context, inputs: tuple[str, ...], out: Path | None, model_ref: str,
                 runs_dir: Path, direction: str | None, size: int | None, label: str | None,
                 tile: int, batch_size: int | None, runtime: str | None, precision: str,
+                variants: int | None, seed: int | None, interpolate: bool, sheet: bool,
                 device: str, **pipeline_flags: Any) -> None:
         """Translate images (files, folders, globs) with a trained model.
 
         Each output keeps its input's name, size and alpha channel; the format follows the
-        extension. Inputs are never overwritten.
+        extension. Inputs are never overwritten. A run trained with a noise input
+        (--noise-dim) gives a different output per --seed, and several with --variants.
         """
+        if (interpolate or sheet) and variants is None:
+            raise click.UsageError(f"--{'interpolate' if interpolate else 'sheet'} needs "
+                                   "--variants N")
+        if interpolate and variants < 2:
+            raise click.UsageError("--interpolate walks between two seeds: give --variants 2 "
+                                   "or more")
         processes = distributed.from_environment()
         if processes.distributed:  # torchrun: one device per local rank, a share of the files
             device = str(distributed.local_device(processes, resolve_device(device)))
@@ -71,13 +92,20 @@ def convert_command(catalog: Catalog) -> click.Command:
                        f"{'' if engine == 'torch' else ', runtime ' + engine}"
                        f"{'' if dtype is None else ', ' + str(dtype).replace('torch.', '')})",
                        err=True)
+        if (variants is not None or seed is not None) and not translator.noise_dim:
+            flag = "--variants" if variants is not None else "--seed"
+            raise click.UsageError(f"{flag}: {translator.checkpoint} ({translator.name}) "
+                                   f"{NO_NOISE}")
+        how_many = None if variants is None and seed is None else \
+            Variants(variants, seed or 0, interpolate, sheet)
         pipeline_options = _pipeline_options(ctx, translator, pipeline_flags)
         if batch_size is None:
             batch_size = 1 if translator.device.type == "cpu" else 4
         with tqdm(total=None, unit="image", disable=not sys.stderr.isatty()) as bar:
             outcome = run_convert(translator, list(inputs), out, direction=direction, size=size,
                                   label=label, batch_size=batch_size, progress=bar,
-                                  pipeline_options=pipeline_options, processes=processes)
+                                  pipeline_options=pipeline_options, processes=processes,
+                                  variants=how_many)
         _report(outcome, processes)
 
     # Presets that carry a convert pipeline add their own flags (e.g. --faces), listed in

@@ -128,20 +128,46 @@ def _groups(decoded: Iterator[tuple[Path, np.ndarray | Exception]], batch_size: 
         yield group
 
 
+@dataclasses.dataclass(frozen=True)
+class Variants:
+    """Several outputs per input, for runs trained with a noise input: `count` of them from
+    seeds `seed`, `seed + 1`, ... (or, with `interpolate`, a walk from seed `seed`'s noise to
+    seed `seed + 1`'s), each written as `<name>_v<i>` or, with `sheet`, all side by side in one
+    image at the name a plain conversion would write. `count` None: one output, seed `seed`."""
+
+    count: int | None = None
+    seed: int = 0
+    interpolate: bool = False
+    sheet: bool = False
+
+    def noise(self, translator: Translator) -> list:
+        if self.count is None:
+            return [translator.noise(self.seed)]
+        return translator.variant_noise(self.count, self.seed, self.interpolate)
+
+    def targets(self, dst: Path) -> list[Path]:
+        """The files one input's outputs go to."""
+        if self.count is None or self.sheet:
+            return [dst]
+        return [dst.with_name(f"{dst.stem}_v{i}{dst.suffix}") for i in range(self.count)]
+
+
 def convert(translator: Translator, inputs: list[str], out: Path | None = None, *,
             direction: str | None = None, size: int | None = None, label: str | None = None,
             batch_size: int = 1, progress: object = None,
             pipeline_options: dict | None = None,
-            processes: Processes = Processes()) -> Outcome:
+            processes: Processes = Processes(), variants: Variants | None = None) -> Outcome:
     """Translate every input. A file that fails is collected in the outcome and the rest go on;
     what would fail them all (a wrong direction, -o naming one file for many) raises at once.
     A run whose preset carries a pipeline converts image by image through it, with
-    `pipeline_options`. `label` is the class or style of runs trained with them. With several
-    `processes` (torchrun), each converts its own share of the files; outputs are planned over
-    all of them, so names are the same as in one process."""
+    `pipeline_options`. `label` is the class or style of runs trained with them. `variants`:
+    several outputs per input (or one of a chosen seed) for runs trained with a noise input.
+    With several `processes` (torchrun), each converts its own share of the files; outputs are
+    planned over all of them, so names are the same as in one process."""
     translator.model.resolve_direction(direction)  # refuse up front, not once per file
     translator.model.resolve_label(label)
-    how = _How(direction, size, label)
+    noise = variants.noise(translator) if variants is not None else [None]
+    how = _How(direction, size, label, tuple(noise), variants or Variants())
     outcome = Outcome()
     paths = expand_inputs(inputs, outcome)
     plan = plan_outputs(paths, out)
@@ -153,7 +179,7 @@ def convert(translator: Translator, inputs: list[str], out: Path | None = None, 
     for group in _groups(_decoded(paths), max(1, batch_size)):
         todo = []
         for src, image in group:
-            if plan[src].resolve() in inputs_set:
+            if any(dst.resolve() in inputs_set for dst in how.variants.targets(plan[src])):
                 outcome.failed.append((str(src), f"refusing to overwrite the input {plan[src]}; "
                                                  "choose another -o/--out"))
             elif isinstance(image, Exception):
@@ -176,25 +202,38 @@ class _How(NamedTuple):
     direction: str | None
     size: int | None
     label: str | None
+    noise: tuple = (None,)  # one output per noise (None: the run has no noise input)
+    variants: Variants = Variants()
 
 
 def _translate(translator: Translator, todo: list[tuple[Path, np.ndarray]],
                plan: dict[Path, Path], outcome: Outcome, how: _How,
                pipeline_options: dict | None = None) -> None:
+    where = how[:3]
     try:
-        if pipeline_options is not None:
-            src, image = todo[0]
-            results = [translator.convert_image(image, *how, source=src, **pipeline_options)]
-        else:
-            results = translator.translate_many([image for _, image in todo], *how)
+        outputs = []  # per noise, the results of every image
+        for noise in how.noise:
+            seeded = {} if noise is None else {"noise": noise}
+            if pipeline_options is not None:
+                src, image = todo[0]
+                outputs.append([translator.convert_image(image, *where, source=src, **seeded,
+                                                         **pipeline_options)])
+            else:
+                outputs.append(translator.translate_many([image for _, image in todo], *where,
+                                                         **seeded))
     except (Img2ImgError, RuntimeError, ValueError) as exc:
         # An image the model cannot take (out of device memory, a size a network rejects)
         # fails alone, with torch's message, rather than ending a long folder conversion.
         for src, _ in todo:
             outcome.failed.append((str(src), f"cannot translate: {exc}"))
         return
-    for (src, _), result in zip(todo, results):
-        _write(plan[src], result, src, outcome)
+    for i, (src, _) in enumerate(todo):
+        results = [per_noise[i] for per_noise in outputs]
+        if how.variants.sheet:  # side by side, in variant order
+            sheet = np.concatenate([r if r.ndim == 3 else r[..., None] for r in results], axis=1)
+            results = [sheet[..., 0] if sheet.shape[2] == 1 else sheet]
+        for dst, result in zip(how.variants.targets(plan[src]), results):
+            _write(dst, result, src, outcome)
 
 
 def _write(dst: Path, image: np.ndarray, src: Path, outcome: Outcome) -> None:

@@ -22,6 +22,7 @@ from torch import Tensor
 from ..data.ops import match_channels, pad_to_multiple, resize, unpad
 from ..errors import Img2ImgError
 from ..model import Model
+from ..networks.noise import noise_dim_of, noise_for_seed, pinned_noise, slerp
 
 # Images up to this side are translated whole (tiles cost work: 1024 px in 512 px tiles with
 # this overlap is 2.25x the pixels, and each tile normalises with its own statistics); larger
@@ -115,11 +116,13 @@ class TorchRuntime:
     def __init__(self, model: Model, dtype: torch.dtype | None = None):
         self.model, self.dtype = model, dtype
 
-    def __call__(self, x: Tensor, direction: str, index: int | None) -> Tensor:
-        if self.dtype is None:
-            return translate_indexed(self.model, x, direction, index)
-        with torch.autocast(x.device.type, self.dtype):
-            return translate_indexed(self.model, x, direction, index).float()
+    def __call__(self, x: Tensor, direction: str, index: int | None,
+                 noise: Tensor | None = None) -> Tensor:
+        with pinned_noise(self.model, noise):
+            if self.dtype is None:
+                return translate_indexed(self.model, x, direction, index)
+            with torch.autocast(x.device.type, self.dtype):
+                return translate_indexed(self.model, x, direction, index).float()
 
 
 def _window(length: int, overlap: int, rise: bool, fall: bool) -> Tensor:
@@ -143,6 +146,16 @@ def _starts(total: int, tile: int, stride: int) -> list[int]:
         return [0]
     starts = list(range(0, total - tile, stride)) + [total - tile]
     return sorted(set(starts))
+
+
+def model_noise_dim(model: Any) -> int:
+    """How many noise values a model (or an exported graph's stand-in) takes; 0: none."""
+    declared = getattr(model, "noise_dim", None)
+    return int(declared) if declared is not None else noise_dim_of(model)
+
+
+NO_NOISE = ("was trained without a noise input, so it gives one output per input; --seed and "
+            "--variants need a run trained with --noise-dim N")
 
 
 class LoadedModel:
@@ -205,10 +218,13 @@ class Translator(LoadedModel):
     # -- tensors in [-1, 1] -----------------------------------------------------------------------
     @torch.inference_mode()
     def translate(self, x: Tensor, direction: str | None = None, size: int | None = None,
-                  label: str | None = None) -> Tensor:
+                  label: str | None = None, *, noise: Tensor | None = None) -> Tensor:
         """(B,C,H,W) in [-1, 1] -> translated (B,C',H,W) on x's device; `size` translates at that
         short side; `label` names the class or style for runs trained with them (default: the
-        first). Only tiles visit the model's device, so a huge image needs no huge GPU."""
+        first); `noise` the `(noise_dim,)` noise of a run trained with a noise input (default:
+        seed 0's, `self.noise(0)`), the same for every image and tile. Only tiles visit the
+        model's device, so a huge image needs no huge GPU."""
+        noise = self._resolve_noise(noise)
         direction = self.model.resolve_direction(direction)
         index = self.model.resolve_label(label)
         x = match_channels(x.float(), self.channels)
@@ -216,12 +232,13 @@ class Translator(LoadedModel):
         if size is not None and min(height, width) != size:
             scale = size / min(height, width)
             x = resize(x, (max(1, round(height * scale)), max(1, round(width * scale))))
-        out = self._tiled(x, direction, index)
+        out = self._tiled(x, direction, index, noise)
         if out.shape[-2:] != (height, width):
             out = resize(out, (height, width))
         return out.clamp(-1, 1)
 
-    def _run(self, x: Tensor, direction: str, index: int | None) -> Tensor:
+    def _run(self, x: Tensor, direction: str, index: int | None,
+             noise: Tensor | None = None) -> Tensor:
         padded, padding = pad_to_multiple(x.to(self.device), self.multiple)
         if min(padded.shape[-2:]) < self.minimum:
             # Padding to a multiple of the minimum takes a short side exactly to it (rounded up
@@ -229,21 +246,26 @@ class Translator(LoadedModel):
             step = math.ceil(self.minimum / self.multiple) * self.multiple
             padded, more = pad_to_multiple(padded, step)
             padding = tuple(a + b for a, b in zip(padding, more))
-        out = self.runtime(padded, direction, index)
+        if noise is None:
+            out = self.runtime(padded, direction, index)
+        else:  # one row per image: what an exported graph's second input takes
+            batch = noise.to(padded.device, torch.float32).reshape(1, -1)
+            out = self.runtime(padded, direction, index, batch.expand(padded.shape[0], -1))
         return unpad(out, padding).float().to(x.device)
 
-    def _tiled(self, x: Tensor, direction: str, index: int | None) -> Tensor:
+    def _tiled(self, x: Tensor, direction: str, index: int | None,
+               noise: Tensor | None = None) -> Tensor:
         height, width = x.shape[-2:]
         tile = self.tile
         if height <= tile and width <= tile:
-            return self._run(x, direction, index)
+            return self._run(x, direction, index, noise)
         stride = tile - self.overlap
         rows, cols = _starts(height, tile, stride), _starts(width, tile, stride)
         out = weight = None
         for top in rows:
             for left in cols:
                 patch = x[..., top:top + tile, left:left + tile]
-                y = self._run(patch, direction, index)
+                y = self._run(patch, direction, index, noise)
                 h, w = patch.shape[-2:]
                 mask = _window(h, self.overlap, top > 0, top + h < height)[:, None] * \
                     _window(w, self.overlap, left > 0, left + w < width)[None, :]
@@ -257,17 +279,67 @@ class Translator(LoadedModel):
 
     # -- user-facing kinds ------------------------------------------------------------------------
     def __call__(self, image: Any, direction: str | None = None, size: int | None = None,
-                 label: str | None = None, *, pipeline: bool = True) -> Any:
+                 label: str | None = None, *, pipeline: bool = True, seed: int | None = None,
+                 noise: Tensor | None = None) -> Any:
         """`image` translated as `img2img convert` would: through the run's preset pipeline
         when it has one (faces found and pasted back, glyphs normalised), so Python and the
-        command line agree. `pipeline=False` runs the bare generator on the whole image."""
+        command line agree. `pipeline=False` runs the bare generator on the whole image. A run
+        trained with a noise input (`--noise-dim`) gives one output per `seed` (default 0), or
+        per `noise` vector; `variants` gives several."""
+        if seed is not None:
+            noise = self.noise(seed)
         if pipeline and self.pipeline is not None:
             return _through(self, image, lambda array: self.convert_image(
-                array, direction, size, label))
-        return self.translate_many([image], direction, size, label)[0]
+                array, direction, size, label, noise=noise))
+        return self.translate_many([image], direction, size, label, noise=noise)[0]
+
+    # -- several outputs per input (runs trained with a noise input) ----------------------------
+    @property
+    def noise_dim(self) -> int:
+        """How many noise values the generator takes (0: trained without a noise input)."""
+        return model_noise_dim(self.model)
+
+    def noise(self, seed: int) -> Tensor:
+        """The `(noise_dim,)` noise of `seed`, the same on every machine."""
+        if not self.noise_dim:
+            raise Img2ImgError(f"this {self.name} run {NO_NOISE}")
+        return noise_for_seed(seed, self.noise_dim)
+
+    def variant_noise(self, n: int, seed: int = 0, interpolate: bool = False) -> list[Tensor]:
+        """The noise of `n` variants: seeds `seed`, `seed + 1`, ... (so variant 0 is what
+        `seed` alone gives), or with `interpolate` `n` points from seed `seed`'s noise to seed
+        `seed + 1`'s along the great circle between them (slerp, which keeps a Gaussian
+        draw's norm; a straight line would pass near zero noise, which training never saw)."""
+        if n < 1:
+            raise Img2ImgError(f"variants: expected at least 1, got {n}")
+        if interpolate:
+            start, end = self.noise(seed), self.noise(seed + 1)
+            return [slerp(start, end, i / max(n - 1, 1)) for i in range(n)]
+        return [self.noise(seed + i) for i in range(n)]
+
+    def variants(self, image: Any, n: int, *, seed: int = 0, interpolate: bool = False,
+                 direction: str | None = None, size: int | None = None,
+                 label: str | None = None, pipeline: bool = True) -> list[Any]:
+        """`n` translations of `image`, one per noise of `variant_noise(n, seed, interpolate)`,
+        each the kind `image` is; the same `seed` gives the same list."""
+        return [self(image, direction, size, label, pipeline=pipeline, noise=noise)
+                for noise in self.variant_noise(n, seed, interpolate)]
+
+    def _resolve_noise(self, noise: Tensor | None) -> Tensor | None:
+        """The noise a translation uses: `noise`, else seed 0's for a run with a noise input."""
+        if not self.noise_dim:
+            if noise is not None:
+                raise Img2ImgError(f"this {self.name} run {NO_NOISE}")
+            return None
+        noise = self.noise(0) if noise is None else torch.as_tensor(noise, dtype=torch.float32)
+        if noise.numel() != self.noise_dim:
+            raise Img2ImgError(f"noise of {noise.numel()} values given to a run trained with "
+                               f"--noise-dim {self.noise_dim}")
+        return noise.reshape(-1)
 
     def translate_many(self, images: list[Any], direction: str | None = None,
-                       size: int | None = None, label: str | None = None) -> list[Any]:
+                       size: int | None = None, label: str | None = None, *,
+                       noise: Tensor | None = None) -> list[Any]:
         """Translate images, batching those of one size; each comes back as the kind it was."""
         parts = [_to_batch(image) for image in images]
         results: list[Any] = [None] * len(parts)
@@ -277,7 +349,7 @@ class Translator(LoadedModel):
         for indices in by_size.values():
             device = parts[indices[0]][0].device  # tensors may live elsewhere than arrays
             batches = [match_channels(parts[i][0].to(device), self.channels) for i in indices]
-            out = self.translate(torch.cat(batches), direction, size, label)
+            out = self.translate(torch.cat(batches), direction, size, label, noise=noise)
             offset = 0
             for i, batch in zip(indices, batches):
                 results[i] = parts[i][1](out[offset:offset + batch.shape[0]])
@@ -286,15 +358,16 @@ class Translator(LoadedModel):
 
     def convert_image(self, image: np.ndarray, direction: str | None = None,
                       size: int | None = None, label: str | None = None, *,
-                      source: str | Path | None = None, **options: Any) -> np.ndarray:
+                      source: str | Path | None = None, noise: Tensor | None = None,
+                      **options: Any) -> np.ndarray:
         """What `img2img convert` does to one decoded image: the run's preset pipeline when it
         has one (e.g. find faces, translate each, paste them back), else a plain translation.
         `options` are the pipeline's own convert flags; `source` (the file, for its messages)
         is passed on to it (see `img2img.ConvertPipeline`)."""
         if self.pipeline is None:
-            return self(image, direction, size, label)
+            return self(image, direction, size, label, noise=noise)
         translate = functools.partial(self, direction=direction, size=size, label=label,
-                                      pipeline=False)
+                                      pipeline=False, noise=noise)
         # From Python, flags not given take their command-line defaults, as in `convert`.
         defaults = {o.name: o.default for o in self.pipeline.convert_options
                     if not callable(o.default)}

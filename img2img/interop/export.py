@@ -20,6 +20,7 @@ from ..data.atomic import atomic_path
 from ..errors import Img2ImgError
 from ..inference.translator import Translator, minimum_size, size_multiple, translate_indexed
 from ..model import Model
+from ..networks.noise import noise_dim_of, pinned_noise
 from ..runs.checkpoints import img2img_version, read_metadata
 from .extras import require_extra
 from .quantize import folder_images, quantize_int8, split, training_images
@@ -27,6 +28,7 @@ from .subpixel import rewrite_transposed
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
 INPUT, OUTPUT = "image", "translated"
+NOISE = "noise"  # the second input of a graph exported from a run trained with --noise-dim
 METADATA_PREFIX = "img2img."
 TORCHSCRIPT_METADATA = "img2img.json"  # the TorchScript archive's extra file holding the contract
 
@@ -53,11 +55,16 @@ class ExportContract:
     precision: str = "fp32"  # or int8 (`export --int8`)
     quality: str | None = None  # for int8: its measured PSNR from the fp32 graph
     version: str = dataclasses.field(default_factory=img2img_version)
+    # > 0: a second input 'noise', float32 (N, noise_dim), one standard-normal row per image
+    # (seed s: img2img.networks.noise_for_seed(s, noise_dim)); absent from the metadata when 0.
+    noise_dim: int = 0
 
     def metadata(self) -> dict[str, str]:
-        """Every field as `img2img.<field>` string entries (what ONNX metadata_props holds)."""
+        """Every field as `img2img.<field>` string entries (what ONNX metadata_props holds);
+        `noise_dim` only for a graph that takes noise, so other exports are as before."""
         return {METADATA_PREFIX + k: "" if v is None else str(v)
-                for k, v in dataclasses.asdict(self).items()}
+                for k, v in dataclasses.asdict(self).items()
+                if k != "noise_dim" or self.noise_dim}
 
     @classmethod
     def from_metadata(cls, entries: dict[str, str], source: Path) -> "ExportContract":
@@ -80,20 +87,25 @@ class ExportContract:
                 f"({self.exporter}){precision}; img2img {self.version}",
                 f"input   '{INPUT}': {shape.format(self.in_channels)}; height and width "
                 f"multiples of {self.required_multiple}, at least {self.minimum_size}",
+                *([f"noise   '{NOISE}': float32 (batch, {self.noise_dim}), one standard-normal "
+                   "row per image (seed s: img2img.networks.noise_for_seed(s, "
+                   f"{self.noise_dim}))"] if self.noise_dim else []),
                 f"output  '{OUTPUT}': {shape.format(self.out_channels)}, the input's size"]
 
 
 class _Translation(nn.Module):
-    """One direction and class of `model.translate` as a module of one image input, which is what
-    the exporters trace. The generators are submodules, so their weights are the graph's."""
+    """One direction and class of `model.translate` as a module of one image input (and, for a
+    run trained with a noise input, the `(N, noise_dim)` noise as a second), which is what the
+    exporters trace. The generators are submodules, so their weights are the graph's."""
 
     def __init__(self, model: Model, direction: str, index: int | None):
         super().__init__()
         self.generators = model.generators
         self.model, self.direction, self.index = model, direction, index
 
-    def forward(self, x: Tensor) -> Tensor:
-        return translate_indexed(self.model, x, self.direction, self.index)
+    def forward(self, x: Tensor, noise: Tensor | None = None) -> Tensor:
+        with pinned_noise(self.model, noise):
+            return translate_indexed(self.model, x, self.direction, self.index)
 
 
 def export_model(loaded: Any, out: Path, fmt: str | None = None, *, direction: str | None = None,
@@ -183,20 +195,26 @@ def _contract(model: Model, direction: str, index: int | None, fmt: str, exporte
         out_channels = translate_indexed(model, probe, direction, index).shape[1]
     label = None if index is None else model.spec.classes[index]
     return ExportContract(model.name, direction, label, model.spec.channels, int(out_channels),
-                          multiple, minimum, model.spec.size, fmt, exporter, preset)
+                          multiple, minimum, model.spec.size, fmt, exporter, preset,
+                          noise_dim=noise_dim_of(model))
 
 
 def _device(model: Model) -> torch.device:
     return next(model.generators.parameters(), torch.zeros(())).device
 
 
-def _example(model: Model) -> tuple[Tensor, int, int]:
-    """A traced example (batch 2, sides twice the multiple or more: torch.export specialises a
-    size of 1 to a constant) and the multiple and minimum of the sides, in multiples."""
+def _example(model: Model) -> tuple[tuple[Tensor, ...], int, int]:
+    """The traced example inputs (batch 2, sides twice the multiple or more: torch.export
+    specialises a size of 1 to a constant; the noise, for a run with a noise input) and the
+    multiple and minimum of the sides, in multiples."""
     multiple = size_multiple(model)
     low = math.ceil(minimum_size(model) / multiple)
     side = multiple * max(2, low)
-    return torch.rand(2, model.spec.channels, side, side, device=_device(model)) * 2 - 1, multiple, low
+    image = torch.rand(2, model.spec.channels, side, side, device=_device(model)) * 2 - 1
+    noise_dim = noise_dim_of(model)
+    if not noise_dim:
+        return (image,), multiple, low
+    return (image, torch.randn(2, noise_dim, device=image.device)), multiple, low
 
 
 def onnx_model(model: Model, direction: str, index: int | None, *,
@@ -238,25 +256,28 @@ def _subpixel_copy(model: Model) -> Model:
     return clone
 
 
-def _dynamo(module: nn.Module, example: Tensor, multiple: int, low: int) -> Any:
+def _dynamo(module: nn.Module, example: tuple[Tensor, ...], multiple: int, low: int) -> Any:
     from torch.export import Dim
 
-    shapes = ({0: Dim("batch", min=1), 2: multiple * Dim("height", min=low),
-               3: multiple * Dim("width", min=low)},)
-    program = torch.onnx.export(module, (example,), dynamo=True, verbose=False,
-                                input_names=[INPUT], output_names=[OUTPUT],
+    batch = Dim("batch", min=1)
+    shapes = ({0: batch, 2: multiple * Dim("height", min=low),
+               3: multiple * Dim("width", min=low)}, {0: batch})[:len(example)]
+    program = torch.onnx.export(module, example, dynamo=True, verbose=False,
+                                input_names=[INPUT, NOISE][:len(example)], output_names=[OUTPUT],
                                 dynamic_shapes=shapes)
     return program.model_proto
 
 
-def _torchscript_onnx(module: nn.Module, example: Tensor, multiple: int, low: int) -> Any:
+def _torchscript_onnx(module: nn.Module, example: tuple[Tensor, ...], multiple: int,
+                      low: int) -> Any:
     import onnx
 
     axes = {0: "batch", 2: "height", 3: "width"}
+    dynamic = {INPUT: axes, OUTPUT: axes, **({NOISE: {0: "batch"}} if len(example) > 1 else {})}
     buffer = io.BytesIO()
-    torch.onnx.export(module, (example,), buffer, dynamo=False, input_names=[INPUT],
-                      output_names=[OUTPUT], dynamic_axes={INPUT: axes, OUTPUT: axes},
-                      opset_version=17)
+    torch.onnx.export(module, example, buffer, dynamo=False,
+                      input_names=[INPUT, NOISE][:len(example)], output_names=[OUTPUT],
+                      dynamic_axes=dynamic, opset_version=17)
     return onnx.load_from_string(buffer.getvalue())
 
 

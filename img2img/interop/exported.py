@@ -39,6 +39,7 @@ class ExportedModel:
         self.directions = (contract.direction,)
         labels = (contract.label,) if contract.label else ()
         self.spec = ImageSpec(contract.in_channels, contract.train_size, labels)
+        self.noise_dim = contract.noise_dim  # > 0: the graph's second input is the noise
         # size_multiple() and minimum_size() read these off the generators; the graph is one
         self.generators = {contract.direction: contract}
 
@@ -64,8 +65,9 @@ class GraphRuntime:
     def __init__(self, graph: Callable[[Tensor], Tensor], name: str):
         self.graph, self.name = graph, name
 
-    def __call__(self, x: Tensor, direction: str, index: int | None) -> Tensor:
-        return self.graph(x)
+    def __call__(self, x: Tensor, direction: str, index: int | None,
+                 noise: Tensor | None = None) -> Tensor:
+        return self.graph(x) if noise is None else self.graph(x, noise.to(x.device))
 
 
 def load_exported(path: Path, *, device: str = "auto", runtime: str | None = None,

@@ -46,8 +46,9 @@ def _check_providers(session: Any, device: torch.device) -> None:
 
 
 class OnnxGraph:
-    """An ONNX graph of one image input and one image output in an ONNX Runtime session:
-    (B,C,H,W) float tensor in, (B,C',H,W) float32 CPU tensor out."""
+    """An ONNX graph of one image input (and, exported from a run with a noise input, a
+    (B, noise_dim) noise input) and one image output in an ONNX Runtime session: (B,C,H,W)
+    float tensor in, (B,C',H,W) float32 CPU tensor out."""
 
     def __init__(self, model: bytes | Path, device: torch.device = torch.device("cpu")):
         ort = require_extra("onnxruntime", "the onnxruntime runtime")
@@ -69,16 +70,24 @@ class OnnxGraph:
             where = "" if isinstance(model, bytes) else f"{model}: "
             raise RuntimeError(f"{where}ONNX Runtime cannot load this graph: {exc}") from None
         _check_providers(self.session, device)
-        self.input = self.session.get_inputs()[0].name
+        inputs = self.session.get_inputs()
+        self.input = inputs[0].name
+        self.noise_input = inputs[1].name if len(inputs) > 1 else None  # see ExportContract
 
     def metadata(self) -> dict[str, str]:
         """The model's metadata_props (where `img2img export` writes its contract)."""
         return dict(self.session.get_modelmeta().custom_metadata_map)
 
-    def __call__(self, x: Tensor) -> Tensor:
-        array = x.detach().to("cpu", torch.float32).contiguous().numpy()
+    def __call__(self, x: Tensor, noise: Tensor | None = None) -> Tensor:
+        feed = {self.input: x.detach().to("cpu", torch.float32).contiguous().numpy()}
+        if (noise is None) != (self.noise_input is None):
+            raise Img2ImgError("this ONNX graph takes " + (
+                f"a second input '{self.noise_input}' (noise) that was not given"
+                if noise is None else "no noise input, but noise was given"))
+        if noise is not None:
+            feed[self.noise_input] = noise.detach().to("cpu", torch.float32).contiguous().numpy()
         try:
-            (out,) = self.session.run(None, {self.input: array})
+            (out,) = self.session.run(None, feed)
         except Exception as exc:  # as above; torch's own path raises RuntimeError here
             raise RuntimeError(f"ONNX Runtime: {exc}") from None
         return torch.from_numpy(out)
@@ -95,8 +104,9 @@ class OnnxRuntime:
         self.model, self.device = model, device
         self.graphs: dict[tuple[str, int | None], OnnxGraph] = {}
 
-    def __call__(self, x: Tensor, direction: str, index: int | None) -> Tensor:
+    def __call__(self, x: Tensor, direction: str, index: int | None,
+                 noise: Tensor | None = None) -> Tensor:
         key = (direction, index)
         if key not in self.graphs:
             self.graphs[key] = OnnxGraph(onnx_model(self.model, direction, index)[0], self.device)
-        return self.graphs[key](x)
+        return self.graphs[key](x, noise)

@@ -104,6 +104,17 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return 10 * math.log10(1 / mse) if mse > 0 else math.inf
 
 
+def _with_noise(graph: Any, name: str, images: Sequence[np.ndarray]) -> list[dict]:
+    """Session feeds of `images`; a graph with a second (noise) input also gets a standard
+    normal row per image (seeds 0, 1, ...: the outputs a user's seeds give)."""
+    if len(graph.graph.input) < 2:
+        return [{name: x} for x in images]
+    noise = graph.graph.input[1]
+    dim = noise.type.tensor_type.shape.dim[1].dim_value
+    return [{name: x, noise.name: np.stack([np.random.default_rng(i + j).standard_normal(
+        dim).astype(np.float32) for j in range(x.shape[0])])} for i, x in enumerate(images)]
+
+
 def quantize_int8(fp32: bytes, calibrate: Sequence[np.ndarray], check: Sequence[np.ndarray],
                   min_psnr: float = MIN_PSNR) -> tuple[bytes, float]:
     """(int8 graph, its mean PSNR from the fp32 graph over `check`), or Img2ImgError when that
@@ -116,6 +127,8 @@ def quantize_int8(fp32: bytes, calibrate: Sequence[np.ndarray], check: Sequence[
         raise DataError("--calibration: no images to calibrate on")
     source = onnx.load_from_string(fp32)
     name = source.graph.input[0].name
+    feeds = _with_noise(source, name, calibrate)
+    checks = _with_noise(source, name, check)
     with tempfile.TemporaryDirectory(prefix="img2img-int8-") as tmp:
         plain, prepared, quantized = (Path(tmp) / f for f in ("fp32.onnx", "prep.onnx",
                                                                  "int8.onnx"))
@@ -124,12 +137,11 @@ def quantize_int8(fp32: bytes, calibrate: Sequence[np.ndarray], check: Sequence[
             q.quant_pre_process(str(plain), str(prepared), skip_symbolic_shape=True)
         convs = [n.name for n in onnx.load(str(prepared)).graph.node
                  if n.op_type in ("Conv", "ConvTranspose")]
-        feed = iter(calibrate)
+        feed = iter(feeds)
 
         class Reader(q.CalibrationDataReader):
             def get_next(self):
-                x = next(feed, None)
-                return None if x is None else {name: x}
+                return next(feed, None)
 
         with _quiet():
             q.quantize_static(str(prepared), str(quantized), Reader(),
@@ -148,8 +160,7 @@ def quantize_int8(fp32: bytes, calibrate: Sequence[np.ndarray], check: Sequence[
     options.log_severity_level = 3
     sessions = [ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
                 for graph in (fp32, data)]
-    scores = [psnr(sessions[1].run(None, {name: x})[0], sessions[0].run(None, {name: x})[0])
-              for x in check]
+    scores = [psnr(sessions[1].run(None, x)[0], sessions[0].run(None, x)[0]) for x in checks]
     score = float(np.mean(scores))
     if score < min_psnr:
         raise Img2ImgError(f"--int8: the int8 graph's output is {score:.1f} dB PSNR from the "

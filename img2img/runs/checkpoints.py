@@ -24,8 +24,9 @@ from safetensors.torch import load_file, save_file
 
 from ..data.atomic import atomic_path, write_text
 from ..errors import CheckpointError
-from ..fields import option_fields
+from ..fields import option_fields, unrecorded
 from ..model import ImageSpec, Model
+from ..networks.noise import install_noise
 from . import folders as runs
 
 BEST = "best"
@@ -33,6 +34,7 @@ WEIGHTS_SUFFIX = ".safetensors"
 STATE_SUFFIX = ".state.pt"
 META_KEY = "img2img"
 EMA_PREFIX = "ema."  # the averaged generators' tensors in a weights file
+NOISE_SETTINGS = ("noise_dim", "mode_seeking", "latent_regression")  # install_noise's arguments
 STEP_NAME = re.compile(r"^step_(\d+)$")
 
 
@@ -248,7 +250,7 @@ def settings_record(model: Model, config: Any, plugin: Mapping[str, str],
         "img2img_version": img2img_version(),
         "options": jsonable(model.options),
         "spec": jsonable(model.spec),
-        "training": jsonable(config),
+        "training": {k: v for k, v in jsonable(config).items() if k not in unrecorded(config)},
     }
 
 
@@ -266,7 +268,10 @@ def _coerce(value: Any, hint: Any) -> Any:
 
 
 def from_record(cls: type, values: Mapping[str, Any], what: str) -> Any:
-    """Rebuild a frozen settings dataclass from its JSON record, ignoring retired fields."""
+    """Rebuild a frozen settings dataclass from its JSON record, ignoring retired fields and
+    reading renamed ones under their new names (a class's `renamed_fields`: old -> new)."""
+    renamed = getattr(cls, "renamed_fields", {})
+    values = {renamed.get(k, k): v for k, v in values.items()}
     hints = typing.get_type_hints(cls)
     fields = option_fields(cls)
     kwargs = {k: _coerce(v, hints.get(k)) for k, v in values.items() if k in fields}
@@ -274,6 +279,11 @@ def from_record(cls: type, values: Mapping[str, Any], what: str) -> Any:
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"the checkpoint's {what} do not fit this version: {exc}") from None
+
+
+def noise_settings(training: Mapping[str, Any]) -> dict[str, Any]:
+    """The noise input a run's recorded training settings ask for (none when not recorded)."""
+    return {name: training.get(name, 0) for name in NOISE_SETTINGS}
 
 
 def spec_from_record(values: Mapping[str, Any]) -> ImageSpec:
@@ -290,6 +300,7 @@ def model_from_checkpoint(model_cls: type[Model], weights: Path,
                               f"not '{model_cls.name}'")
     options = from_record(model_cls.Options, meta.get("options", {}), "model options")
     model = model_cls(options, spec=spec_from_record(meta.get("spec", {})))
+    install_noise(model, **noise_settings(meta.get("training", {})))
     tensors = load_weights(weights, device)
     load_networks(model, tensors, weights)
     averaged = average_tensors(tensors)

@@ -205,9 +205,11 @@ class Endpoints:
             upload = await anyio.to_thread.run_sync(imaging.decode, data, filename,
                                                     self.limits.max_pixels)
             suffix = imaging.output_suffix(_text(form, "format"), upload.suffix)
+            seed = _integer(form, "seed", None)
             result = await self.gate.run(imaging.translate, translator, upload, direction,
-                                         style, suffix)
-        return _image_response(result, suffix, filename, **{"X-Model": name})
+                                         style, suffix, seed)
+        seeded = {} if seed is None else {"X-Seed": str(seed)}
+        return _image_response(result, suffix, filename, **{"X-Model": name, **seeded})
 
     async def sample(self, request: Request) -> Response:
         async with self.gate.admit():

@@ -119,14 +119,20 @@ def check_choice(translator: Translator, direction: str | None, style: str | Non
 
 
 def translate(translator: Translator, upload: Upload, direction: str | None,
-              style: str | None, suffix: str) -> bytes:
-    """The upload translated and encoded exactly as `img2img convert` writes it."""
+              style: str | None, suffix: str, seed: int | None = None) -> bytes:
+    """The upload translated and encoded exactly as `img2img convert` writes it (with `seed`,
+    as `convert --seed` does, for runs trained with a noise input)."""
+    if seed is not None and not translator.noise_dim:
+        raise ApiError(422, f"seed: model '{translator.name}' was trained without a noise "
+                            "input, so it gives one output per image")
+    noise = None if seed is None else translator.noise(seed)
     try:
         if translator.pipeline is not None:
             result = translator.convert_image(upload.image, direction, None, style,
-                                              source=upload.name)
+                                              source=upload.name, noise=noise)
         else:
-            result = translator.translate_many([upload.image], direction, None, style)[0]
+            result = translator.translate_many([upload.image], direction, None, style,
+                                               noise=noise)[0]
     except (Img2ImgError, RuntimeError, ValueError) as exc:
         raise ApiError(500, f"cannot translate '{upload.name}': {exc}") from None
     return encode(result, suffix)

@@ -61,6 +61,7 @@ class Served:
         })
         if translates:
             info["runtime"] = model.runtime.name
+            info["noise_dim"] = model.noise_dim  # > 0: each seed gives another output
         return info
 
 

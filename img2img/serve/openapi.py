@@ -42,6 +42,8 @@ def schema(max_bytes: int, max_pixels: int) -> dict[str, Any]:
         "style": _field("one of the model's styles, for runs trained with them (default: the "
                         "first)"),
         "format": _field("the result's format (default: the input's)", enum=formats),
+        "seed": {"type": "integer", "description": "runs trained with a noise input (their "
+                 "noise_dim > 0): which of their outputs (default 0); each seed gives its own"},
     }}
     sample_form = {"type": "object", "properties": {
         "model": _field("a name from /api/models (may be left out when one model is served)"),
@@ -104,7 +106,8 @@ def schema(max_bytes: int, max_pixels: int) -> dict[str, Any]:
                 "styles": {"type": "array", "items": {"type": "string"}},
                 "classes": {"type": "array", "items": {"type": "string"}},
                 "channels": {"type": "integer"}, "training_size": {"type": "integer"},
-                "checkpoint": {"type": "string"}, "runtime": {"type": "string"}}},
+                "checkpoint": {"type": "string"}, "runtime": {"type": "string"},
+                "noise_dim": {"type": "integer"}}},
         }},
     }
 

@@ -14,7 +14,7 @@ import torch
 
 from ..data.augment import GEOMETRY_LIMITS, geometry_error
 from ..errors import Img2ImgError, SettingsError
-from ..fields import check as check_ranges, option
+from ..fields import check as check_ranges, option, recorded_when_set
 from ..networks.losses import GAN_LOSSES
 from .diffaugment import parse_policy
 
@@ -99,6 +99,16 @@ class TrainConfig:
                                     "workers) or device (kornia, batched on the training device)",
                              choices=("cpu", "device"))
     seed: int = option(0, "random seed (data order, augmentation, initial weights)")
+    noise_dim: int = recorded_when_set(option(
+        0, "feed the generators N noise values (tiled extra input channels, or the injection a "
+           "generator declares) so one input can give several outputs (0 = off: the networks "
+           "and checkpoints are exactly as without it)", min=0))
+    mode_seeking: float = recorded_when_set(option(
+        0.0, "weight of the mode-seeking term (MSGAN, Mao et al. 2019) that rewards different "
+             "outputs for different noise; needs --noise-dim (0 = off)", min=0))
+    latent_regression: float = recorded_when_set(option(
+        0.0, "weight of latent regression (BicycleGAN's cLR): a small encoder must recover the "
+             "noise from the output; needs --noise-dim (0 = off)", min=0))
     workers: int = option(2, "data-loading worker processes (0 = load in the main process)")
     max_bad_samples: int | None = option(None, "training images that may become unreadable during "
                                                "the run (each skipped with a warning) before it "
@@ -145,6 +155,9 @@ class TrainConfig:
             parse_policy(self.diff_augment)
         except ValueError as error:
             raise SettingsError(f"--diff-augment: {error}") from None
+        if (self.mode_seeking or self.latent_regression) and not self.noise_dim:
+            raise SettingsError("--mode-seeking and --latent-regression need a noise input: "
+                                "set --noise-dim N (e.g. 8)")
         if self.dist_timeout <= 0:
             raise SettingsError("--dist-timeout must be a positive number of seconds")
         if not 0.0 <= self.ema < 1.0:
@@ -173,6 +186,7 @@ SECTIONS = {
     "Optimisation": ("epochs", "decay_epochs", "schedule", "max_steps", "batch_size", "lr",
                      "lr_d", "warmup_steps", "beta1", "beta2", "gan_loss", "diff_augment",
                      "ada", "max_rollbacks", "gp_weight", "r1_weight", "ema", "init_from", "seed"),
+    "Noise input and several outputs": ("noise_dim", "mode_seeking", "latent_regression"),
     "Logging, evaluation and checkpoints": ("logger", "log_every", "sample_every",
                                             "checkpoint_every", "eval_every", "eval_data",
                                             "keep_checkpoints", "runs_dir", "name"),

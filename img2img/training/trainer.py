@@ -33,6 +33,7 @@ from ..evaluation.evaluate import evaluate, load_eval_set, primary_metric
 from ..fields import check as check_ranges
 from ..model import ImageSpec, Model
 from ..networks.losses import Adversary
+from ..networks.noise import install_noise, with_noise_terms
 from ..runs import checkpoints, folders as runs
 from ..runs.checkpoints import settings_record
 from ..runs.report import write_report
@@ -114,6 +115,7 @@ class Trainer:
         watch_health(self.watch, adversary, self.model.discriminators.values())
         if not config.ada:
             diffaugment.install(self.model.discriminators.values(), policy, config.channels)
+        install_noise(self.model, config.noise_dim, config.mode_seeking, config.latent_regression)
         if config.init_from is not None and resume_from is None:
             start_from(self.model, config.init_from, config.runs_dir, self.processes.is_main)
         self.channels_last = speed.speed_up(self.model, config.channels_last, self.device,
@@ -270,7 +272,8 @@ class Trainer:
         model.discriminators.requires_grad_(False)
         with self._autocast():
             fakes, groups = model.generator_step(batch)
-            groups = iter([groups] if isinstance(groups, Mapping) else groups)
+            groups = with_noise_terms(model, iter([groups] if isinstance(groups, Mapping)
+                                                  else groups))
         while True:
             with self._autocast():
                 group = next(groups, None)

@@ -8,6 +8,7 @@ It samples, it does not translate: `directions` is empty, so `convert` refuses a
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -24,7 +25,10 @@ SAMPLE_CHUNK = 64   # images per generator call in sample(), so memory stays bou
 
 @dataclass(frozen=True)
 class Options:
-    noise_dim: int = option(128, "length of the noise vector", min=1)
+    # Runs recorded before the rename load as they were (img2img.runs reads this).
+    renamed_fields: ClassVar[dict[str, str]] = {"noise_dim": "latent_dim"}
+    latent_dim: int = option(128, "length of the noise vector (called --noise-dim until that "
+                                  "name went to every model's noise input)", min=1)
     embed_dim: int = option(128, "length of the learned class embedding fed to the generator with "
                                  "the noise", min=1)
     ngf: int = option(64, "generator width: channels at full size, doubling per 2x step down to "
@@ -49,13 +53,13 @@ class ConditionalGAN(img2img.Model):
     training_defaults = {"gan_loss": "hinge", "batch_size": 64, "load_size": 32, "crop_size": 32,
                          "flip": False, "lr": 2e-4, "beta1": 0.5, "beta2": 0.999, "ema": 0.999}
     directions = ()
-    smoke_options = {"noise_dim": 16, "embed_dim": 8, "ngf": 4, "ndf": 4}
+    smoke_options = {"latent_dim": 16, "embed_dim": 8, "ngf": 4, "ndf": 4}
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         # Drawn from its own generator, not the global RNG: the same noise in every grid, so
         # progress is comparable step to step and between runs.
-        self.grid_noise = torch.randn(GRID_NOISE, self.options.noise_dim,
+        self.grid_noise = torch.randn(GRID_NOISE, self.options.latent_dim,
                                       generator=torch.Generator().manual_seed(0))
 
     @property
@@ -72,7 +76,7 @@ class ConditionalGAN(img2img.Model):
     def build_generators(self):
         self._check_settings()
         o, s = self.options, self.spec
-        net = ConditionalGenerator(o.noise_dim, o.embed_dim, self.num_classes, s.channels,
+        net = ConditionalGenerator(o.latent_dim, o.embed_dim, self.num_classes, s.channels,
                                    s.size, o.ngf)
         return {"noise_to_image": init_weights(net)}
 
@@ -83,7 +87,7 @@ class ConditionalGAN(img2img.Model):
 
     def generate(self, batch):
         labels = batch["label"]
-        noise = torch.randn(labels.shape[0], self.options.noise_dim, device=labels.device)
+        noise = torch.randn(labels.shape[0], self.options.latent_dim, device=labels.device)
         return {"fake": self.generators["noise_to_image"](noise, labels), "noise": noise}
 
     def generator_losses(self, batch, fakes):
@@ -117,7 +121,7 @@ class ConditionalGAN(img2img.Model):
                                        f"{self.num_classes} class(es), 0..{self.num_classes - 1}")
         generator = self.generators["noise_to_image"]
         device = next(generator.parameters()).device
-        noise = torch.randn(len(labels), self.options.noise_dim)
+        noise = torch.randn(len(labels), self.options.latent_dim)
         parts = [generator(noise[i:i + SAMPLE_CHUNK].to(device), labels[i:i + SAMPLE_CHUNK].to(device))
                  for i in range(0, len(labels), SAMPLE_CHUNK)]
         return torch.cat(parts) if parts else noise.new_zeros(0, self.spec.channels,

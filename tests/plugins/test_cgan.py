@@ -85,7 +85,7 @@ def test_samples_show_the_requested_class(tmp_path):
     """Two classes that differ only in stripe direction: after 120 steps (about 20 s on a CPU),
     every sample drawn for a label has that label's direction."""
     data = write_stripes(tmp_path / "stripes")
-    options = ConditionalGAN.Options(noise_dim=16, embed_dim=8, ngf=8, ndf=8)
+    options = ConditionalGAN.Options(latent_dim=16, embed_dim=8, ngf=8, ndf=8)
     trainer = img2img.Trainer(ConditionalGAN, options, config(data, tmp_path / "runs", batch_size=8,
                                                            lr=1e-3, max_steps=120, log_every=40),
                               progress=False)
@@ -129,7 +129,7 @@ def test_sample_does_not_depend_on_the_batch_around_an_image(trained):
     torch.manual_seed(5)
     together = model.sample(torch.tensor([0, 1, 1, 0]))
     torch.manual_seed(5)
-    noise = torch.randn(4, model.options.noise_dim)
+    noise = torch.randn(4, model.options.latent_dim)
     alone = model.generators["noise_to_image"](noise[2:3], torch.tensor([1]))
     assert torch.allclose(together[2:3], alone, atol=1e-6)
 
@@ -348,3 +348,11 @@ def test_digits_benchmark_runs_in_smoke_mode(tmp_path):
     assert record["smoke"] is True and record["steps"] == 3 and record["machine"]["cores"] >= 1
     assert 0 <= record["recognised"] <= 1 and set(record["ema"]["per_class"]) == set("0123456789")
     assert record["judge_held_out_accuracy"] > 0.5
+
+
+def test_a_run_recorded_with_the_old_option_name_loads():
+    """cgan's noise length was `noise_dim` until every model's noise input took that name."""
+    from img2img.runs.checkpoints import from_record
+
+    options = from_record(ConditionalGAN.Options, {"noise_dim": 32, "ngf": 4}, "model options")
+    assert options.latent_dim == 32 and options.ngf == 4

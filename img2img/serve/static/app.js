@@ -136,9 +136,52 @@ async function translate() {
     result.onload = () => { result.dataset.state = "done"; };
     show(result, $("download"), blob, name);
     say(`Done in ${((performance.now() - started) / 1000).toFixed(1)} s.`);
+    startVariants(model);
   } catch (error) {
     result.dataset.state = "failed";
     say(error.message, true);
+  }
+}
+
+// Runs trained with a noise input: the result is seed 0; a row of other seeds, more on request.
+const VARIANTS_PER_ROW = 4;
+let nextSeed = 1;
+
+function startVariants(model) {
+  const panel = $("variants-panel");
+  for (const img of $("variants").querySelectorAll("img")) URL.revokeObjectURL(img.src);
+  $("variants").replaceChildren();
+  panel.hidden = !(model.noise_dim > 0);
+  nextSeed = 1;
+  if (!panel.hidden) moreVariants();
+}
+
+async function moreVariants() {
+  const model = current();
+  if (!chosenFile || !model || !(model.noise_dim > 0)) return;
+  const more = $("more");
+  more.disabled = true;
+  try {
+    for (let i = 0; i < VARIANTS_PER_ROW; i++) {
+      const seed = nextSeed++;
+      const form = new FormData();
+      form.append("image", chosenFile, chosenFile.name);
+      form.append("model", model.name);
+      form.append("seed", String(seed));
+      if (model.directions.length > 1) form.append("direction", $("direction").value);
+      if (model.styles.length) form.append("style", $("style").value);
+      const response = await fetch("/api/translate", { method: "POST", body: form });
+      if (!response.ok) throw new Error(await errorText(response));
+      const img = document.createElement("img");
+      img.alt = `variant, seed ${seed}`;
+      img.dataset.seed = String(seed);
+      img.src = URL.createObjectURL(await response.blob());
+      $("variants").append(img);
+    }
+  } catch (error) {
+    say(error.message, true);
+  } finally {
+    more.disabled = false;
   }
 }
 
@@ -199,6 +242,7 @@ function wireDrop() {
 
 document.addEventListener("DOMContentLoaded", () => {
   $("model").addEventListener("change", choose);
+  $("more").addEventListener("click", moreVariants);
   $("direction").addEventListener("change", translate);
   $("style").addEventListener("change", translate);
   $("file").addEventListener("change", (event) => pick(event.target.files[0]));

@@ -1,0 +1,343 @@
+"""A noise input for any generator, and the two losses that stop a generator from ignoring it.
+
+`add_noise_input(net, channels, noise_dim)` turns a generator `net(x, *args)` into
+`NoisyGenerator`: `net(x, *args, noise=z)` with `z` of shape `(B, noise_dim)`. By default the
+noise is tiled over the image and concatenated to it as `noise_dim` extra input channels, and the
+generator's first convolution is widened to take them (the image's weights kept, the new ones
+initialised as `init_weights` does). A generator that takes noise its own way declares it: a
+method `add_noise_input(noise_dim)`, called once, after which its `forward` accepts `noise=`.
+`install_noise(model, noise_dim, ...)` does this to every generator of a model (the trainer and
+the checkpoint loader call it, so no model code changes); with `noise_dim` 0 it does nothing.
+
+Without `noise=` a `NoisyGenerator` draws its own: fresh Gaussian noise from torch's generator
+while training (the trainer seeds it each step), the noise of seed 0 in eval mode, or the noise
+`pinned_noise` fixes. Conditional GANs learn to ignore such noise (Isola et al. 2017 saw it with
+pix2pix's dropout): `mode_seeking_loss` (Mao et al., CVPR 2019, "MSGAN") and
+`latent_regression_loss` with a `LatentEncoder` (the cLR term of BicycleGAN, Zhu et al. 2017)
+reward outputs that depend on it; `noise_terms` computes them for a model from one extra
+generator pass per noisy generator."""
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from img2img.errors import Img2ImgError
+
+GUIDE = "see 'Noise input' in plugins/README.md"
+EPS = 1e-5  # MSGAN's: keeps 1 / ratio finite when two outputs coincide
+ENCODER_PREFIX = "latent_"  # model.auxiliary[f"latent_{generator}"]: its latent encoder
+
+
+def noise_for_seed(seed: int, noise_dim: int) -> torch.Tensor:
+    """The `(noise_dim,)` standard normal vector of `seed`: drawn on the CPU in float32, so the
+    same seed gives the same noise on every machine and device."""
+    generator = torch.Generator().manual_seed(int(seed))
+    return torch.randn(noise_dim, generator=generator)
+
+
+def slerp(z0: torch.Tensor, z1: torch.Tensor, t: float) -> torch.Tensor:
+    """Spherical interpolation from `z0` (t=0) to `z1` (t=1) along the last dimension: the
+    points keep the norm a Gaussian draw has (a straight line passes near the origin, a noise
+    the generator never saw). Falls back to a straight line for (anti)parallel vectors."""
+    a, b = F.normalize(z0.float(), dim=-1), F.normalize(z1.float(), dim=-1)
+    omega = torch.arccos((a * b).sum(-1, keepdim=True).clamp(-1.0, 1.0))
+    sin = torch.sin(omega)
+    if float(sin.abs().min()) < 1e-6:
+        return (1 - t) * z0 + t * z1
+    return (torch.sin((1 - t) * omega) * z0 + torch.sin(t * omega) * z1) / sin
+
+
+def tile_noise(noise: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """`(B, N)` noise as `(B, N, H, W)` channels of the size, dtype and device of `like`."""
+    b, n = noise.shape
+    return noise.to(like).reshape(b, n, 1, 1).expand(b, n, *like.shape[-2:])
+
+
+class _FirstConv(Exception):
+    """Raised by the probe at the first convolution a forward pass reaches."""
+
+    def __init__(self, conv: nn.Module):
+        super().__init__()
+        self.conv = conv
+
+
+def first_convolution(net: nn.Module, channels: int, size: int) -> nn.Conv2d:
+    """The first `nn.Conv2d` a forward pass of `net` on a `(1, channels, size, size)` input
+    runs (found by stopping the pass there, so the probe costs next to nothing)."""
+    handles = [m.register_forward_pre_hook(lambda module, _args: _raise(module))
+               for m in net.modules() if isinstance(m, nn.Conv2d)]
+    param = next(net.parameters(), None)
+    probe = torch.zeros(1, channels, size, size,
+                        device=param.device if param is not None else "cpu")
+    try:
+        with torch.no_grad():
+            net(probe)
+    except _FirstConv as found:
+        return found.conv
+    except Exception as exc:  # the probe itself failed: say so, with the generator's words
+        raise Img2ImgError(f"generator {type(net).__name__} cannot take a noise input: a probe "
+                           f"forward pass failed ({type(exc).__name__}: {exc}); {GUIDE}") from None
+    finally:
+        for handle in handles:
+            handle.remove()
+    raise Img2ImgError(f"generator {type(net).__name__} has no convolution to widen for a noise "
+                       f"input; give it an add_noise_input(noise_dim) method ({GUIDE})")
+
+
+def _raise(module: nn.Module) -> None:
+    raise _FirstConv(module)
+
+
+@torch.no_grad()
+def widen_input(conv: nn.Conv2d, extra: int) -> None:
+    """Give `conv` `extra` more input channels, after its own: their weights start N(0, 0.02)
+    (as `init_weights`), the existing weights and bias are kept."""
+    weight = conv.weight
+    added = torch.randn(weight.shape[0], extra, *weight.shape[2:], device=weight.device,
+                        dtype=weight.dtype) * 0.02
+    conv.weight = nn.Parameter(torch.cat([weight, added], dim=1))
+    conv.in_channels += extra
+
+
+class NoisyGenerator(nn.Module):
+    """`net` with a noise input: `forward(x, *args, noise=None)`, noise `(B, noise_dim)` or
+    `(noise_dim,)` (the same for every image). Without `noise`: a fresh draw in training, the
+    pinned noise when `pinned_noise` set one, else the noise of seed 0. Attributes the wrapper
+    does not have (`required_multiple`, `bottleneck_channels` ...) are the wrapped network's;
+    its named encoder features are read with the same noise input, `input` being the image."""
+
+    def __init__(self, net: nn.Module, channels: int, noise_dim: int, declared: bool):
+        super().__init__()
+        self.net = net
+        self.channels, self.noise_dim, self.declared = channels, noise_dim, declared
+        self.pinned: torch.Tensor | None = None
+        # The first training forward with a graph since `noise_terms` last ran: (x, args, z, y).
+        self.recorded: tuple[torch.Tensor, tuple, torch.Tensor, torch.Tensor] | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name == "net":
+                raise
+            return getattr(self._modules["net"], name)
+
+    def noise(self, x: torch.Tensor, given: torch.Tensor | None = None) -> torch.Tensor:
+        """The `(B, noise_dim)` noise for a batch `x`: `given`, pinned, drawn or seed 0's."""
+        z = given if given is not None else self.pinned
+        if z is None and self.training:
+            z = torch.randn(x.shape[0], self.noise_dim, device=x.device)
+        if z is None:
+            z = noise_for_seed(0, self.noise_dim)
+        z = z.to(x.device, torch.float32)
+        if z.dim() == 1:
+            z = z.unsqueeze(0)
+        if z.shape[-1] != self.noise_dim:
+            raise Img2ImgError(f"noise of size {z.shape[-1]} given to a generator with "
+                               f"--noise-dim {self.noise_dim}")
+        # Compared with x's batch (not with 1), so an exported graph keeps its batch dynamic.
+        return z if z.shape[0] == x.shape[0] else z.expand(x.shape[0], -1)
+
+    def _input(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x, tile_noise(z, x)], dim=1)
+
+    def _record(self, x: torch.Tensor, args: tuple, z: torch.Tensor, y: torch.Tensor) -> None:
+        if self.recorded is None and self.training and torch.is_grad_enabled():
+            self.recorded = (x.detach(), args, z, y.detach())
+
+    def forward(self, x: torch.Tensor, *args: Any, noise: torch.Tensor | None = None,
+                **kwargs: Any) -> torch.Tensor:
+        z = self.noise(x, noise)
+        if self.declared:
+            y = self.net(x, *args, noise=z, **kwargs)
+        else:
+            y = self.net(self._input(x, z), *args, **kwargs)
+        self._record(x, args, z, y)
+        return y
+
+    # Named encoder features (img2img.networks.features), read with a noise input.
+    @property
+    def feature_layers(self) -> dict[str, int]:
+        layers = dict(self.net.feature_layers)
+        return {**layers, "input": self.channels} if "input" in layers else layers
+
+    @property
+    def default_feature_layers(self) -> tuple[str, ...]:
+        return tuple(self.net.default_feature_layers)
+
+    def _features(self, x: torch.Tensor, found: Sequence[torch.Tensor],
+                  layers: Sequence[str]) -> list[torch.Tensor]:
+        return [x if name == "input" else f for name, f in zip(layers, found)]
+
+    def encoder_features(self, x: torch.Tensor, layers: Sequence[str],
+                         noise: torch.Tensor | None = None) -> list[torch.Tensor]:
+        z = self.noise(x, noise)
+        if self.declared:
+            return list(self.net.encoder_features(x, layers, noise=z))
+        return self._features(x, self.net.encoder_features(self._input(x, z), layers), layers)
+
+    @property
+    def forward_with_features(self) -> Any:
+        own = self.net.forward_with_features  # AttributeError: the wrapped net has none either
+
+        def run(x: torch.Tensor, layers: Sequence[str]) -> tuple[torch.Tensor, list]:
+            z = self.noise(x)
+            if self.declared:
+                y, found = own(x, layers, noise=z)
+            else:
+                y, found = own(self._input(x, z), layers)
+                found = self._features(x, found, layers)
+            self._record(x, (), z, y)
+            return y, found
+        return run
+
+
+def add_noise_input(net: nn.Module, channels: int, noise_dim: int,
+                    size: int = 64) -> NoisyGenerator:
+    """`net` as a `NoisyGenerator` with `noise_dim` noise channels: the injection `net` declares
+    (`add_noise_input`), else tiled channels concatenated to its `channels`-channel input, for
+    which its first convolution (on a `size` px probe) must take exactly those channels."""
+    if noise_dim < 1:
+        raise ValueError(f"noise_dim must be at least 1, got {noise_dim}")
+    own = getattr(net, "add_noise_input", None)
+    if own is not None:
+        own(noise_dim)
+        return NoisyGenerator(net, channels, noise_dim, declared=True)
+    size = max(size, getattr(net, "minimum_size", 0))
+    multiple = getattr(net, "required_multiple", 1)
+    conv = first_convolution(net, channels, math.ceil(size / multiple) * multiple)
+    if conv.in_channels != channels or conv.groups != 1:
+        raise Img2ImgError(f"generator {type(net).__name__}: its first convolution takes "
+                           f"{conv.in_channels} channels (groups {conv.groups}), not the image's "
+                           f"{channels}, so the noise cannot be concatenated to its input; give "
+                           f"it an add_noise_input(noise_dim) method ({GUIDE})")
+    widen_input(conv, noise_dim)
+    return NoisyGenerator(net, channels, noise_dim, declared=False)
+
+
+class LatentEncoder(nn.Module):
+    """Recovers the noise from an output: `(B, C, H, W)` -> `(B, noise_dim)`. Three stride-2 4x4
+    convolutions (LeakyReLU 0.2), a global average and a linear layer: small next to the
+    generator, and any image size works."""
+
+    def __init__(self, channels: int, noise_dim: int, width: int = 32):
+        super().__init__()
+        layers: list[nn.Module] = []
+        widths = [channels, width, 2 * width, 2 * width]
+        for cin, cout in zip(widths, widths[1:]):
+            layers += [nn.Conv2d(cin, cout, 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
+        self.body = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.head = nn.Linear(widths[-1], noise_dim)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(images))
+
+
+def mode_seeking_loss(out1: torch.Tensor, out2: torch.Tensor, z1: torch.Tensor,
+                      z2: torch.Tensor, eps: float = EPS) -> torch.Tensor:
+    """MSGAN's term (Mao et al. 2019, eq. 3) for two outputs of one input under noises z1, z2:
+
+        ratio = mean|out1 - out2| / mean|z1 - z2|,   loss = 1 / (ratio + eps)
+
+    (means over every element, eps = 1e-5 as in the paper's code). Minimising it maximises the
+    ratio: different noise, different images."""
+    ratio = (out1 - out2).abs().float().mean() / (z1 - z2).abs().float().mean()
+    return 1.0 / (ratio + eps)
+
+
+def latent_regression_loss(recovered: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """BicycleGAN's cLR term: `mean|E(G(x, z)) - z|`, the L1 distance between the noise an
+    encoder recovers from an output and the noise that made it."""
+    return (recovered.float() - noise.float()).abs().mean()
+
+
+def noisy_generators(generators: Mapping[str, nn.Module]) -> dict[str, NoisyGenerator]:
+    """The generators (a model's `generators`) that take noise, by name."""
+    return {name: net for name, net in generators.items() if isinstance(net, NoisyGenerator)}
+
+
+def noise_dim_of(model: Any) -> int:
+    """How many noise values `model`'s generators take (0: none take noise)."""
+    return max((g.noise_dim for g in noisy_generators(model.generators).values()), default=0)
+
+
+def install_noise(model: Any, noise_dim: int, mode_seeking: float = 0.0,
+                  latent_regression: float = 0.0) -> None:
+    """Give every generator of `model` (an `img2img.Model`) a noise input of `noise_dim` values
+    and, with `latent_regression`, a `LatentEncoder` per generator as an auxiliary network
+    (`auxiliary["latent_<generator>"]`, trained with the generators). The loss weights are kept
+    on the generators for `noise_terms`. `noise_dim` 0 changes nothing at all."""
+    if noise_dim == 0:
+        if mode_seeking or latent_regression:
+            raise Img2ImgError("--mode-seeking and --latent-regression need a noise input: set "
+                               "--noise-dim N (e.g. 8)")
+        return
+    if not model.directions:
+        raise Img2ImgError(f"--noise-dim: model '{model.name}' generates from noise already; a "
+                           "noise input is for models that translate images")
+    channels, size = model.spec.channels, model.spec.size
+    for name in list(model.generators):
+        noisy = add_noise_input(model.generators[name], channels, noise_dim, size)
+        noisy.mode_seeking, noisy.latent_regression = float(mode_seeking), float(latent_regression)
+        model.generators[name] = noisy
+        if latent_regression:
+            device = next(noisy.parameters()).device
+            model.auxiliary[ENCODER_PREFIX + name] = LatentEncoder(channels, noise_dim).to(device)
+
+
+@contextlib.contextmanager
+def pinned_noise(model: Any, noise: torch.Tensor | None) -> Iterator[None]:
+    """Within the block, every noisy generator of `model` uses `noise` (`(noise_dim,)` or
+    `(B, noise_dim)`) when a call passes none; None leaves them as they are."""
+    nets = list(noisy_generators(model.generators).values())
+    before = [net.pinned for net in nets]
+    for net in nets:
+        if noise is not None:
+            net.pinned = noise
+    try:
+        yield
+    finally:
+        for net, old in zip(nets, before):
+            net.pinned = old
+
+
+def noise_terms(model: Any) -> dict[str, torch.Tensor]:
+    """The weighted diversity terms of one training step, from one more pass of each noisy
+    generator that ran with a graph this step: its first input `x` again with fresh noise `z2`,
+    compared with the recorded output `y1` (for `z1`, detached: its graph belongs to the model's
+    own losses). `mode_seeking`: W * `mode_seeking_loss(y1, G(x, z2), z1, z2)`;
+    `latent_regression`: W * `latent_regression_loss(E(G(x, z2)), z2)`. Clears the records."""
+    terms: dict[str, torch.Tensor] = {}
+    for name, net in noisy_generators(model.generators).items():
+        recorded, net.recorded = net.recorded, None
+        ms, lr = getattr(net, "mode_seeking", 0.0), getattr(net, "latent_regression", 0.0)
+        if recorded is None or not (ms or lr):
+            continue
+        x, args, z1, y1 = recorded
+        z2 = torch.randn_like(z1)
+        y2 = net(x, *args, noise=z2)
+        net.recorded = None  # that pass recorded itself
+        if ms:
+            term = ms * mode_seeking_loss(y1, y2, z1, z2)
+            terms["mode_seeking"] = terms.get("mode_seeking", 0) + term
+        if lr:
+            encoder = model.auxiliary[ENCODER_PREFIX + name]
+            term = lr * latent_regression_loss(encoder(y2), z2)
+            terms["latent_regression"] = terms.get("latent_regression", 0) + term
+    return terms
+
+
+def with_noise_terms(model: Any, groups: Iterator[Mapping[str, torch.Tensor]]
+                     ) -> Iterator[Mapping[str, torch.Tensor]]:
+    """The model's generator loss groups, then (when a noisy generator asks for them) one more
+    group with `noise_terms`: backpropagated on its own, so it needs no model code."""
+    yield from groups
+    terms = noise_terms(model)
+    if terms:
+        yield terms

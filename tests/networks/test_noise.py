@@ -1,0 +1,194 @@
+"""The noise input and its diversity losses (img2img.networks.noise): values on hand-made
+tensors, the noise reaching the output, seeds, the declared injection, `--noise-dim 0` leaving
+every network as it was, and training with noise through the real trainer for each built-in
+translating model."""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from img2img import ImageSpec
+from img2img.errors import Img2ImgError
+from img2img.networks import build_generator
+from img2img.networks.noise import (
+    LatentEncoder, NoisyGenerator, add_noise_input, install_noise, latent_regression_loss,
+    mode_seeking_loss, noise_dim_of, noise_for_seed, noise_terms, pinned_noise, slerp,
+)
+from img2img.runs.folders import read_metrics
+from img2img.runs.checkpoints import model_from_checkpoint, read_metadata, resolve_checkpoint
+from img2img.testing import check_model
+from img2img_cut import CUT
+from img2img_cyclegan import CycleGAN
+from img2img_pix2pix import Pix2Pix
+
+
+def test_mode_seeking_loss_is_one_over_the_ratio_plus_eps():
+    out1, out2 = torch.zeros(1, 1, 2, 2), torch.tensor([[[[0.5, 0.5], [1.0, 0.0]]]])
+    z1, z2 = torch.tensor([[0.0, 0.0]]), torch.tensor([[1.0, 0.0]])
+    # mean|out1 - out2| = 2.0 / 4 = 0.5; mean|z1 - z2| = 1 / 2 = 0.5; ratio 1.
+    assert float(mode_seeking_loss(out1, out2, z1, z2)) == pytest.approx(1 / (1 + 1e-5))
+    # Outputs twice as far apart for the same noise distance: the loss halves.
+    assert float(mode_seeking_loss(out1, 2 * out2, z1, z2)) == pytest.approx(1 / (2 + 1e-5))
+    # Identical outputs: 1 / eps, large but finite.
+    assert float(mode_seeking_loss(out1, out1, z1, z2)) == pytest.approx(1e5)
+
+
+def test_latent_regression_loss_is_the_mean_absolute_error():
+    recovered = torch.tensor([[1.0, -1.0], [0.5, 0.0]])
+    noise = torch.tensor([[0.0, 0.0], [0.0, 2.0]])
+    assert float(latent_regression_loss(recovered, noise)) == pytest.approx((1 + 1 + 0.5 + 2) / 4)
+
+
+def test_seeded_noise_is_the_same_everywhere_and_slerp_keeps_the_ends():
+    assert torch.equal(noise_for_seed(3, 8), noise_for_seed(3, 8))
+    assert not torch.equal(noise_for_seed(3, 8), noise_for_seed(4, 8))
+    z0, z1 = noise_for_seed(0, 8), noise_for_seed(1, 8)
+    assert torch.allclose(slerp(z0, z1, 0.0), z0, atol=1e-6)
+    assert torch.allclose(slerp(z0, z1, 1.0), z1, atol=1e-6)
+    middle = slerp(z0, z1, 0.5)  # between the two norms, not shrunk towards the origin
+    assert float(middle.norm()) > 0.9 * min(float(z0.norm()), float(z1.norm()))
+
+
+def _resnet(channels=3):
+    torch.manual_seed(0)
+    return build_generator("resnet-6", channels, channels, ngf=4, norm="instance", dropout=False)
+
+
+@pytest.mark.parametrize("kind", ["resnet-6", "unet-32"])
+def test_the_noise_reaches_the_output(kind):
+    torch.manual_seed(0)
+    net = add_noise_input(build_generator(kind, 3, 3, ngf=4, norm="instance", dropout=False),
+                          3, noise_dim=4, size=32)
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    z = torch.randn(2, 4, requires_grad=True)
+    net(x, noise=z).square().sum().backward()
+    assert z.grad is not None and float(z.grad.abs().sum()) > 0
+
+
+def test_same_seed_same_output_and_eval_mode_uses_seed_zero():
+    net = add_noise_input(_resnet(), 3, noise_dim=4, size=32).eval()
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        first = net(x, noise=noise_for_seed(3, 4))
+        again = net(x, noise=noise_for_seed(3, 4))
+        other = net(x, noise=noise_for_seed(4, 4))
+        default = net(x)
+        seed0 = net(x, noise=noise_for_seed(0, 4))
+    assert torch.equal(first, again)
+    assert not torch.equal(first, other)
+    assert torch.equal(default, seed0)
+
+
+def test_widening_keeps_the_image_weights_and_adds_noise_channels():
+    plain = _resnet()
+    stem = plain.model[1].weight.detach().clone()
+    net = add_noise_input(plain, 3, noise_dim=5, size=32)
+    assert net.model[1].in_channels == 8  # attributes reach the wrapped network
+    assert torch.equal(net.model[1].weight[:, :3], stem)
+    assert net.required_multiple == plain.required_multiple
+    assert net.feature_layers["input"] == 3  # the image, as CUT's heads were sized
+
+
+def test_a_generator_may_declare_its_own_injection():
+    class Declared(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 3, 1)
+            self.noise_dim = 0
+
+        def add_noise_input(self, noise_dim):
+            self.noise_dim = noise_dim
+            self.project = nn.Linear(noise_dim, 3)
+
+        def forward(self, x, noise):
+            return self.conv(x) + self.project(noise)[:, :, None, None]
+
+    net = add_noise_input(Declared(), 3, noise_dim=2)
+    assert net.declared and net.net.noise_dim == 2
+    x = torch.zeros(2, 3, 8, 8)
+    assert not torch.equal(net(x, noise=torch.zeros(2)), net(x, noise=torch.ones(2)))
+
+
+def test_a_generator_that_cannot_take_noise_is_refused_with_the_guide():
+    class Dense(nn.Module):
+        def forward(self, x):
+            return x * 2
+
+    with pytest.raises(Img2ImgError, match="add_noise_input.*Noise input"):
+        add_noise_input(Dense(), 3, noise_dim=2)
+
+
+def test_noise_dim_zero_changes_no_network():
+    spec = ImageSpec(3, 32)
+    options = Pix2Pix.Options(**Pix2Pix.smoke_options)
+    torch.manual_seed(0)
+    plain = Pix2Pix(options, spec=spec)
+    torch.manual_seed(0)
+    model = Pix2Pix(options, spec=spec)
+    install_noise(model, 0)
+    assert noise_dim_of(model) == 0
+    mine, theirs = model.state_dict(), plain.state_dict()
+    assert list(mine) == list(theirs)
+    assert all(torch.equal(mine[k], theirs[k]) for k in mine)
+    assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in plain.parameters())
+    with pytest.raises(Img2ImgError, match="--noise-dim"):
+        install_noise(model, 0, mode_seeking=1.0)
+
+
+def test_noise_terms_come_from_one_more_pass_and_train_the_encoder():
+    model = Pix2Pix(Pix2Pix.Options(**Pix2Pix.smoke_options), spec=ImageSpec(3, 32))
+    install_noise(model, 4, mode_seeking=2.0, latent_regression=0.5)
+    assert isinstance(model.generators["a_to_b"], NoisyGenerator)
+    assert isinstance(model.auxiliary["latent_a_to_b"], LatentEncoder)
+    model.train()
+    batch = {"a": torch.rand(2, 3, 32, 32) * 2 - 1, "b": torch.rand(2, 3, 32, 32) * 2 - 1}
+    model.generate(batch)
+    terms = noise_terms(model)
+    assert set(terms) == {"mode_seeking", "latent_regression"}
+    assert float(terms["mode_seeking"].detach()) > 0
+    sum(terms.values()).backward()
+    encoder = model.auxiliary["latent_a_to_b"]
+    assert all(p.grad is not None for p in encoder.parameters())
+    assert noise_terms(model) == {}  # consumed: the next step records afresh
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_run_without_noise_writes_the_checkpoint_it_wrote_before(tmp_path, monkeypatch):
+    """The trainer's two noise calls switched off (the code before the noise input) and left on
+    with --noise-dim 0 write byte-identical weights files and config.json."""
+    import img2img.training.trainer as trainer
+
+    workdir = tmp_path / "work"  # the same paths for both: the record holds them
+    run = check_model(Pix2Pix, workdir=workdir)
+    plain = {name: _sha(run / name) for name in ("config.json", "checkpoints/step_00000002.safetensors")}
+    assert "noise_dim" not in read_metadata(resolve_checkpoint(run))["training"]
+    workdir.rename(tmp_path / "first")
+    monkeypatch.setattr(trainer, "install_noise", lambda *args: None)
+    monkeypatch.setattr(trainer, "with_noise_terms", lambda model, groups: groups)
+    run = check_model(Pix2Pix, workdir=workdir)
+    assert {name: _sha(run / name) for name in plain} == plain
+
+
+@pytest.mark.parametrize("cls", [Pix2Pix, CycleGAN, CUT])
+def test_every_translating_model_trains_with_noise_and_mode_seeking(cls, tmp_path):
+    run = check_model(cls, workdir=tmp_path, noise_dim=3, mode_seeking=1.0, latent_regression=1.0)
+    weights = resolve_checkpoint(run)
+    assert read_metadata(weights)["training"]["noise_dim"] == 3
+    restored = model_from_checkpoint(cls, weights)
+    assert noise_dim_of(restored) == 3
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        with pinned_noise(restored, noise_for_seed(1, 3)):
+            one = restored.translate(x)
+        with pinned_noise(restored, noise_for_seed(2, 3)):
+            two = restored.translate(x)
+    assert not torch.equal(one, two)
+    logged = {k for r in read_metrics(run) for k in r}
+    assert {"g/mode_seeking", "g/latent_regression"} <= logged
