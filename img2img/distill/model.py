@@ -61,9 +61,12 @@ class Options:
                                    "(auto: each student default feature layer with the "
                                    "teacher's at the same resolution and relative depth; none: "
                                    "no feature matching)")
-    lambda_l1: float = option(10.0, "weight of the L1 distance to the teacher's output", min=0)
+    lambda_l1: float = option(100.0, "weight of the L1 distance to the teacher's output (as "
+                                     "pix2pix weighs its target)", min=0)
     lambda_features: float = option(1.0, "weight of the feature-matching loss", min=0)
-    lambda_gan: float = option(1.0, "weight of the adversarial loss", min=0)
+    lambda_gan: float = option(0.1, "weight of the adversarial loss (small: the teacher's "
+                                    "outputs are the main signal, the discriminator only "
+                                    "sharpens what L1 blurs)", min=0)
 
 
 class Distillation(Model):

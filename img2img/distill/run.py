@@ -60,9 +60,8 @@ def _train(chosen: Plan, minutes: float | None, progress: bool | None) -> tuple[
     """Train the student: all steps, or within `minutes`; returns the run and its steps."""
     total = chosen.training["max_steps"]
     first = min(total, CALIBRATION_STEPS) if minutes is not None else total
-    options, config = resolve_settings(Distillation, None, None,
-                                       **dataclasses.asdict(chosen.options),
-                                       **{**chosen.training, "max_steps": first})
+    options, config = resolve_settings(Distillation, None, None, **{
+        **dataclasses.asdict(chosen.options), **chosen.training, "max_steps": first})
     started = time.perf_counter()
     trainer = Trainer(Distillation, options, config, plugin=PLUGIN, progress=progress)
     print(f"Run folder: {trainer.run_dir}", file=sys.stderr)
