@@ -13,6 +13,9 @@ takes with an example are all here, each with its reason:
   `--max-steps` (it keeps its settings); a run started from another run's weights (`--init-from`)
   keeps that run's sizes and options, which its weights need. A run that evaluates as it trains
   does so every step (`--eval-every 1`): it has only two. The demo gets `--steps 2`.
+* `distill` gets `--max-steps 2`, no loader workers, the CPU and, unless the page chose
+  `--macs`, `--width 4`: the sandbox's teachers are the tiny smoke networks (8 wide), which a
+  16-wide student would not be smaller than.
 * `export --int8` gets `--min-psnr 0`: a network trained for two steps is noise, and the quality
   gate that refuses it is tested on its own in tests/interop/test_export.py.
 * `img2img serve` builds its app for real but does not listen; `curl` lines are sent to that app
@@ -80,6 +83,9 @@ def tiny_command(args: list[str]) -> list[str]:
         if "--init-from" in args:
             return [*args, *tiny]
         return [*args, *tiny, *TINY_SIZE, *flags(smoke_options(words[1]))]
+    if command == "distill" and len(words) > 1:
+        width = [] if "--macs" in args else ["--width", "4"]
+        return [*args, "--max-steps", "2", "--workers", "0", "--device", "cpu", *width]
     if command == "demo":
         return [*args, "--steps", "2"]
     if command == "export" and "--int8" in args:

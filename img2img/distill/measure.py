@@ -58,11 +58,14 @@ def convert_speed(models: dict[str, Model], device: torch.device, seconds: float
     return {name: statistics.median(found) for name, found in speeds.items()}
 
 
-def held_out(student: Model, data: Any, limit: int) -> tuple[dict[str, torch.Tensor], list[str],
-                                                                bool]:
-    """The evaluation items (the test split when the data has one), the folders read, and
-    whether they were held out from training."""
+def held_out(student: Model, data: Any, limit: int, eval_data: Path | None = None
+             ) -> tuple[dict[str, torch.Tensor], list[str], bool]:
+    """The evaluation items (`eval_data`, else the training data's test split when it has
+    one), the folders read, and whether they were held out from training."""
     folders: list[Path] = []
+    if eval_data is not None:
+        items = load_eval_set(student, eval_data, limit, folders=folders)
+        return items, [str(p) for p in folders], True
     training = data.get("data"), data.get("a"), data.get("b")
     items = load_eval_set(student, training[0], limit, a=training[1], b=training[2],
                           folders=folders)

@@ -30,6 +30,7 @@ class Plan:
     options: Options
     training: dict[str, Any]
     teacher_steps: int | None
+    teacher_eval_data: Path | None = None  # the teacher run's --eval-data, if it had one
 
 
 def plan(teacher_ref: str | Path, out: Path, *, width: int | None = None,
@@ -69,7 +70,7 @@ def plan(teacher_ref: str | Path, out: Path, *, width: int | None = None,
                 "max_steps": max_steps or max(1, (steps or DEFAULT_STEPS * 4) // 4),
                 "epochs": 10**6, "decay_epochs": 0, **training}
     settings["load_size"] = max(settings.get("load_size", 0), model.spec.size)
-    return Plan(teacher, options, settings, steps)
+    return Plan(teacher, options, settings, steps, _recorded(teacher).get("eval_data"))
 
 
 def _check_fits(kind: str, size: int, teacher: Teacher) -> None:
@@ -111,13 +112,17 @@ def _teacher_steps(teacher: Teacher) -> int | None:
     return int(step) if isinstance(step, int) and step > 0 else None
 
 
+def _recorded(teacher: Teacher) -> dict[str, Any]:
+    """The training settings the teacher's run recorded (none for a reference .pth)."""
+    try:
+        return runs.read_config(checkpoints.run_dir_of(teacher.weights)).get("training", {})
+    except CheckpointError:
+        return {}
+
+
 def _kept_settings(teacher: Teacher, data: Path | None) -> dict[str, Any]:
     """The teacher run's data and augmentation settings (`--data` replaces its data)."""
-    run = checkpoints.run_dir_of(teacher.weights)
-    try:
-        recorded = runs.read_config(run).get("training", {})
-    except CheckpointError:
-        recorded = {}  # a reference .pth: nothing recorded
+    recorded = _recorded(teacher)
     kept = {k: recorded[k] for k in KEPT if recorded.get(k) is not None}
     if data is not None:
         kept = {k: v for k, v in kept.items() if k not in ("data", "a", "b")}

@@ -33,12 +33,15 @@ PLUGIN = {"name": "img2img", "distribution": "img2img", "version": checkpoints.i
 def distill(teacher: str | Path, out: str | Path, *, width: int | None = None,
             macs: float | None = None, generator: str | None = None,
             data: str | Path | None = None, max_steps: int | None = None,
-            minutes: float | None = None, device: str = "auto", eval_limit: int = 64,
+            minutes: float | None = None, device: str = "auto",
+            eval_data: str | Path | None = None, eval_limit: int = 64,
             progress: bool | None = None, catalog: Any = None,
             **training: Any) -> tuple[Path, dict[str, Any]]:
     """Distil the run (checkpoint, or reference .pth) `teacher` into a new student run at `out`;
-    returns the run folder and what `distill.json` records. `training` may set other training
-    settings by name (`batch_size`, `workers`, `seed`, `log_every` ...)."""
+    returns the run folder and what `distill.json` records. Agreement and the task metric are
+    measured on `eval_data` (held-out data in the training layout; default: the teacher run's
+    --eval-data, else the data's test split, else its training images). `training` may set
+    other training settings by name (`batch_size`, `workers`, `seed`, `log_every` ...)."""
     out = Path(out)
     chosen = plan(teacher, out, width=width, macs=macs, generator=generator,
                   data=None if data is None else Path(data), max_steps=max_steps,
@@ -49,7 +52,10 @@ def distill(teacher: str | Path, out: str | Path, *, width: int | None = None,
     started = time.perf_counter()
     run_dir, steps = _train(chosen, minutes, progress)
     seconds = time.perf_counter() - started
-    record = _measure(chosen, run_dir, device, eval_limit)
+    if eval_data is None:
+        eval_data = chosen.teacher_eval_data
+    record = _measure(chosen, run_dir, device, None if eval_data is None else Path(eval_data),
+                      eval_limit)
     record["training"] = {"steps": steps, "seconds": round(seconds, 1),
                           "teacher_steps": chosen.teacher_steps}
     write_text(run_dir / RECORD, json.dumps(record, indent=2) + "\n")
@@ -87,7 +93,8 @@ def _fit(trainer: Trainer) -> None:
                           exit_code=128 + stopped_by.value)
 
 
-def _measure(chosen: Plan, run_dir: Path, device: str, eval_limit: int) -> dict[str, Any]:
+def _measure(chosen: Plan, run_dir: Path, device: str, eval_data: Path | None,
+             eval_limit: int) -> dict[str, Any]:
     """Teacher and student, side by side: cost, speed, agreement, task metric."""
     torch_device = resolve_device(device)
     weights = checkpoints.resolve_checkpoint(run_dir)
@@ -95,7 +102,8 @@ def _measure(chosen: Plan, run_dir: Path, device: str, eval_limit: int) -> dict[
     teacher = chosen.teacher.model.to(torch_device).eval()
     costs = {"teacher": measure.cost(teacher), "student": measure.cost(student)}
     speeds = measure.convert_speed({"teacher": teacher, "student": student}, torch_device)
-    items, folders, is_held_out = measure.held_out(student, chosen.training, eval_limit)
+    items, folders, is_held_out = measure.held_out(student, chosen.training, eval_limit,
+                                                   eval_data)
     found = measure.agreement(student, teacher, items, torch_device)
     record: dict[str, Any] = {
         "teacher": {"run": str(chosen.teacher.weights), "sha256": chosen.teacher.sha256,
