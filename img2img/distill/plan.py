@@ -52,6 +52,10 @@ def plan(teacher_ref: str | Path, out: Path, *, width: int | None = None,
                               (model.spec.channels, model.spec.size, model.spec.size))
     if macs is not None:
         width = widest_within(base, model.spec.channels, model.spec.size, macs)
+        if macs >= teacher_macs:
+            raise SettingsError(f"--macs {format_count(macs)} is not below the teacher's "
+                                f"{format_count(teacher_macs)} MACs per image; a student "
+                                "must cost less")
     width = DEFAULT_WIDTH if width is None else width
     teacher_width = getattr(model.options, "ngf", None)
     same_kind = base.generator == getattr(model.options, "generator", None)
