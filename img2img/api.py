@@ -1,4 +1,5 @@
 """The functions behind the commands, for Python users: `train` (a new run or a resumed one),
+`distill` (a smaller student of a trained run, `img2img.distill`),
 `settings_toml` (what a new run would resolve, as a config file), `load` (a trained run, an
 exported file or a reference checkpoint, ready to translate or sample) and `evaluate_run`
 (measure a run on held-out data and save what was measured). The command line parses its flags
@@ -14,6 +15,7 @@ from typing import Any
 import torch
 
 from .data.atomic import write_text
+from .distill import CORE_MODELS, distill
 from .errors import Img2ImgError, Interrupted
 from .evaluation.evaluate import evaluate, load_eval_set
 from .evaluation.fid import HELP as FID_HELP, inception, protocol
@@ -47,7 +49,7 @@ def train(model: str, *, preset: str | None = None, config: str | Path | None = 
     taking the place of the preset's. `progress` shows a progress bar (default: when stderr is
     a terminal)."""
     catalog = catalog if catalog is not None else installed_catalog()
-    model_cls = catalog.model(model)
+    model_cls = model_class(catalog, model)
     owner = catalog.owners.get(("model", model))
     plugin = {"name": owner.name, "distribution": owner.distribution,
               "version": owner.version} if owner else {}
@@ -85,9 +87,14 @@ def settings_toml(model: str, *, preset: str | None = None, config: str | Path |
     that `config=` reads back (what `img2img train MODEL --print-config` writes); trains
     nothing and writes no run folder."""
     catalog = catalog if catalog is not None else installed_catalog()
-    model_cls = catalog.model(model)
+    model_cls = model_class(catalog, model)
     preset, options, resolved = _resolve(catalog, model_cls, preset, config, settings)
     return configfile.to_toml(model, preset, options, resolved)
+
+
+def model_class(catalog: Catalog, name: str) -> Any:
+    """The model called `name`: one the core provides (`distill`), else a plugin's."""
+    return CORE_MODELS[name] if name in CORE_MODELS else catalog.model(name)
 
 
 def _resolve(catalog: Catalog, model_cls: Any, preset: str | None, config: str | Path | None,
@@ -191,14 +198,15 @@ def load(ref: str | Path = "latest", *, device: str = "auto", runs_dir: str | Pa
     meta = checkpoints.read_metadata(weights)
     catalog = catalog if catalog is not None else installed_catalog()
     name = meta.get("model", "?")
-    if name not in catalog.models:
+    if name not in catalog.models and name not in CORE_MODELS:
         raise Img2ImgError(f"{weights} needs the '{name}' model, which no installed plugin "
                            f"provides (plugin: {meta.get('plugin', {}).get('distribution', '?')})")
     torch_device = resolve_device(device)
     on_ort = runtime == "onnxruntime"
     # ONNX Runtime is fed from the CPU (numpy) and exports from there; sessions pick the device
     model_device = torch.device("cpu") if on_ort else torch_device
-    model = checkpoints.model_from_checkpoint(catalog.models[name], weights, model_device)
+    model = checkpoints.model_from_checkpoint(model_class(catalog, name), weights,
+                                              model_device)
     if not model.directions:
         if on_ort:
             raise Img2ImgError(f"model '{name}' generates images from noise; the onnxruntime "

@@ -167,6 +167,13 @@ class Model(nn.Module, abc.ABC):
     def load_extra_state(self, state: Mapping[str, Tensor]) -> None:
         """Restore what `extra_state` returned."""
 
+    @classmethod
+    def data_for(cls, options: Any) -> str:
+        """The kind of data a model with `options` trains on: `data`, unless the kind depends
+        on the options (a distillation student trains on its teacher's kind of data); the
+        trainer opens the dataset with it before the model is built."""
+        return cls.data
+
     # -- provided -------------------------------------------------------------------------------
     def resolve_direction(self, direction: str | None) -> str:
         """The direction to translate in, checked against `directions`."""

@@ -91,7 +91,7 @@ def check_model(cls: type[Model], options: Any = None, *, size: int = 32, steps:
         options = cls.Options(**cls.smoke_options)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(workdir or tmp)
-        folders = write_sample_images(cls.data, root / "data", size=size + 8)
+        folders = write_sample_images(cls.data_for(options), root / "data", size=size + 8)
         # As many epochs as steps: the few generated images may make an epoch a single step.
         settings = dict(epochs=steps, decay_epochs=0, max_steps=steps, batch_size=2,
                         load_size=size, crop_size=size, workers=0, log_every=1, sample_every=0,

@@ -13,6 +13,10 @@ takes with an example are all here, each with its reason:
   `--max-steps` (it keeps its settings); a run started from another run's weights (`--init-from`)
   keeps that run's sizes and options, which its weights need. A run that evaluates as it trains
   does so every step (`--eval-every 1`): it has only two. The demo gets `--steps 2`.
+* `distill` gets `--max-steps 2`, no loader workers, the CPU and `--width 4` (or, where the
+  page chose `--macs`, `--macs 1M`): the sandbox's teachers are the tiny smoke networks (8 wide,
+  ~2M MACs at 32 px), which a 16-wide student, or one of the page's budget, would not be
+  smaller than.
 * `export --int8` gets `--min-psnr 0`: a network trained for two steps is noise, and the quality
   gate that refuses it is tested on its own in tests/interop/test_export.py.
 * `img2img serve` builds its app for real but does not listen; `curl` lines are sent to that app
@@ -80,6 +84,9 @@ def tiny_command(args: list[str]) -> list[str]:
         if "--init-from" in args:
             return [*args, *tiny]
         return [*args, *tiny, *TINY_SIZE, *flags(smoke_options(words[1]))]
+    if command == "distill" and len(words) > 1:
+        width = ["--macs", "1M"] if "--macs" in args else ["--width", "4"]
+        return [*args, "--max-steps", "2", "--workers", "0", "--device", "cpu", *width]
     if command == "demo":
         return [*args, "--steps", "2"]
     if command == "export" and "--int8" in args:

@@ -218,3 +218,14 @@ def test_the_reference_training_step_runs_the_published_configuration(tmp_path, 
     assert all(o.defaults["fused"] for o in ours.optimizers.values())
     assert [len(o.param_groups[0]["params"]) for o in reference.optimizers.values()] == \
         [len(o.param_groups[0]["params"]) for o in ours.optimizers.values()]
+
+
+def test_distill_smoke(tmp_path):
+    payload = run_smoke("distill", tmp_path)
+    record = payload["record"]
+    assert record["macs_ratio"] > 1 and record["student"]["ngf"] < record["teacher"]["ngf"]
+    assert record["agreement"]["held_out"] is True and "task" in record
+    assert all(v > 0 for v in payload["speed_256"].values())
+    assert {t["target"] for t in payload["targets"]} == {
+        "MACs ratio", "convert images/s ratio at 256 px", "student task PSNR vs teacher's",
+        "distillation training time / teacher's"}

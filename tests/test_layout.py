@@ -30,6 +30,7 @@ LAYERS = (
     "registry",     # hook specifications, plugin loading, the catalog
     "inference",    # the translator and convert
     "interop",      # reference checkpoints, ONNX / TorchScript export, int8
+    "distill",      # a smaller student that translates like a teacher run
     "api",          # train / evaluate_run / load
     "testing",      # check_model
     "scaffold",     # `img2img plugins new`

@@ -14,6 +14,7 @@ import click
 from ..registry.catalog import catalog as build_catalog
 from ..registry.loading import PluginManager, load_plugins
 from ..training.distributed import from_environment
+from .distill import distill_command
 from .errors import Img2ImgGroup
 from .export import export_command
 from .health import health
@@ -66,7 +67,8 @@ def build_cli(pm: PluginManager | None = None) -> click.Group:
     cli.add_command(prepare_group(catalog))
     for command in (convert_command(catalog), eval_command(catalog), plugins_command(pm),
                     models_command(catalog), import_command(catalog), export_command(catalog),
-                    presets_command(catalog), serve_command(catalog), health):
+                    presets_command(catalog), serve_command(catalog), health,
+                    distill_command()):
         cli.add_command(command)
     for command in catalog.commands.values():
         cli.add_command(command)

@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from .. import api
+from ..distill import CORE_MODELS
 from ..errors import SettingsError
 from ..registry.catalog import Catalog
 from ..training import configfile, distributed
@@ -21,7 +22,7 @@ def train_group(catalog: Catalog) -> click.Group:
     def train() -> None:
         """Train a model. Each model has its own flags: `img2img train MODEL --help`."""
 
-    for name in sorted(catalog.models):
+    for name in sorted({*catalog.models, *CORE_MODELS}):
         train.add_command(_train_command(catalog, name))
     return train
 
@@ -37,7 +38,7 @@ def prepare_group(catalog: Catalog) -> click.Group:
 
 
 def _train_command(catalog: Catalog, name: str) -> click.Command:
-    model_cls = catalog.model(name)
+    model_cls = api.model_class(catalog, name)
     training = dataclass_options(TrainConfig, _shown_defaults(model_cls), SECTION_OF)
     model_opts = dataclass_options(model_cls.Options, sections=f"Model options ({name})")
     params: list[click.Parameter] = [*model_opts, *training]

@@ -68,20 +68,22 @@ def encoder_features(net: nn.Module, x: torch.Tensor,
     return list(net.encoder_features(x, resolve_layers(net, layers)))
 
 
-def forward_and_features(net: nn.Module, x: torch.Tensor,
-                         layers: Sequence[str]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+def forward_and_features(net: nn.Module, x: torch.Tensor, layers: Sequence[str], *,
+                         detach: bool = True) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """`net(x)` (with its graph) and the features named in `layers` of the same pass, detached:
     targets, not part of the graph. Generators without `forward_with_features` get their
-    features from a second, partial pass without a graph."""
+    features from a second, partial pass without a graph. With `detach=False` the features
+    keep their graph (a loss on them trains the generator: distillation's feature matching),
+    and a second pass, where needed, keeps it too."""
     layers = resolve_layers(net, layers)
     own = getattr(net, "forward_with_features", None)
     if own is None:
         out = net(x)
-        with torch.no_grad():
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not detach):
             found = net.encoder_features(x, layers)
     else:
         out, found = own(x, layers)
-    return out, [f.detach() for f in found]
+    return out, [f.detach() for f in found] if detach else list(found)
 
 
 def forward_capturing(net: nn.Module, x: torch.Tensor, layers: Sequence[str],

@@ -91,7 +91,7 @@ class Trainer:
                                **({} if on_device else geometry))
         self.device_augment = DeviceAugment(config.load_size, config.crop_size, config.flip,
                                             **geometry) if on_device else None
-        self.dataset = open_dataset(model_cls.data, data=config.data, a=config.a, b=config.b,
+        self.dataset = open_dataset(model_cls.data_for(options), data=config.data, a=config.a, b=config.b,
                                     channels=config.channels, recipe=recipe)
         self.dataset.substitute = True  # a file that vanishes mid-run is skipped and counted
         self.skipped: set[str] = set()
