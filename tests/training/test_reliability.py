@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 import img2img
@@ -197,6 +198,18 @@ def test_ctrl_c_or_sigterm_saves_then_exits_128_plus_the_signal(tmp_path, data, 
     saved = checkpoints.resolve_checkpoint(tmp_path / "runs" / "int")
     step = checkpoints.read_metadata(saved)["step"]
     assert step >= 1 and f"interrupted at step {step};" in err
+    # --resume is exact: the stopped run continued to step + 2 has the weights of a run that
+    # was never stopped.
+    end = ["--max-steps", str(step + 2)]
+    resumed = _train_process(tmp_path, data, "--resume", str(tmp_path / "runs" / "int"), *end)
+    straight = _train_process(tmp_path, data, "--name", "straight", "--epochs", "100000", *end)
+    for process in (resumed, straight):
+        _, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err
+    weights = [checkpoints.load_weights(checkpoints.resolve_checkpoint(tmp_path / "runs" / name))
+               for name in ("int", "straight")]
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
 
 
 def _descendants(pid: int) -> set[int]:
