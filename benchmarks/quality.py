@@ -478,6 +478,10 @@ def ablation(args, runs_dir: Path) -> list[dict]:
     rows = []
     minutes = args.budgets[0]
     preset, candidates = (None, ABLATION) if args.base == "published" else ("fast", FAST_ABLATION)
+    if args.candidates:  # the base recipe (listed first) and those named
+        wanted = [w.strip() for w in args.candidates.split(",")]
+        candidates = {name: settings for i, (name, settings) in enumerate(candidates.items())
+                      if i == 0 or any(name.startswith(w) for w in wanted)}
     # The smoke's 32 px crops are too small for a 3-layer PatchGAN at two scales.
     tiny = {"d_layers": 2} if args.smoke else {}
     tasks = [t for t in chosen_tasks(args) if TASKS[t].paired] if args.tasks else ["edges2photo"]
@@ -551,6 +555,10 @@ def main(argv: list[str] | None = None) -> int:
                         "edges2photo)")
     p.add_argument("--base", choices=("published", "fast"), default="published",
                    help="with --ablation: the recipe the candidates change")
+    p.add_argument("--candidates", default=None,
+                   help="with --ablation: only the candidates whose names start with one of "
+                        "these comma-separated prefixes (e.g. 'L1,no DiffAugment'), beside the "
+                        "base recipe")
     p.add_argument("--one-sided", action="store_true",
                    help="instead: CUT beside CycleGAN on faces_grey2colour, same budget (the "
                         "first) and seeds, published settings; SWD")
