@@ -1,34 +1,46 @@
 """Quality at a fixed wall-clock budget: the published recipe against the recommended one
-(`--preset fast`), each trained for the same number of minutes, over several seeds.
+(`--preset fast`), each trained for the same number of minutes, over several seeds, on tasks of
+different character built from the bundled data (`--tasks`, or `all`):
 
-pix2pix trains on the bundled paired set `datasets/faces_edges2photo` (train/ side-by-side
-edges|photo, 128 px halves) and is scored on the 16 held-out test/ pairs: PSNR, SSIM and L1 of
-the output against the real photo, next to a flat image of the training photos' mean colour and
-the identity (the edge map itself). cyclegan trains on `datasets/faces_grey2colour` (trainA grey
-faces, trainB colour faces) and is scored by the sliced Wasserstein distance (SWD, lower is
-better) between translated testA and real testB, next to untranslated testA.
+* edges2photo (pix2pix): `datasets/faces_edges2photo`, edge map -> photo; 128 training pairs,
+  the 16 test/ pairs held out.
+* photo2edges (pix2pix): the same pairs reversed, photo -> edge map: thin lines on a flat
+  ground.
+* print2hand (pix2pix): `datasets/handwriting_print2hand`, printed -> handwritten glyph, grey
+  64 px; each letter's 4th handwritten sample (`<letter>_3.png`, 26 pairs) is held out, the
+  other 78 train (copied to a temporary folder: nothing is written into datasets/).
+* grey2colour (cyclegan): `datasets/faces_grey2colour`, grey -> colour faces, unpaired.
 
-Training runs through the real trainer with the recipe's preset and stops the way Ctrl-C stops
-it (after the current step, with a checkpoint); evaluation loads that checkpoint with
-`img2img.load`, as `convert` would. Recipes alternate within each seed (published first on even
-seeds, fast first on odd ones), so a change in machine load hits both.
+Paired tasks are scored on their held-out pairs (PSNR, SSIM and L1 of the output against the
+target) next to a flat image of the training targets' mean colour and the identity (the input
+itself); the unpaired task by the sliced Wasserstein distance (SWD, lower is better) between
+translated testA and real testB, next to untranslated testA. Without --tasks, --models picks
+each model's face task (the comparison before there were tasks).
 
-    python benchmarks/quality.py --minutes 5,20 --seeds 3   # the comparison, both models
+Training runs through the real trainer with `--time-budget` (it stops within a step of the
+budget with a checkpoint, its learning rate fitted to the budget as a user's run is);
+evaluation loads that checkpoint with `img2img.load`, as `convert` would. Recipes alternate
+within each seed (published first on even seeds, fast first on odd ones), so a change in
+machine load hits both.
+
+    python benchmarks/quality.py --tasks all --minutes 5 --seeds 3   # the comparison
     python benchmarks/quality.py --minutes 3 --ablation     # each candidate alone, pix2pix
+    python benchmarks/quality.py --minutes 3 --ablation --base fast --tasks all  # on fast
     python benchmarks/quality.py --minutes 3 --ada          # the fast recipe with and without --ada
     python benchmarks/quality.py --smoke                    # 32 px, narrow networks: seconds
 """
 from __future__ import annotations
 
+import atexit
+import dataclasses
 import functools
-import os
-import signal
+import shutil
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import benchlib
 
@@ -49,19 +61,35 @@ ABLATION = {
     "2-scale D + feature matching 10": {"d_scales": 2, "feature_matching": 10.0},
     "hinge loss + spectral norm": {"gan_loss": "hinge", "spectral_norm": True},
     "TTUR (D lr 4e-4)": {"lr_d": 4e-4},
+    "L1 weight 500": {"lambda_l1": 500.0},
+}
+# --base fast: each candidate alone on top of the fast preset (the issue's list: the L1 weight,
+# the discriminator's capacity against the generator's, the width, DiffAugment, --ada, feature
+# matching, and the schedule the time budget allows).
+FAST_ABLATION = {
+    "fast": {},
+    "L1 weight 500 (the demo's)": {"lambda_l1": 500.0},
+    "L1 weight 300": {"lambda_l1": 300.0},
+    "constant lr (no decay in the budget)": {"decay_epochs": 0},
+    "wider (ngf = ndf = 32)": {"ngf": 32, "ndf": 32},
+    "D twice as wide (ndf 32)": {"ndf": 32},
+    "no DiffAugment": {"diff_augment": "none"},
+    "--ada": {"ada": True},
+    "2-scale D + feature matching 10": {"d_scales": 2, "feature_matching": 10.0},
 }
 
 
-def read_folder(folder: Path, size: int, limit: int | None = None, halves: bool = False):
-    """Images of `folder` as float (N,3,size,size) in [-1, 1]; with `halves`, side-by-side files
-    give (left, right) batches."""
+def read_folder(folder: Path, size: int, limit: int | None = None, halves: bool = False,
+                channels: int = 3, paths: list[Path] | None = None):
+    """Images of `folder` (or the files `paths`) as float (N,C,size,size) in [-1, 1]; with
+    `halves`, side-by-side files give (left, right) batches."""
     import torch
 
     from img2img.data import list_images, read_image
     from img2img.data.ops import resize, to_model_range
 
-    paths = list_images(folder)[:limit]
-    images = [to_model_range(torch.from_numpy(read_image(p, 3)).permute(2, 0, 1)[None])
+    paths = (list_images(folder) if paths is None else paths)[:limit]
+    images = [to_model_range(torch.from_numpy(read_image(p, channels)).permute(2, 0, 1)[None])
               for p in paths]
     if not halves:
         return resize(torch.cat(images), size)
@@ -70,48 +98,155 @@ def read_folder(folder: Path, size: int, limit: int | None = None, halves: bool 
             resize(torch.cat([x[..., width:] for x in images]), size))
 
 
+# -- tasks: each a model, training data and a held-out split built from datasets/ ---------------
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """One translation task: the model that learns it, whether it is scored against held-out
+    targets (paired: PSNR/SSIM/L1) or by the distribution of its outputs (unpaired: SWD), and
+    whether its targets are thin lines on a flat ground (where SSIM must reach the flat
+    image's: a blurred average of lines is not a drawing)."""
+
+    name: str
+    model: str
+    paired: bool
+    summary: str
+    thin_lines: bool = False
+
+
+TASKS = {t.name: t for t in (
+    Task("edges2photo", "pix2pix", True, "faces_edges2photo: edge map -> face photo"),
+    Task("photo2edges", "pix2pix", True, "faces_edges2photo reversed: face photo -> edge map "
+         "(thin lines on a flat ground)", thin_lines=True),
+    Task("print2hand", "pix2pix", True, "handwriting_print2hand: printed -> handwritten glyph, "
+         "grey 64 px (thin strokes on paper); held out: each letter's 4th writer", thin_lines=True),
+    Task("grey2colour", "cyclegan", False, "faces_grey2colour: grey face -> colour face"),
+)}
+FACE_TASK = {"pix2pix": "edges2photo", "cyclegan": "grey2colour"}  # --models, as before --tasks
+HELD_OUT_WRITER = "3"  # print2hand: the letters' 4th handwritten sample is the test set
+
+
+@dataclasses.dataclass
+class TaskData:
+    """A task made ready: the training settings (data folders, networks, image size), the
+    held-out inputs and targets, and (paired) the flat image of the training targets' mean."""
+
+    settings: dict
+    test_a: Any
+    test_b: Any
+    flat: Any = None
+
+
+def task_data(task: str, args) -> TaskData:
+    """The task's data, built once per process under a temporary folder (never in datasets/)."""
+    return _task_data(task, args.size, args.load_size, args.limit, str(_workdir()))
+
+
+@functools.lru_cache(maxsize=None)
+def _workdir() -> Path:
+    folder = Path(tempfile.mkdtemp(prefix="quality-tasks-"))
+    atexit.register(shutil.rmtree, folder, True)
+    return folder
+
+
+@functools.lru_cache(maxsize=None)
+def _task_data(task: str, size: int, load_size: int, limit: int | None, workdir: str
+               ) -> TaskData:
+    net = {"load_size": load_size, "crop_size": size}
+    faces = DATASETS / "faces_edges2photo"
+    if task in ("edges2photo", "photo2edges"):
+        edges, photos = read_folder(faces / "test", size, limit, halves=True)
+        _, train_photos = read_folder(faces / "train", size, halves=True)
+        if task == "edges2photo":
+            return TaskData({"data": faces / "train", "generator": f"unet-{size}", **net},
+                            edges, photos, _flat(train_photos, photos))
+        train_edges, _ = read_folder(faces / "train", size, halves=True)
+        folder = _swap_halves(faces / "train", Path(workdir) / "photo2edges")
+        return TaskData({"data": folder, "generator": f"unet-{size}", **net},
+                        photos, edges, _flat(train_edges, edges))
+    if task == "print2hand":
+        glyph = min(size, 64)
+        train, test = _glyph_split(DATASETS / "handwriting_print2hand",
+                                   Path(workdir) / "print2hand")
+        printed, hand = read_folder(test, glyph, limit, halves=True, channels=1)
+        _, train_hand = read_folder(train, glyph, halves=True, channels=1)
+        # Mirrored letters are other letters: no flips, as the handwriting preset.
+        return TaskData({"data": train, "generator": f"unet-{glyph}", "channels": 1,
+                         "flip": False, "load_size": round(glyph * load_size / size),
+                         "crop_size": glyph}, printed, hand, _flat(train_hand, hand))
+    root = DATASETS / "faces_grey2colour"
+    return TaskData({"a": root / "trainA", "b": root / "trainB", "generator": "resnet-9", **net},
+                    read_folder(root / "testA", size, limit),
+                    read_folder(root / "testB", size, limit))
+
+
+def _flat(train_targets, test_targets):
+    return train_targets.mean((0, 2, 3), keepdim=True).expand_as(test_targets)
+
+
+def _swap_halves(source: Path, out: Path) -> Path:
+    """Side-by-side A|B files of `source` as `out`/a (their B halves) and `out`/b (their A
+    halves): the same pairs, the other way round."""
+    from img2img.data import list_images, read_image, write_image
+
+    for path in list_images(source):
+        image = read_image(path, 3)
+        half = image.shape[1] // 2
+        for side, part in (("a", image[:, half:]), ("b", image[:, :half])):
+            (out / side).mkdir(parents=True, exist_ok=True)
+            write_image(out / side / f"{path.stem}.png", part)
+    return out
+
+
+def _glyph_split(source: Path, out: Path) -> tuple[Path, Path]:
+    """`<letter>_<n>.png` pairs: writer HELD_OUT_WRITER of every letter to `out`/test, the rest
+    to `out`/train (copies; the split depends on the names only)."""
+    for path in sorted(source.glob("*.png")):
+        held_out = path.stem.rsplit("_", 1)[-1] == HELD_OUT_WRITER
+        folder = out / ("test" if held_out else "train")
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, folder / path.name)
+    return out / "train", out / "test"
+
+
 def model_settings(model: str, args) -> dict:
-    """The data and the published networks at the benchmark's size and width."""
+    """The data and the published networks of `model`'s face task (as `task_data`), at the
+    benchmark's size and width."""
+    return task_settings(FACE_TASK[model], args)
+
+
+def task_settings(task: str, args) -> dict:
     # Widths only when asked for: a recipe's own (the fast preset's) must not be overridden.
     width = {"ngf": args.width, "ndf": args.width} if args.width else {}
-    if model == "pix2pix":
-        return {"data": DATASETS / "faces_edges2photo" / "train",
-                "generator": f"unet-{args.size}", **width}
-    root = DATASETS / "faces_grey2colour"
-    return {"a": root / "trainA", "b": root / "trainB", "generator": "resnet-9", **width}
+    return {**task_data(task, args).settings, **width}
 
 
 def train(model: str, preset: str | None, settings: dict, args, runs_dir: Path,
-          minutes: float, seed: int) -> tuple[Path, dict]:
-    """Train through the real trainer until the budget is spent; returns (run folder, facts).
-    `settings` (the benchmark's data and networks, an ablation's changes) override the preset
-    the way typed flags do."""
+          minutes: float, seed: int, task: str | None = None) -> tuple[Path, dict]:
+    """Train `model` on `task` (default: the model's face task) through the real trainer with
+    `--time-budget` (the learning rate fitted to the budget, as a user gets it); returns (run
+    folder, facts). `settings` (an ablation's changes) override the preset the way typed flags
+    do."""
     from img2img import catalog as installed_catalog
     from img2img.api import _resolve
     from img2img.training.trainer import Trainer
 
+    task = task or FACE_TASK[model]
     catalog = installed_catalog()
     cls = catalog.model(model)
-    typed = {"epochs": 100000, "decay_epochs": 0, "load_size": args.load_size,
-             "crop_size": args.size, "device": args.device, "max_steps": args.max_steps,
-             "sample_every": 0, "checkpoint_every": 0, "log_every": 25, "runs_dir": runs_dir,
-             "name": f"quality-{model}-{preset or 'published'}-{seed}-{time.time_ns()}",
-             "workers": args.workers, "seed": seed,
-             **model_settings(model, args), **settings}
+    typed = {"time_budget": f"{minutes * 60:g}s", "device": args.device,
+             "max_steps": args.max_steps, "sample_every": 0, "checkpoint_every": 0,
+             "log_every": 25, "runs_dir": runs_dir,
+             "name": f"quality-{task}-{model}-{preset or 'published'}-{seed}-{time.time_ns()}",
+             "workers": args.workers, "seed": seed, **task_settings(task, args), **settings}
     preset_used, options, config = _resolve(catalog, cls, preset, None, typed)
     trainer = Trainer(cls, options, config, preset=preset_used, progress=False)
-    # At the deadline, stop exactly as a user's Ctrl-C does: after the step, with a checkpoint.
-    deadline = threading.Timer(minutes * 60, os.kill, (os.getpid(), signal.SIGINT))
     started = time.perf_counter()
-    deadline.start()
-    try:
-        run_dir = trainer.fit()
-    finally:
-        deadline.cancel()
+    run_dir = trainer.fit()
     seconds = time.perf_counter() - started
-    return run_dir, {"model": model, "steps": trainer.state.step, "epochs": round(
-        trainer.state.step / trainer.steps_per_epoch(), 2), "train_s": round(seconds, 1),
-        "s/step": round(seconds / max(trainer.state.step, 1), 3)}
+    return run_dir, {"task": task, "model": model, "steps": trainer.state.step,
+                     "epochs": round(trainer.state.step / trainer.steps_per_epoch(), 2),
+                     "train_s": round(seconds, 1),
+                     "s/step": round(seconds / max(trainer.state.step, 1), 3)}
 
 
 def _translate(run_dir: Path, images, args, direction: str | None = None):
@@ -124,71 +259,67 @@ def _translate(run_dir: Path, images, args, direction: str | None = None):
                       for i in range(0, len(images), 8)]).cpu()
 
 
-def paired_test(args):
-    """(test edges, test photos, flat image of the training photos' mean colour), read once."""
-    return _paired_test(args.size, args.limit)
+def paired_test(args, task: str = "edges2photo"):
+    """(held-out inputs, held-out targets, flat image of the training targets' mean colour)."""
+    data = task_data(task, args)
+    return data.test_a, data.test_b, data.flat
 
 
-@functools.lru_cache(maxsize=None)
-def _paired_test(size: int, limit: int | None):
-    a, b = read_folder(DATASETS / "faces_edges2photo" / "test", size, limit, halves=True)
-    _, train_b = read_folder(DATASETS / "faces_edges2photo" / "train", size, halves=True)
-    return a, b, train_b.mean((0, 2, 3), keepdim=True).expand_as(b)
+def unpaired_test(args, task: str = "grey2colour"):
+    """(testA, testB)."""
+    data = task_data(task, args)
+    return data.test_a, data.test_b
 
 
-def score_pix2pix(fake, args) -> dict:
+def _paired_scores(fake, target) -> dict:
     from img2img.evaluation.metrics import l1, psnr, ssim
 
-    a, b, _ = paired_test(args)
-    return {"test_pairs": len(a), "psnr": float(psnr(fake, b).mean()),
-            "ssim": float(ssim(fake, b).mean()), "l1": float(l1(fake, b).mean())}
+    return {"psnr": float(psnr(fake, target).mean()), "ssim": float(ssim(fake, target).mean()),
+            "l1": float(l1(fake, target).mean())}
 
 
-def pix2pix_baselines(args) -> dict:
-    from img2img.evaluation.metrics import l1, psnr, ssim
-
-    a, b, flat = paired_test(args)
-    return {"flat": {"psnr": float(psnr(flat, b).mean()), "ssim": float(ssim(flat, b).mean()),
-                     "l1": float(l1(flat, b).mean())},
-            "identity": {"psnr": float(psnr(a, b).mean()), "ssim": float(ssim(a, b).mean()),
-                         "l1": float(l1(a, b).mean())}}
+def score_pix2pix(fake, args, task: str = "edges2photo") -> dict:
+    a, b, _ = paired_test(args, task)
+    return {"test_pairs": len(a), **_paired_scores(fake, b)}
 
 
-def unpaired_test(args):
-    """(testA, testB), read once."""
-    return _unpaired_test(args.size, args.limit)
-
-
-@functools.lru_cache(maxsize=None)
-def _unpaired_test(size: int, limit: int | None):
-    root = DATASETS / "faces_grey2colour"
-    return read_folder(root / "testA", size, limit), read_folder(root / "testB", size, limit)
-
-
-def score_cyclegan(fake, args) -> dict:
+def score_cyclegan(fake, args, task: str = "grey2colour") -> dict:
     from img2img.evaluation.metrics import swd
 
-    test_a, test_b = unpaired_test(args)
+    test_a, test_b = unpaired_test(args, task)
     return {"test_images": len(test_a), "swd": swd(fake, test_b)["swd"]}
 
 
-def cyclegan_baselines(args) -> dict:
+def baselines_of(task: str, args) -> dict:
+    """Paired: the flat image of the training targets' mean colour and the identity (the input
+    itself); unpaired: the untranslated inputs."""
     from img2img.evaluation.metrics import swd
 
-    test_a, test_b = unpaired_test(args)
-    return {"untranslated": {"swd": swd(test_a, test_b)["swd"]}}
+    data = task_data(task, args)
+    if TASKS[task].paired:
+        return {"flat": _paired_scores(data.flat, data.test_b),
+                "identity": _paired_scores(data.test_a, data.test_b)}
+    return {"untranslated": {"swd": swd(data.test_a, data.test_b)["swd"]}}
+
+
+def pix2pix_baselines(args) -> dict:
+    return baselines_of("edges2photo", args)
+
+
+def cyclegan_baselines(args) -> dict:
+    return baselines_of("grey2colour", args)
 
 
 def run_one(model: str, preset: str | None, settings: dict, args, runs_dir: Path,
-            minutes: float, seed: int) -> tuple[dict, object]:
-    run_dir, facts = train(model, preset, settings, args, runs_dir, minutes, seed)
-    if model == "pix2pix":
-        a, _, _ = paired_test(args)
-        fake = _translate(run_dir, a, args)
-        return {**facts, **score_pix2pix(fake, args)}, fake
-    test_a, _ = unpaired_test(args)
-    fake = _translate(run_dir, test_a, args, "a_to_b")
-    return {**facts, **score_cyclegan(fake, args)}, fake
+            minutes: float, seed: int, task: str | None = None) -> tuple[dict, object]:
+    task = task or FACE_TASK[model]
+    run_dir, facts = train(model, preset, settings, args, runs_dir, minutes, seed, task)
+    data = task_data(task, args)
+    if TASKS[task].paired:
+        fake = _translate(run_dir, data.test_a, args)
+        return {**facts, **score_pix2pix(fake, args, task)}, fake
+    fake = _translate(run_dir, data.test_a, args, "a_to_b")
+    return {**facts, **score_cyclegan(fake, args, task)}, fake
 
 
 def _mean_sd(values: list[float]) -> tuple[float, float]:
@@ -196,41 +327,44 @@ def _mean_sd(values: list[float]) -> tuple[float, float]:
 
 
 def summarise(rows: list[dict], baselines: dict) -> list[dict]:
-    """One row per (model, minutes, recipe): mean and seed-to-seed sd of every score, and the
-    gains over the baseline (PSNR gain in dB over the flat image; L1 as a fraction of the flat
-    image's L1 saved; SWD as is)."""
+    """One row per (task, minutes, recipe): mean and seed-to-seed sd of every score, and (paired)
+    the gains over the flat image: PSNR in dB, L1 saved, SSIM."""
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
-        groups.setdefault((row["model"], row["minutes"], row["recipe"]), []).append(row)
+        groups.setdefault((row["task"], row["minutes"], row["recipe"]), []).append(row)
     out = []
-    for (model, minutes, recipe), found in groups.items():
-        summary = {"model": model, "minutes": minutes, "recipe": recipe, "seeds": len(found),
+    for (task, minutes, recipe), found in groups.items():
+        summary = {"task": task, "model": found[0]["model"], "minutes": minutes,
+                   "recipe": recipe, "seeds": len(found),
                    "steps": round(statistics.fmean(r["steps"] for r in found))}
-        keys = ("psnr", "ssim", "l1") if model == "pix2pix" else ("swd",)
-        for key in keys:
+        paired = TASKS[task].paired
+        for key in ("psnr", "ssim", "l1") if paired else ("swd",):
             summary[key], summary[f"{key} sd"] = _mean_sd([r[key] for r in found])
-        if model == "pix2pix":
-            flat = baselines["pix2pix"]["flat"]
+        if paired:
+            flat = baselines[task]["flat"]
             summary["psnr gain"], summary["psnr gain sd"] = _mean_sd(
                 [r["psnr"] - flat["psnr"] for r in found])
             summary["l1 saved"], summary["l1 saved sd"] = _mean_sd(
                 [flat["l1"] - r["l1"] for r in found])
+            summary["ssim over flat"], summary["ssim over flat sd"] = _mean_sd(
+                [r["ssim"] - flat["ssim"] for r in found])
         out.append(summary)
     return out
 
 
 def targets(summary: list[dict]) -> list[dict]:
-    """The issue's targets at each budget: the fast recipe's PSNR gain over the flat image and
-    its L1 saving at least twice the published recipe's, its SWD at most 0.8x, each difference
-    larger than the seed-to-seed spread (the larger sd of the two recipes)."""
+    """The issue's targets per task and budget: the fast recipe's PSNR gain over the flat image
+    and its L1 saving at least twice the published recipe's, its SWD at most 0.8x, each
+    difference larger than the seed-to-seed spread (the larger sd of the two recipes); on the
+    thin-line tasks its SSIM at or above the flat image's."""
     checks = []
-    by = {(s["model"], s["minutes"], s["recipe"]): s for s in summary}
-    for (model, minutes, recipe), fast in by.items():
-        published = by.get((model, minutes, "published"))
+    by = {(s["task"], s["minutes"], s["recipe"]): s for s in summary}
+    for (task, minutes, recipe), fast in by.items():
+        published = by.get((task, minutes, "published"))
         if recipe != "fast" or published is None:
             continue
         pairs = ([("psnr gain", 2.0, "x published's gain"), ("l1 saved", 2.0, "x published's saving")]
-                 if model == "pix2pix" else [("swd", 0.8, "x published's SWD")])
+                 if TASKS[task].paired else [("swd", 0.8, "x published's SWD")])
         for key, limit, what in pairs:
             ratio = benchlib.ratio(fast[key], published[key])
             spread = max(fast[f"{key} sd"], published[f"{key} sd"])
@@ -241,74 +375,96 @@ def targets(summary: list[dict]) -> list[dict]:
             # A ratio to a published gain that is not positive says nothing: show both values.
             shown = (f"{ratio:.2f}x" if key == "swd" or published[key] > 0 else
                      f"{fast[key]:+.3f} against {published[key]:+.3f}")
-            checks.append({"target": f"{model} {minutes:g} min: {key}", "limit":
+            checks.append({"target": f"{task} {minutes:g} min: {key}", "limit":
                            f"{'>=' if key != 'swd' else '<='} {limit:g}{what}",
                            "measured": f"{shown} (diff {fast[key] - published[key]:+.3f}, "
                                        f"spread {spread:.3f})",
                            "met": bool(beats and abs(fast[key] - published[key]) > spread)})
+        if TASKS[task].thin_lines:
+            over = fast["ssim over flat"]
+            checks.append({"target": f"{task} {minutes:g} min: ssim", "limit":
+                           ">= the flat image's (a blurred average of lines is not a drawing)",
+                           "measured": f"{fast['ssim']:.3f}, {over:+.3f} over flat (sd "
+                                       f"{fast['ssim over flat sd']:.3f})",
+                           "met": bool(over >= 0)})
     return checks
 
 
-def save_grid(path: Path, columns: dict) -> Path:
+def save_grid(path: Path, columns: dict, upscale: int = 1) -> Path:
+    """The columns side by side, each pixel shown as `upscale` x `upscale` (nearest), so thin
+    lines stay sharp."""
+    import numpy as np
+
     from img2img.data.images import grid, write_image
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_image(path, grid(columns))
+    image = grid(columns)
+    if upscale > 1:
+        image = np.repeat(np.repeat(image, upscale, axis=0), upscale, axis=1)
+    write_image(path, image)
     print(f"wrote {path}", flush=True)
     return path
 
 
+def chosen_tasks(args) -> list[str]:
+    """--tasks (names, or all), else the face task of each of --models."""
+    if args.tasks:
+        names = list(TASKS) if args.tasks == "all" else args.tasks.split(",")
+    else:
+        names = [FACE_TASK[m] for m in args.models.split(",")]
+    return names
+
+
 def comparison(args, runs_dir: Path, recipes: dict = RECIPES
                ) -> tuple[list[dict], dict, list[Path]]:
-    models = args.models.split(",")
-    baselines = {}
-    if "pix2pix" in models:
-        baselines["pix2pix"] = pix2pix_baselines(args)
-    if "cyclegan" in models:
-        baselines["cyclegan"] = cyclegan_baselines(args)
+    tasks = chosen_tasks(args)
+    baselines = {task: baselines_of(task, args) for task in tasks}
     rows, fakes = [], {}
     for minutes in args.budgets:
         for seed in range(args.seed, args.seed + args.seeds):
             order = list(recipes) if seed % 2 == 0 else list(recipes)[::-1]
             for recipe in order:
-                for model in models:
+                for task in tasks:
                     preset, settings = recipes[recipe]
-                    row, fake = run_one(model, preset, settings, args, runs_dir, minutes, seed)
+                    row, fake = run_one(TASKS[task].model, preset, settings, args, runs_dir,
+                                        minutes, seed, task)
                     row.update(recipe=recipe, minutes=minutes, seed=seed)
                     rows.append(row)
-                    print(f"{model} {recipe} {minutes:g} min seed {seed}: "
-                          f"{ {k: v for k, v in row.items() if k in ('steps', 'psnr', 'l1', 'swd')} }",
+                    print(f"{task} {recipe} {minutes:g} min seed {seed}: "
+                          f"{ {k: v for k, v in row.items() if k in ('steps', 'psnr', 'ssim', 'l1', 'swd')} }",
                           file=sys.stderr, flush=True)
                     if seed == args.seed:
-                        fakes[(model, minutes, recipe)] = fake
+                        fakes[(task, minutes, recipe)] = fake
     grids = []
-    for model in models:
+    for task in tasks:
+        data = task_data(task, args)
         for minutes in args.budgets:
-            source, target = (paired_test(args)[:2] if model == "pix2pix" else unpaired_test(args))
-            columns = {"input": source[:8],
-                       **{recipe: fakes[(model, minutes, recipe)][:8] for recipe in recipes}}
-            if model == "pix2pix":
-                columns["real"] = target[:8]
-            name = f"quality-{model}-{minutes:g}min" + ("-ada" if recipes is ADA_RECIPES else "")
-            grids.append(save_grid(args.figures / f"{name}.png", columns))
+            columns = {"input": data.test_a[:8],
+                       **{recipe: fakes[(task, minutes, recipe)][:8] for recipe in recipes}}
+            if TASKS[task].paired:
+                columns["real"] = data.test_b[:8]
+            name = f"quality-{task}-{minutes:g}min" + ("-ada" if recipes is ADA_RECIPES else "")
+            # Shown at least 128 px a side: the 64 px glyphs twice over, nearest-neighbour.
+            upscale = max(1, 128 // data.test_a.shape[-1])
+            grids.append(save_grid(args.figures / f"{name}.png", columns, upscale))
     return rows, baselines, grids
 
 
 def ada_verdict(summary: list[dict]) -> list[dict]:
-    """Whether --ada beats the same recipe without it, per model and budget: each score's
+    """Whether --ada beats the same recipe without it, per task and budget: each score's
     difference against the seed-to-seed spread (the larger sd of the two)."""
     checks = []
-    by = {(s["model"], s["minutes"], s["recipe"]): s for s in summary}
-    for (model, minutes, recipe), with_ada in by.items():
-        without = by.get((model, minutes, "fast"))
+    by = {(s["task"], s["minutes"], s["recipe"]): s for s in summary}
+    for (task, minutes, recipe), with_ada in by.items():
+        without = by.get((task, minutes, "fast"))
         if recipe != "fast + ada" or without is None:
             continue
-        for key, higher in ((("psnr", True), ("l1", False)) if model == "pix2pix"
+        for key, higher in ((("psnr", True), ("l1", False)) if TASKS[task].paired
                             else (("swd", False),)):
             diff = with_ada[key] - without[key]
             spread = max(with_ada[f"{key} sd"], without[f"{key} sd"])
             better = diff > 0 if higher else diff < 0
-            checks.append({"target": f"{model} {minutes:g} min: {key} with --ada",
+            checks.append({"target": f"{task} {minutes:g} min: {key} with --ada",
                            "limit": f"{'higher' if higher else 'lower'} beyond the seed spread",
                            "measured": f"{with_ada[key]:.4g} against {without[key]:.4g} "
                                        f"(diff {diff:+.4f}, spread {spread:.4f})",
@@ -317,24 +473,37 @@ def ada_verdict(summary: list[dict]) -> list[dict]:
 
 
 def ablation(args, runs_dir: Path) -> list[dict]:
+    """Each candidate alone on top of the --base recipe (published, or the fast preset), on
+    every paired task of --tasks (default: edges2photo), at the first budget."""
     rows = []
-    flat = pix2pix_baselines(args)["flat"]
     minutes = args.budgets[0]
+    preset, candidates = (None, ABLATION) if args.base == "published" else ("fast", FAST_ABLATION)
+    if args.candidates:  # the base recipe (listed first) and those named
+        wanted = [w.strip() for w in args.candidates.split(",")]
+        candidates = {name: settings for i, (name, settings) in enumerate(candidates.items())
+                      if i == 0 or any(name.startswith(w) for w in wanted)}
     # The smoke's 32 px crops are too small for a 3-layer PatchGAN at two scales.
     tiny = {"d_layers": 2} if args.smoke else {}
-    for name, settings in ABLATION.items():
-        scores = []
-        for seed in range(args.seed, args.seed + args.seeds):
-            row, _ = run_one("pix2pix", None, {**tiny, **settings}, args, runs_dir, minutes, seed)
-            scores.append(row)
-        psnr_gain = _mean_sd([r["psnr"] - flat["psnr"] for r in scores])
-        l1_saved = _mean_sd([flat["l1"] - r["l1"] for r in scores])
-        rows.append({"candidate": name, "minutes": minutes, "seeds": len(scores),
-                     "steps": round(statistics.fmean(r["steps"] for r in scores)),
-                     "psnr gain": psnr_gain[0], "psnr gain sd": psnr_gain[1],
-                     "l1 saved": l1_saved[0], "l1 saved sd": l1_saved[1],
-                     "ssim": statistics.fmean(r["ssim"] for r in scores)})
-        print(f"ablation {name}: {rows[-1]}", file=sys.stderr, flush=True)
+    tasks = [t for t in chosen_tasks(args) if TASKS[t].paired] if args.tasks else ["edges2photo"]
+    for task in tasks:
+        flat = baselines_of(task, args)["flat"]
+        for name, settings in candidates.items():
+            scores = []
+            for seed in range(args.seed, args.seed + args.seeds):
+                row, _ = run_one("pix2pix", preset, {**tiny, **settings}, args, runs_dir,
+                                 minutes, seed, task)
+                scores.append(row)
+            psnr_gain = _mean_sd([r["psnr"] - flat["psnr"] for r in scores])
+            l1_saved = _mean_sd([flat["l1"] - r["l1"] for r in scores])
+            rows.append({"task": task, "candidate": name, "minutes": minutes,
+                         "seeds": len(scores),
+                         "steps": round(statistics.fmean(r["steps"] for r in scores)),
+                         "psnr gain": psnr_gain[0], "psnr gain sd": psnr_gain[1],
+                         "l1 saved": l1_saved[0], "l1 saved sd": l1_saved[1],
+                         "ssim": statistics.fmean(r["ssim"] for r in scores),
+                         "ssim over flat": statistics.fmean(r["ssim"] for r in scores)
+                         - flat["ssim"]})
+            print(f"ablation {task} {name}: {rows[-1]}", file=sys.stderr, flush=True)
     return rows
 
 
@@ -350,7 +519,7 @@ def one_sided(args, runs_dir: Path) -> list[dict]:
     minutes = args.budgets[0]
     for seed in range(args.seed, args.seed + args.seeds):
         for model in ONE_SIDED if seed % 2 == 0 else ONE_SIDED[::-1]:
-            row, _ = run_one(model, None, {}, args, runs_dir, minutes, seed)
+            row, _ = run_one(model, None, {}, args, runs_dir, minutes, seed, "grey2colour")
             rows.append({**row, "minutes": minutes, "seed": seed})
             print(f"one-sided {model} seed {seed}: steps {row['steps']} swd {row['swd']:.2f}",
                   file=sys.stderr, flush=True)
@@ -374,10 +543,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--minutes", default="5", help="training budget(s) per run, comma-separated")
     p.add_argument("--seeds", type=int, default=3, help="seeds per recipe (mean and spread)")
     p.add_argument("--seed", type=int, default=0, help="the first seed")
-    p.add_argument("--models", default="pix2pix,cyclegan", help="comma-separated subset")
+    p.add_argument("--tasks", default=None,
+                   help="comma-separated tasks, or all: " + "; ".join(
+                       f"{t.name} ({t.model}): {t.summary}" for t in TASKS.values()))
+    p.add_argument("--models", default="pix2pix,cyclegan",
+                   help="without --tasks: each model's face task (pix2pix: edges2photo, "
+                        "cyclegan: grey2colour)")
     p.add_argument("--ablation", action="store_true",
-                   help="instead: each candidate of the fast recipe alone on top of the "
-                        "published pix2pix recipe, at the first budget")
+                   help="instead: each candidate alone on top of the --base pix2pix recipe, "
+                        "at the first budget, on the paired tasks of --tasks (default: "
+                        "edges2photo)")
+    p.add_argument("--base", choices=("published", "fast"), default="published",
+                   help="with --ablation: the recipe the candidates change")
+    p.add_argument("--candidates", default=None,
+                   help="with --ablation: only the candidates whose names start with one of "
+                        "these comma-separated prefixes (e.g. 'L1,no DiffAugment'), beside the "
+                        "base recipe")
     p.add_argument("--one-sided", action="store_true",
                    help="instead: CUT beside CycleGAN on faces_grey2colour, same budget (the "
                         "first) and seeds, published settings; SWD")
@@ -403,16 +584,22 @@ def main(argv: list[str] | None = None) -> int:
         if args.figures == benchlib.RESULTS:
             args.figures = args.out.parent
     args.budgets = [float(m) for m in str(args.minutes).split(",")]
+    unknown = [t for t in chosen_tasks(args) if t not in TASKS]
+    if unknown:
+        p.error(f"--tasks: unknown {', '.join(unknown)}; expected all or some of "
+                f"{', '.join(TASKS)}")
     quiet = benchlib.wait_for_quiet(args.wait_load)
     machine = benchlib.machine()
     with tempfile.TemporaryDirectory() as tmp:
         runs_dir = args.runs_dir or Path(tmp)
         if args.ablation:
             rows = ablation(args, runs_dir)
-            benchlib.print_table(rows, ["candidate", "steps", "psnr gain", "psnr gain sd",
-                                        "l1 saved", "l1 saved sd", "ssim"],
-                                 f"Ablation: pix2pix, {args.budgets[0]:g} min, {args.size} px, "
-                                 f"{args.seeds} seed(s); gains over the flat mean-colour image")
+            benchlib.print_table(rows, ["task", "candidate", "steps", "psnr gain",
+                                        "psnr gain sd", "l1 saved", "l1 saved sd", "ssim",
+                                        "ssim over flat"],
+                                 f"Ablation on the {args.base} recipe: pix2pix, "
+                                 f"{args.budgets[0]:g} min, {args.size} px, {args.seeds} "
+                                 "seed(s); gains over the flat mean-colour image")
             benchlib.finish(args, "quality", machine, quiet, ablation=rows)
             return 0
         if args.one_sided:
@@ -428,23 +615,23 @@ def main(argv: list[str] | None = None) -> int:
         rows, baselines, grids = comparison(args, runs_dir,
                                             ADA_RECIPES if args.ada else RECIPES)
     summary = summarise(rows, baselines)
-    for model in args.models.split(","):
-        found = [s for s in summary if s["model"] == model]
-        if model == "pix2pix":
-            flat, identity = baselines[model]["flat"], baselines[model]["identity"]
+    for task in chosen_tasks(args):
+        found = [s for s in summary if s["task"] == task]
+        title = f"{task} ({TASKS[task].model}): {TASKS[task].summary}; {args.size} px"
+        if TASKS[task].paired:
+            flat, identity = baselines[task]["flat"], baselines[task]["identity"]
             benchlib.print_table(
                 found + [{"recipe": "flat mean colour", **flat},
-                         {"recipe": "identity (edges)", **identity}],
+                         {"recipe": "identity (input)", **identity}],
                 ["minutes", "recipe", "seeds", "steps", "psnr", "psnr sd", "psnr gain", "ssim",
                  "ssim sd", "l1", "l1 sd", "l1 saved"],
-                f"pix2pix on faces_edges2photo test/ ({args.size} px; higher PSNR/SSIM, lower L1 "
-                f"is better)")
+                f"{title} (held-out pairs; higher PSNR/SSIM, lower L1 is better)")
         else:
             benchlib.print_table(
-                found + [{"recipe": "untranslated testA", **baselines[model]["untranslated"]}],
+                found + [{"recipe": "untranslated input", **baselines[task]["untranslated"]}],
                 ["minutes", "recipe", "seeds", "steps", "swd", "swd sd"],
-                f"cyclegan on faces_grey2colour, SWD of translated testA to testB ({args.size} px;"
-                f" lower is better)")
+                f"{title} (SWD of translated held-out inputs to held-out targets; lower is "
+                "better)")
     checks = ada_verdict(summary) if args.ada else targets(summary)
     benchlib.finish(args, "quality", machine, quiet, checks, rows=rows,
                     summary=summary, baselines=baselines, grids=[str(g) for g in grids])

@@ -111,11 +111,36 @@ def test_quality_smoke(tmp_path):
         assert pix2pix["steps"] >= 1 and math.isfinite(pix2pix["psnr"]) and 0 < pix2pix["psnr"] < 100
         assert -1 <= pix2pix["ssim"] <= 1 and 0 <= pix2pix["l1"] <= 2
         assert cyclegan["steps"] >= 1 and math.isfinite(cyclegan["swd"]) and cyclegan["swd"] >= 0
-    flat = payload["baselines"]["pix2pix"]["flat"]
-    assert 0 < flat["psnr"] < 100 and payload["baselines"]["cyclegan"]["untranslated"]["swd"] > 0
-    assert {t["target"] for t in payload["targets"]} >= {"pix2pix 0.5 min: psnr gain",
-                                                          "cyclegan 0.5 min: swd"}
+    flat = payload["baselines"]["edges2photo"]["flat"]
+    assert 0 < flat["psnr"] < 100 and payload["baselines"]["grey2colour"]["untranslated"]["swd"] > 0
+    assert {t["target"] for t in payload["targets"]} >= {"edges2photo 0.5 min: psnr gain",
+                                                          "grey2colour 0.5 min: swd"}
     assert all(Path(g).is_file() for g in payload["grids"])
+
+
+def test_quality_smoke_on_every_task(tmp_path):
+    """--tasks all: the faces both ways, the glyphs (held out by writer, grey, shown upscaled)
+    and the unpaired faces, each with its own baselines and targets."""
+    import cv2
+
+    payload = run_smoke("quality", tmp_path, "--tasks", "all")
+    tasks = ("edges2photo", "photo2edges", "print2hand", "grey2colour")
+    rows = {(r["task"], r["recipe"]): r for r in payload["rows"]}
+    assert set(rows) == {(t, r) for t in tasks for r in ("published", "fast")}
+    assert all(r["test_pairs"] == 4 for r in payload["rows"] if "test_pairs" in r)  # --limit
+    baselines = payload["baselines"]
+    # Thin dark lines on white: the flat image of the mean target is near white and scores far
+    # above the photo itself (identity), the reverse of edges2photo.
+    assert baselines["photo2edges"]["flat"]["psnr"] > baselines["photo2edges"]["identity"]["psnr"]
+    assert baselines["edges2photo"]["flat"]["psnr"] > baselines["edges2photo"]["identity"]["psnr"]
+    assert baselines["photo2edges"]["flat"]["psnr"] != baselines["edges2photo"]["flat"]["psnr"]
+    targets = {t["target"] for t in payload["targets"]}
+    assert {"photo2edges 0.5 min: ssim", "print2hand 0.5 min: ssim",
+            "grey2colour 0.5 min: swd"} <= targets and "edges2photo 0.5 min: ssim" not in targets
+    grids = {Path(g).stem: cv2.imread(g) for g in payload["grids"]}
+    assert set(grids) == {f"quality-{t}-0.5min" for t in tasks}
+    # 32 px smoke glyphs shown 4x (nearest): input, published, fast, real side by side.
+    assert grids["quality-print2hand-0.5min"].shape[1] == 4 * 32 * 4
 
 
 def test_quality_ada_smoke(tmp_path):
@@ -123,8 +148,8 @@ def test_quality_ada_smoke(tmp_path):
     recipes = {(r["model"], r["recipe"]) for r in payload["rows"]}
     assert recipes == {(m, r) for m in ("pix2pix", "cyclegan") for r in ("fast", "fast + ada")}
     assert {t["target"] for t in payload["targets"]} == {
-        "pix2pix 0.5 min: psnr with --ada", "pix2pix 0.5 min: l1 with --ada",
-        "cyclegan 0.5 min: swd with --ada"}
+        "edges2photo 0.5 min: psnr with --ada", "edges2photo 0.5 min: l1 with --ada",
+        "grey2colour 0.5 min: swd with --ada"}
 
 
 def test_diversity_smoke(tmp_path):
@@ -144,6 +169,37 @@ def test_quality_ablation_smoke(tmp_path):
     names = [r["candidate"] for r in payload["ablation"]]
     assert names[0] == "published" and len(names) >= 8
     assert all(math.isfinite(r["psnr gain"]) for r in payload["ablation"])
+
+
+def test_quality_tasks_hold_out_by_name_and_reverse_pairs(tmp_path, monkeypatch):
+    import cv2
+
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import quality
+
+    train, test = quality._glyph_split(quality.DATASETS / "handwriting_print2hand",
+                                       tmp_path / "glyphs")
+    train_names = {p.name for p in train.iterdir()}
+    test_names = {p.name for p in test.iterdir()}
+    assert len(train_names) == 78 and len(test_names) == 26 and not train_names & test_names
+    assert {n[0] for n in test_names} == set("abcdefghijklmnopqrstuvwxyz")
+    assert all(n.endswith("_3.png") for n in test_names)
+    source = quality.DATASETS / "faces_edges2photo" / "test"
+    swapped = quality._swap_halves(source, tmp_path / "swapped")
+    pair = cv2.imread(str(source / "000.jpg"))
+    photo, edges = cv2.imread(str(swapped / "a" / "000.png")), cv2.imread(str(swapped / "b" / "000.png"))
+    assert (photo == pair[:, 128:]).all() and (edges == pair[:, :128]).all()
+
+
+def test_quality_ablation_on_the_fast_recipe_smoke(tmp_path):
+    payload = run_smoke("quality", tmp_path, "--ablation", "--base", "fast", "--tasks",
+                        "photo2edges,grey2colour")
+    rows = payload["ablation"]
+    assert {r["task"] for r in rows} == {"photo2edges"}  # the paired tasks only
+    assert rows[0]["candidate"] == "fast" and "L1 weight 500 (the demo's)" in \
+        {r["candidate"] for r in rows}
+    assert all(math.isfinite(r["psnr gain"]) and math.isfinite(r["ssim over flat"])
+               for r in rows)
 
 
 def test_distributed_smoke(tmp_path):

@@ -174,6 +174,15 @@ def mean(values: dict[str, torch.Tensor], world: int) -> dict[str, torch.Tensor]
     return dict(zip(values, stacked / world))
 
 
+def largest(value: float) -> float:
+    """The largest of every process's `value` (a clock reading all processes then share),
+    reduced on the CPU."""
+    reduced = torch.tensor([value], dtype=torch.float64)
+    with _collective("agreeing on the time used"):
+        torch.distributed.all_reduce(reduced, op=torch.distributed.ReduceOp.MAX)
+    return float(reduced[0])
+
+
 def minimum(value: torch.Tensor) -> torch.Tensor:
     """The element-wise minimum of `value` over all processes (flags every process must agree
     on: a step is applied only where all found it finite)."""

@@ -16,6 +16,7 @@ from ..data.augment import GEOMETRY_LIMITS, geometry_error
 from ..errors import Img2ImgError, SettingsError
 from ..fields import check as check_ranges, option, recorded_when_set
 from ..networks.losses import GAN_LOSSES
+from .budget import parse_duration
 from .diffaugment import parse_policy
 
 SCHEDULES = ("linear", "cosine")
@@ -40,6 +41,12 @@ class TrainConfig:
     schedule: str = option("linear", "shape of the decay", choices=SCHEDULES)
     max_steps: int | None = option(None, "stop after this many steps in all (default: run all "
                                          "epochs)")
+    time_budget: str | None = recorded_when_set(option(
+        None, "train for this much wall-clock time: 90s, 25m, 1.5h (a plain number counts "
+              "minutes), then stop with a checkpoint. The learning-rate schedule is fitted to "
+              "the budget (--epochs and --decay-epochs give only the shares of constant and "
+              "decaying rate; it reaches zero at the end); evaluation, samples and checkpoints "
+              "count inside it, and --resume trains what is left of it"))
     batch_size: int = option(1, "images per step and process: with torchrun each of N processes "
                                 "takes this many, a global batch of N x this (the learning rate is "
                                 "never rescaled for it)")
@@ -162,6 +169,8 @@ class TrainConfig:
             raise SettingsError("--dist-timeout must be a positive number of seconds")
         if not 0.0 <= self.ema < 1.0:
             raise SettingsError(f"--ema must be 0 (off) or a decay in (0, 1), got {self.ema}")
+        if self.time_budget is not None:
+            self._check_time_budget()
         if self.max_steps is not None and self.max_steps < 1:
             raise SettingsError("--max-steps must be at least 1")
         if self.load_size < self.crop_size:
@@ -173,9 +182,24 @@ class TrainConfig:
                 raise SettingsError(message)
         check_ranges(self)
 
+    def _check_time_budget(self) -> None:
+        """A number from Python counts minutes, as on the command line; kept as text ("25m")."""
+        value = self.time_budget
+        try:
+            parse_duration(value)
+        except ValueError as error:
+            raise SettingsError(f"--time-budget {value}: {error}") from None
+        if not isinstance(value, str):
+            object.__setattr__(self, "time_budget", f"{value:g}m")
+
     @property
     def total_epochs(self) -> int:
         return self.epochs + self.decay_epochs
+
+    @property
+    def budget_seconds(self) -> float | None:
+        """The time budget in seconds, or None without one."""
+        return None if self.time_budget is None else parse_duration(self.time_budget)
 
 
 # How `img2img train MODEL --help` groups the training settings (after the model's own options).
@@ -183,7 +207,8 @@ SECTIONS = {
     "Data": ("data", "a", "b", "channels", "balance_classes", "max_bad_samples"),
     "Augmentation": ("load_size", "crop_size", "flip", "color_jitter", "scale_jitter", "rotate",
                      "shear", "elastic", "augment_on"),
-    "Optimisation": ("epochs", "decay_epochs", "schedule", "max_steps", "batch_size", "lr",
+    "Optimisation": ("epochs", "decay_epochs", "schedule", "max_steps", "time_budget",
+                     "batch_size", "lr",
                      "lr_d", "warmup_steps", "beta1", "beta2", "gan_loss", "diff_augment",
                      "ada", "max_rollbacks", "gp_weight", "r1_weight", "ema", "init_from", "seed"),
     "Noise input and several outputs": ("noise_dim", "mode_seeking", "latent_regression"),

@@ -40,6 +40,8 @@ class TrainingState:
     # The health watch's counts and histories (skips, rollbacks, --ada's probability): plain
     # numbers, saved with the checkpoint so a resumed run judges and augments as before.
     health: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # Seconds of training so far (the loop's wall time), which a --time-budget counts against.
+    elapsed: float = 0.0
 
 
 def new_run(config: TrainConfig, record: Mapping[str, Any], model: str,
@@ -98,7 +100,7 @@ def save(run_dir: Path, state: TrainingState, model: Model,
         "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
         "scaler": scaler.state_dict(),
         "model": model.extra_state(), "best": state.best, "health": state.health,
-        "world_size": world, "items": items,
+        "world_size": world, "items": items, "elapsed": state.elapsed,
     }
     tensors = network_tensors(model)
     if ema is not None:
@@ -125,7 +127,8 @@ def restore(weights: Path, model: Model, optimizers: Mapping[str, torch.optim.Op
         scaler.load_state_dict(saved["scaler"])
     model.load_extra_state({k: v.to(device) for k, v in saved["model"].items()})
     state = TrainingState(saved["step"], saved["epoch"], saved["batch_in_epoch"],
-                          saved.get("best"), saved.get("health") or {})
+                          saved.get("best"), saved.get("health") or {},
+                          float(saved.get("elapsed", 0.0)))
     if is_main:
         run_dir = checkpoints.run_dir_of(weights)
         runs.drop_metrics_after(run_dir, state.step)

@@ -38,11 +38,12 @@ from ..runs import checkpoints, folders as runs
 from ..runs.checkpoints import settings_record
 from ..runs.report import write_report
 from . import diffaugment, distributed, rng, speed
+from .budget import TimeBudget, format_duration
 from .devices import autocast_dtype, resolve_device
 from .ema import GeneratorAverage, using
 from .interrupt import Interrupt
 from .loggers import Logger, RunLog, resolve as resolve_loggers
-from .schedules import lr_factor, warmup_factor
+from .schedules import budget_factor, lr_factor, warmup_factor
 from .settings import TrainConfig
 from .state import TrainingState, new_run, restore, resume_settings, save, start_from
 from .watch import (
@@ -160,6 +161,9 @@ class Trainer:
         else:
             self.run_dir = new_run(config, self.record, model_cls.name, self.processes)
         # Only rank 0 writes: the run folder, logs, samples, checkpoints and the report.
+        self.budget = TimeBudget(config.budget_seconds, self.state.elapsed, self.state.step,
+                                 config.max_steps,
+                                 self._agreed_seconds if self.processes.distributed else None)
         self.metrics = RunLog(self.run_dir, self.logger_classes,
                               resumed_at=self.state.step if resume_from is not None else None) \
             if self.processes.is_main else None
@@ -216,7 +220,11 @@ class Trainer:
         global_batch = self.config.batch_size * self.processes.world
         return math.ceil(self.sampler.used / global_batch)
 
-    def total_steps(self) -> int:
+    def total_steps(self) -> int | None:
+        """Steps the run ends at: all epochs or --max-steps; with a --time-budget, --max-steps
+        or None (the clock decides)."""
+        if self.budget.active:
+            return self.config.max_steps
         total = self.config.total_epochs * self.steps_per_epoch()
         return min(total, self.config.max_steps) if self.config.max_steps else total
 
@@ -262,7 +270,7 @@ class Trainer:
         so the guard can judge the whole step first. On a step that will be logged
         (`self.measured` is a dict), each network's gradient norm goes into `self.measured`."""
         model, logged, measured = self.model, {}, self.measured
-        if self.state.step < self.config.warmup_steps:
+        if self.state.step < self.config.warmup_steps or self.budget.active:
             self._set_learning_rates()
         for optimizer in self.optimizers.values():
             optimizer.zero_grad(set_to_none=True)
@@ -321,14 +329,21 @@ class Trainer:
         self.watch.stepped(self._all_mean if self.processes.distributed else None)
         return logged
 
+    def _agreed_seconds(self, seconds: float) -> float:
+        """The largest of every process's clock: one reading for all, so all stop at the same
+        step with the same learning rate."""
+        return distributed.largest(seconds)
+
     def _all_mean(self, value: Tensor) -> Tensor:
         return distributed.mean({"value": value}, self.processes.world)["value"]
 
     # -- the loop -------------------------------------------------------------------------------
     def fit(self) -> Path:
-        """Train until the last epoch or `max_steps`; save a checkpoint at the end (or Ctrl-C)."""
-        total = self.total_steps()
-        bar = tqdm(total=total, initial=self.state.step, unit="step", dynamic_ncols=True,
+        """Train until the last epoch, `max_steps` or the time budget; save a checkpoint at the
+        end (or Ctrl-C)."""
+        known = self.total_steps()
+        total = math.inf if known is None else known
+        bar = tqdm(total=known, initial=self.state.step, unit="step", dynamic_ncols=True,
                    disable=self.progress is False or not self.processes.is_main or (
                        self.progress is None and not sys.stderr.isatty()))
         loader, running, started = self._loader(), {}, time.perf_counter()
@@ -337,7 +352,8 @@ class Trainer:
         self.model.train()
         if self.watch.healthy:  # where a divergence before the first healthy record returns to
             self._keep_healthy_point(start=True)
-        stopped = False
+        stopped = self.budget_reached = False
+        self.budget.start()
         with Interrupt() as interrupt, bar:
             try:
                 stopped = self._train_until(total, loader, interrupt, bar, running, started)
@@ -351,11 +367,17 @@ class Trainer:
             weights = self.save_checkpoint()
             write_report(self.run_dir)
             self.metrics.close(self.record)  # the trackers get the settings and final metrics
-            state = "stopped at" if self.state.step < total else "finished"
-            print(f"Training {state} step {self.state.step}/{total}; checkpoint {weights}",
-                  file=sys.stderr)
+            print(f"{self._ending(total)}; checkpoint {weights}", file=sys.stderr)
         distributed.stop()
         return self.run_dir
+
+    def _ending(self, total: float) -> str:
+        if self.budget_reached:
+            return (f"Time budget reached ({self.config.time_budget}): training ended at step "
+                    f"{self.state.step} after {format_duration(self.state.elapsed)}")
+        state = "stopped at" if self.state.step < total else "finished"
+        shown = "" if math.isinf(total) else f"/{total}"
+        return f"Training {state} step {self.state.step}{shown}"
 
     def _train_until(self, total: int, loader: Any, interrupt: Interrupt, bar: tqdm,
                      running: dict[str, Tensor], started: float) -> bool:
@@ -363,14 +385,21 @@ class Trainer:
         any rank: all ranks stop at the same step, one after the request)."""
         vote = distributed.StopVote() if self.processes.distributed else None
         stop, self._voted = False, 0
-        while (self.state.step < total and self.state.epoch < self.config.total_epochs
-               and not stop):
+        epochs = math.inf if self.budget.active else self.config.total_epochs
+        while (self.state.step < total and self.state.epoch < epochs and not stop
+               and not self.budget_reached):
             self._start_epoch()
             for batch in loader:
                 self._count_skipped(batch.pop("skipped", ()))
+                self.budget.tick()
+                if self.budget.spent():  # only where a resumed run had used its budget
+                    self.budget_reached = True
+                    break
                 self._in_step = True
                 done = self.state.step + 1
-                logs = done % self.config.log_every == 0 or done == total
+                last_in_budget = self.budget.last_step()
+                final = done == total or last_in_budget
+                logs = done % self.config.log_every == 0 or final
                 self.measured = {} if logs else None
                 rng.seed_step(self.config.seed, self.processes.rank, self.state.step, self.device)
                 try:
@@ -390,7 +419,7 @@ class Trainer:
                     self._summed += 1
                 bar.update(1)
                 every = self.config.sample_every
-                if self.processes.is_main and (every and done % every == 0 or done == total):
+                if self.processes.is_main and (every and done % every == 0 or final):
                     self._diversity = self._measure_diversity()  # logged with the next record
                 if logs:
                     decision = self._log(running, bar, started,
@@ -400,7 +429,7 @@ class Trainer:
                         self._roll_back(decision.message)
                         if decision.action == STOP:
                             raise Img2ImgError(decision.message)
-                        bar.reset(total)
+                        bar.reset(None if math.isinf(total) else total)
                         bar.update(self.state.step)
                         break  # the epoch restarts where the healthy point stood
                     if self.watch.healthy:
@@ -411,7 +440,9 @@ class Trainer:
                 else:  # each rank votes with the signal it got (SIGTERM outranks Ctrl-C)
                     self._voted = vote.poll(interrupt.signal if interrupt.requested else 0)
                     stop = bool(self._voted)
-                if self.state.step >= total or stop:
+                if last_in_budget:
+                    self.budget_reached = True
+                if self.state.step >= total or stop or final:
                     break
             else:
                 self.state.epoch += 1
@@ -470,9 +501,12 @@ class Trainer:
         self._set_learning_rates()
 
     def _set_learning_rates(self) -> None:
-        """Each optimiser's base rate x the epoch schedule x the warm-up."""
+        """Each optimiser's base rate x the schedule (over the epochs, or fitted to the time
+        budget: set before every step) x the warm-up."""
         state = self.state
-        factor = (lr_factor(self.config, state.epoch) * warmup_factor(self.config, state.step)
+        scheduled = (budget_factor(self.config, self.budget.fraction(state.step + 1))
+                     if self.budget.active else lr_factor(self.config, state.epoch))
+        factor = (scheduled * warmup_factor(self.config, state.step)
                   * self.watch.monitor.lr_factor)  # halved by each rollback
         for name, optimizer in self.optimizers.items():
             for group in optimizer.param_groups:
@@ -592,6 +626,7 @@ class Trainer:
     def save_checkpoint(self) -> Path:
         """A checkpoint of the run as it stands (see `img2img.training.state.save`)."""
         self.state.health = self.watch.state_dict()
+        self.state.elapsed = self.budget.used
         return save(self.run_dir, self.state, self.model, self.optimizers, self.scaler, self.ema,
                     self.record, world=self.processes.world, items=len(self.dataset),
                     keep=self.config.keep_checkpoints)

@@ -367,3 +367,20 @@ def test_a_signal_to_one_rank_stops_both_at_the_same_step_with_a_checkpoint(tmp_
     saved = checkpoints.read_metadata(checkpoints.resolve_checkpoint(tmp_path / "runs" / "stop"))
     stopped_at = int(messages[0].split("interrupted at step ")[1].split(";")[0])
     assert saved["step"] == stopped_at >= 1
+
+
+def test_a_time_budget_stops_every_rank_at_the_same_step(tmp_path):
+    """The processes agree on one clock: all stop at the same step with the same learning rate
+    (a rank that went on alone would wait for the others' gradients until the timeout)."""
+    folders = write_sample_images("paired", tmp_path / "data", n=4, size=40)
+    result = torchrun(["train", "pix2pix", "--data", str(folders["data"]), *SMALL,
+                       *MODELS["pix2pix"][1], "--batch-size", "1", "--time-budget", "4s",
+                       "--dist-timeout", "60", "--runs-dir", str(tmp_path / "runs"),
+                       "--name", "budget"])
+    assert result.returncode == 0, result.stderr
+    assert "Time budget reached (4s)" in result.stderr
+    records = [r for r in runs.read_metrics(tmp_path / "runs" / "budget") if "lr" in r]
+    step = checkpoints.read_metadata(checkpoints.resolve_checkpoint(
+        tmp_path / "runs" / "budget"))["step"]
+    assert records[-1]["step"] == step > 3
+    assert records[-1]["lr"] == pytest.approx(0.0, abs=2e-4 * 0.05)
