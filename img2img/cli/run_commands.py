@@ -12,7 +12,9 @@ from tqdm import tqdm
 from .. import api
 from ..errors import Img2ImgError
 from ..inference.convert import convert as run_convert
+from ..inference.flow import STABILIZERS
 from ..inference.translator import DEFAULT_TILE, INFERENCE_PRECISIONS, RUNTIMES
+from ..inference.video import Encoding, is_video
 from ..registry.catalog import Catalog
 from ..training import distributed
 from ..training.devices import resolve_device
@@ -48,15 +50,32 @@ def convert_command(catalog: Catalog) -> click.Command:
                        "(bf16 where the CPU or GPU computes it natively: about 2x faster for "
                        "ResNet generators on CPUs with AVX-512 BF16, 44 dB PSNR from fp32; "
                        "fp16 on older GPUs; else fp32)")
+    @click.option("--stabilize", type=click.Choice(STABILIZERS), default="none",
+                  help="videos: 'flow' blends each frame with the previous output frame moved "
+                       "along the input's optical flow (occluded pixels excepted), so static "
+                       "parts stop flickering and motion stays sharp")
+    @click.option("--codec", default=None, metavar="ENCODER",
+                  help="videos: the FFmpeg video encoder (libx264, libx265, libvpx-vp9, mpeg4, "
+                       "ffv1, ...)  [default: the container's own: H.264 for .mp4/.mov/.mkv, "
+                       "VP9 for .webm]")
+    @click.option("--crf", type=click.IntRange(min=0), default=None,
+                  help="videos: quality, lower is better (x264/x265/VP9 constant rate factor; "
+                       "a fixed quantiser for other encoders)  [default: 18 for x264, near "
+                       "lossless]")
+    @click.option("--pixel-format", default=None, metavar="FORMAT",
+                  help="videos: the encoded pixel format (yuv420p, yuv444p, ...)  [default: "
+                       "yuv420p, which every player plays; yuv444p for odd sizes]")
     @click.pass_context
     def convert(ctx: click.Context, inputs: tuple[str, ...], out: Path | None, model_ref: str,
                 runs_dir: Path, direction: str | None, size: int | None, label: str | None,
                 tile: int, batch_size: int | None, runtime: str | None, precision: str,
-                device: str, **pipeline_flags: Any) -> None:
-        """Translate images (files, folders, globs) with a trained model.
+                device: str, stabilize: str, codec: str | None, crf: int | None,
+                pixel_format: str | None, **pipeline_flags: Any) -> None:
+        """Translate images and videos (files, folders, globs) with a trained model.
 
         Each output keeps its input's name, size and alpha channel; the format follows the
-        extension. Inputs are never overwritten.
+        extension. A video keeps its frame count, timestamps, frame rate, size, rotation and
+        duration, and its audio and subtitle streams unchanged. Inputs are never overwritten.
         """
         processes = distributed.from_environment()
         if processes.distributed:  # torchrun: one device per local rank, a share of the files
@@ -77,7 +96,9 @@ def convert_command(catalog: Catalog) -> click.Command:
         with tqdm(total=None, unit="image", disable=not sys.stderr.isatty()) as bar:
             outcome = run_convert(translator, list(inputs), out, direction=direction, size=size,
                                   label=label, batch_size=batch_size, progress=bar,
-                                  pipeline_options=pipeline_options, processes=processes)
+                                  pipeline_options=pipeline_options, processes=processes,
+                                  stabilize=stabilize, encoding=Encoding(codec, crf, pixel_format),
+                                  video_progress=sys.stderr.isatty())
         _report(outcome, processes)
 
     # Presets that carry a convert pipeline add their own flags (e.g. --faces), listed in
@@ -91,26 +112,36 @@ def convert_command(catalog: Catalog) -> click.Command:
     for param in convert.params:
         if param.name in served:
             param.help_section = f"Options for runs trained with preset {', '.join(served[param.name])}"
+        elif param.name in ("stabilize", "codec", "crf", "pixel_format"):
+            param.help_section = "Video options"
         elif isinstance(param, click.Option) and param.name != "help":
             param.help_section = "Options"
     return convert
 
 
 def _report(outcome: Any, processes: distributed.Processes) -> None:
-    """Each process lists its own outputs and failures; rank 0 sums up for all of them."""
-    for src, message in outcome.failed:
-        # Messages that already name the file ("cannot read image PATH: ...") name it once.
-        shown = message if str(src) in message else f"{src}: {message}"
-        click.echo(f"error: {shown}", err=True)
+    """Each process lists its own outputs and failures; rank 0 sums up for all of them. A single
+    input that fails is one line: its error."""
+    # Messages that already name the file ("cannot read image PATH: ...") name it once.
+    shown = [message if str(src) in message else f"{src}: {message}"
+             for src, message in outcome.failed]
+    alone = not processes.distributed and outcome.inputs <= 1 and len(shown) == 1
+    for line in shown if not alone else ():
+        click.echo(f"error: {line}", err=True)
     converted, failed = len(outcome.converted), len(outcome.failed)
     if processes.distributed:
         converted, failed = distributed.total(converted), distributed.total(failed)
         distributed.stop()
     if converted and processes.is_main:
         folders = sorted({str(dst.parent) for _, dst in outcome.converted})
-        click.echo(f"Converted {converted} image(s) into {', '.join(folders)}", err=True)
+        videos = sum(is_video(src) for src, _ in outcome.converted)
+        what = "image(s)" if not videos else "video(s)" if videos == len(outcome.converted) \
+            else "file(s)"
+        click.echo(f"Converted {converted} {what} into {', '.join(folders)}", err=True)
     for _, dst in outcome.converted:
         click.echo(str(dst))
+    if alone:
+        raise Failure(shown[0], 1)
     if failed:
         if not processes.is_main:
             raise click.exceptions.Exit(1)
