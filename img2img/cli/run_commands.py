@@ -1,6 +1,8 @@
-"""`img2img convert` and `img2img eval`: the commands that use a trained run."""
+"""`img2img convert`, `img2img eval` and `img2img eval-video`: the commands that use a trained
+run."""
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,9 +14,10 @@ from tqdm import tqdm
 from .. import api
 from ..errors import Img2ImgError
 from ..inference.convert import convert as run_convert
-from ..inference.flow import STABILIZERS
+from ..inference.stabilize import STABILIZERS
 from ..inference.translator import DEFAULT_TILE, INFERENCE_PRECISIONS, RUNTIMES
-from ..inference.video import Encoding, is_video
+from ..data.atomic import write_text
+from ..inference.video import Encoding, is_video, measure_video
 from ..registry.catalog import Catalog
 from ..training import distributed
 from ..training.devices import resolve_device
@@ -204,3 +207,70 @@ def eval_command(catalog: Catalog) -> click.Command:
             click.echo(f"{key:<{width}}  {value:.4f}")
         click.echo(f"Wrote {target}", err=True)
     return evaluate_run
+
+
+# -- eval-video -----------------------------------------------------------------------------------
+def eval_video_command(catalog: Catalog) -> click.Command:
+    @click.command("eval-video", context_settings={"show_default": True})
+    @click.argument("args", nargs=-1, required=True, metavar="[RUN] CLIP")
+    @run_options("translate")
+    @click.option("--direction", default=None,
+                  help="a_to_b or b_to_a for two-way models (default: the model's first)")
+    @click.option("--size", type=click.IntRange(min=8), default=None,
+                  help="translate at this short side, then resize back (default: as is)")
+    @click.option("--style", "--label", "label", default=None, metavar="NAME",
+                  help="runs trained on style or class sub-folders: which one to produce")
+    @click.option("--limit", type=click.IntRange(min=2), default=None,
+                  help="measure the first this many frames only")
+    @click.option("--batch-size", type=click.IntRange(min=1), default=None,
+                  help="frames translated together (default: 8 on a GPU, 1 on a CPU)")
+    @click.option("--json", "as_json", is_flag=True,
+                  help="print the measurements as one JSON object")
+    @output_option(help="also write the measurements to this JSON file")
+    def evaluate_video(args: tuple[str, ...], model_ref: str, runs_dir: Path, device: str,
+                       direction: str | None, size: int | None, label: str | None,
+                       limit: int | None, batch_size: int | None, as_json: bool,
+                       out: Path | None) -> None:
+        """Measure how much a run flickers on a clip: the warping error E_warp (Lai et al.,
+        ECCV 2018) of its frame-by-frame output, of the output with --stabilize flow, and of the
+        input clip itself (the floor).
+
+        E_warp is the mean squared difference (RGB in [0, 1], summed over channels) between
+        each output frame and the previous output frame warped onto it with the input frames'
+        optical flow, over the pixels the flow tracks; lower is steadier. The run is --model, or
+        given first: `img2img eval-video RUN clip.mp4`. Nothing is written unless -o is given.
+        """
+        if len(args) > 2:
+            raise click.UsageError(f"expected [RUN] CLIP, got {len(args)} arguments")
+        run, clip = (None, args[0]) if len(args) == 1 else args
+        if not Path(clip).is_file():
+            raise click.UsageError(f"no such clip: {clip}")
+        translator = open_run(chosen_run(run, model_ref), runs_dir, device, "translate")
+        click.echo(f"Using {translator.checkpoint} ({translator.name})", err=True)
+        options = None
+        if translator.pipeline is not None:  # its convert flags at their defaults
+            options = {}
+        with tqdm(total=limit, unit="frame", disable=not sys.stderr.isatty()) as bar:
+            record = measure_video(translator, clip, direction=direction, size=size,
+                                   label=label, batch_size=batch_size, limit=limit,
+                                   pipeline_options=options, progress=bar)
+        text = json.dumps(record, indent=2)
+        if out is not None:
+            write_text(out, text + "\n")
+            click.echo(f"Wrote {out}", err=True)
+        if as_json:
+            click.echo(text)
+            return
+        e_warp = record["e_warp"]
+        click.echo(f"E_warp x1e3 over {record['frames']} frames (lower is steadier)")
+        click.echo(f"  input clip (the floor)  {1e3 * e_warp['input']:9.3f}")
+        click.echo(f"  frame by frame          {1e3 * e_warp['frame_by_frame']:9.3f}")
+        click.echo(f"  --stabilize flow        {1e3 * e_warp['stabilized']:9.3f}  "
+                   f"({100 * record['stabilized_change']:+.0f}%)")
+        psnr = record["stabilized_psnr_db"]
+        click.echo(f"stabilised vs frame-by-frame PSNR: min {psnr['min']:.1f} dB, "
+                   f"mean {psnr['mean']:.1f} dB")
+        ms = record["ms_per_frame"]
+        click.echo(f"ms per frame: translate {ms['translate']:.1f}, stabilize "
+                   f"{ms['stabilize']:.1f}")
+    return evaluate_video

@@ -289,6 +289,34 @@ def test_stabilising_is_deterministic_and_changes_a_moving_clip(translator, tmp_
     assert any(not np.array_equal(x, y) for x, y in zip(a[1:], plain[1:]))
 
 
+# -- measuring flicker ---------------------------------------------------------------------------
+def test_eval_video_reports_the_warping_errors(cli, run, tmp_path):
+    import json
+
+    from img2img.evaluation.temporal import warping_error
+
+    src = make_clip(tmp_path / "clip.mkv", n=8, codec="ffv1", pix_fmt="bgr0", audio=False)
+    result = CliRunner().invoke(cli, ["eval-video", str(run), str(src), "--json", "-o",
+                                      str(tmp_path / "e.json")])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert json.loads((tmp_path / "e.json").read_text()) == record
+    assert record["frames"] == 8
+    assert set(record["e_warp"]) == {"input", "frame_by_frame", "stabilized"}
+    frames = decoded(src)
+    assert record["e_warp"]["input"] == pytest.approx(warping_error(frames, frames))
+    assert record["e_warp"]["stabilized"] < record["e_warp"]["frame_by_frame"]
+    assert record["stabilized_psnr_db"]["min"] > 0
+    plain = CliRunner().invoke(cli, ["eval-video", "--model", str(run), str(src), "--limit", "4"])
+    assert plain.exit_code == 0, plain.output
+    assert "E_warp x1e3 over 4 frames" in plain.stdout and "--stabilize flow" in plain.stdout
+
+
+def test_eval_video_of_a_missing_clip_is_a_usage_error(cli, run, tmp_path):
+    result = CliRunner().invoke(cli, ["eval-video", str(run), str(tmp_path / "nowhere.mp4")])
+    assert result.exit_code == 2 and "no such clip" in result.stderr
+
+
 # -- bad inputs -----------------------------------------------------------------------------------
 def one_line_error(result) -> str:
     assert result.exit_code != 0

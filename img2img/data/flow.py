@@ -1,17 +1,15 @@
-"""Optical flow between consecutive video frames, and what uses it: `--stabilize flow` (blend each
-translated frame with the previous translated frame carried along the input's motion) and the
-warping error (`img2img.evaluation.temporal`). The flow is OpenCV's DIS (Kroeger et al., ECCV
+"""Optical flow between consecutive video frames: where each pixel of a frame was in the frame
+before it, and whether that is trustworthy. The flow is OpenCV's DIS (Kroeger et al., ECCV
 2016): dense, on the CPU, deterministic and nothing to download. Pixels whose forward and
 backward flows disagree (occluded, or badly tracked) are marked invalid, as Ruder et al. (GCPR
-2016) and the warping error of Lai et al. (ECCV 2018) do."""
+2016) and the warping error of Lai et al. (ECCV 2018) do. `--stabilize flow`
+(`inference.stabilize`) and the warping error (`evaluation.temporal`) track with it."""
 from __future__ import annotations
 
 import dataclasses
 
 import cv2
 import numpy as np
-
-STABILIZERS = ("none", "flow")  # what --stabilize accepts
 
 
 def grey(image: np.ndarray) -> np.ndarray:
@@ -86,59 +84,3 @@ class FlowTracker:
                                  np.arange(height, dtype=np.float32))
             map_x, map_y = xs + flow[..., 0], ys + flow[..., 1]
         return Track(map_x.astype(np.float32), map_y.astype(np.float32), valid)
-
-
-class FlowStabilizer:
-    """`--stabilize flow`: each translated frame blended with the previous *output* frame carried
-    along the input frames' motion, so what the model redraws differently from frame to frame
-    (texture, colour) stops flickering while moving content stays where the input puts it.
-
-    out_t = new_t + strength * m * (warp(out_{t-1}) - new_t), where m is 1 where the pixel is
-    tracked (forward-backward consistent, see `FlowTracker`) and the input itself did not change
-    there (|input_t - warp(input_{t-1})| <= `input_change` grey levels), else 0: occluded,
-    uncovered and badly tracked pixels take the new frame alone, so motion is not smeared. Since
-    out_{t-1} is itself stabilised, the blend is a running average along motion trajectories.
-    A static clip gives exactly the frame-by-frame output (zero flow warps exactly). Frames are
-    fed in order through `__call__`; `reset()` starts a new clip. Deterministic."""
-
-    def __init__(self, strength: float = 0.5, input_change: float = 12.0,
-                 max_side: int | None = 640):
-        if not 0 <= strength < 1:
-            raise ValueError(f"strength must be in [0, 1), got {strength}")
-        self.strength, self.input_change = strength, input_change
-        self.tracker = FlowTracker(max_side)
-        self.reset()
-
-    def reset(self) -> None:
-        self.previous_input: np.ndarray | None = None
-        self.previous_output: np.ndarray | None = None
-
-    def __call__(self, source: np.ndarray, translated: np.ndarray) -> np.ndarray:
-        """`source`: the input frame; `translated`: its frame-by-frame output (uint8 or uint16,
-        HxW or HxWxC). Returns the stabilised output, the same shape and type."""
-        current = grey(source)
-        new = translated.astype(np.float32)
-        if self.previous_output is None or self.previous_output.shape != new.shape:
-            out = new
-        else:
-            track = self.tracker.track(self.previous_input, current)
-            moved_input = track.warp(self.previous_input.astype(np.float32))
-            steady = np.abs(current.astype(np.float32) - moved_input) <= self.input_change
-            weight = (self.strength * (track.valid & steady)).astype(np.float32)
-            if new.ndim == 3:
-                weight = weight[..., None]
-            out = new + weight * (track.warp(self.previous_output) - new)
-        self.previous_input, self.previous_output = current, out
-        if np.issubdtype(translated.dtype, np.integer):
-            peak = np.iinfo(translated.dtype).max
-            return np.clip(np.rint(out), 0, peak).astype(translated.dtype)
-        return out.astype(translated.dtype)
-
-
-def stabilizer(name: str | None, **options: float) -> FlowStabilizer | None:
-    """The stabiliser `--stabilize NAME` names (None for "none")."""
-    if name in (None, "none"):
-        return None
-    if name == "flow":
-        return FlowStabilizer(**options)
-    raise ValueError(f"unknown stabilizer '{name}'; choose one of: {', '.join(STABILIZERS)}")
