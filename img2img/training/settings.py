@@ -71,6 +71,10 @@ class TrainConfig:
                                        "real and fake (DiffAugment, Zhao et al. 2020; helps most "
                                        "on a few dozen images): a comma-separated list of color, "
                                        "translation, cutout, or none")
+    temporal_weight: float = option(0.0, "temporal stability for video: weight of a loss asking "
+                                         "the generator to commute with small random warps of "
+                                         "its input, G(T(x)) ~ T(G(x)) (Eilertsen et al. 2019; "
+                                         "no video data needed; 0 = off)", min=0)
     gp_weight: float = option(10.0, "gradient penalty weight (wgan-gp)", min=0)
     r1_weight: float = option(0.0, "R1 penalty weight on real images (0 = off)", min=0)
     ema: float = option(0.0, "keep a moving average of the generator weights with this decay, e.g. "
@@ -164,7 +168,7 @@ SECTIONS = {
                      "shear", "elastic", "augment_on"),
     "Optimisation": ("epochs", "decay_epochs", "schedule", "max_steps", "batch_size", "lr",
                      "lr_d", "warmup_steps", "beta1", "beta2", "gan_loss", "diff_augment",
-                     "gp_weight", "r1_weight", "ema", "init_from", "seed"),
+                     "temporal_weight", "gp_weight", "r1_weight", "ema", "init_from", "seed"),
     "Logging, evaluation and checkpoints": ("logger", "log_every", "sample_every",
                                             "checkpoint_every", "eval_every", "eval_data",
                                             "keep_checkpoints", "runs_dir", "name"),

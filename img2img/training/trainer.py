@@ -34,6 +34,7 @@ from ..runs import checkpoints, folders as runs
 from ..runs.checkpoints import settings_record
 from ..runs.report import write_report
 from . import diffaugment, distributed, rng, speed
+from .temporal import TemporalLoss
 from .devices import autocast_dtype, resolve_device
 from .ema import GeneratorAverage, using
 from .interrupt import Interrupt
@@ -101,6 +102,8 @@ class Trainer:
         diffaugment.install(self.model.discriminators.values(),
                             diffaugment.parse_policy(config.diff_augment),
                             config.channels)
+        # --temporal-weight: one more generator term for every model (training/temporal.py).
+        self.temporal = TemporalLoss(config.temporal_weight) if config.temporal_weight else None
         if config.init_from is not None and resume_from is None:
             start_from(self.model, config.init_from, config.runs_dir, self.processes.is_main)
         self.channels_last = speed.speed_up(self.model, config.channels_last, self.device,
@@ -258,6 +261,12 @@ class Trainer:
             if group is None:
                 break
             self._backward(group, "g", logged)
+            del group
+        if self.temporal is not None:
+            with self._autocast():
+                group = self.temporal(model, batch)
+            if group:
+                self._backward(group, "g", logged)
             del group
         if self.processes.distributed:  # once per network per step, after every group
             distributed.average_gradients([model.generators, model.auxiliary],
