@@ -50,6 +50,10 @@ class VideoUsageError(VideoError):
     exit_code = 2
 
 
+class TooManyFrames(VideoError):
+    """The clip has more frames than the caller allows (`max_frames`)."""
+
+
 class TruncatedVideo(VideoError):
     """The clip stopped decoding part-way; `result` is what was converted (and written) up to
     there."""
@@ -460,12 +464,13 @@ def translate_video(translator: Any, src: str | Path, dst: str | Path, *,
                     label: str | None = None, stabilize: str | None = None,
                     encoding: Encoding = Encoding(), batch_size: int | None = None,
                     progress: bool | Any = False, pipeline_options: dict | None = None,
-                    seed: int = 0) -> VideoResult:
+                    seed: int = 0, max_frames: int | None = None) -> VideoResult:
     """Translate the clip `src` into `dst` with `translator` (see the module's docstring).
     `stabilize`: "flow" blends each frame with the previous output along the input's motion
     (`FlowStabilizer`); `encoding`: the output's codec, quality and pixel format; `progress`:
     True for a progress bar (frames/s and ETA), or a tqdm-like object to update.
-    Models that draw noise draw the same for every batch: the output is deterministic."""
+    Models that draw noise draw the same for every batch: the output is deterministic.
+    `max_frames`: refuse (`TooManyFrames`, nothing written) a clip with more frames."""
     src, dst = Path(src), Path(dst)
     if stabilize not in (None, *STABILIZERS):
         raise VideoUsageError(f"--stabilize {stabilize}: choose one of {', '.join(STABILIZERS)}")
@@ -479,13 +484,16 @@ def translate_video(translator: Any, src: str | Path, dst: str | Path, *,
     with Clip(src) as clip:
         if clip.stream.width <= 0 or clip.stream.height <= 0:
             raise VideoError(f"{src}: its video stream has no frame size")
+        if max_frames is not None and clip.expected and clip.expected > max_frames:
+            raise TooManyFrames(f"{src}: the clip has {clip.expected} frames; at most "
+                                f"{max_frames} are allowed")
         bar, own_bar = _progress(progress, clip, src)
         try:
             with atomic_path(dst) as target:
                 result = _run(translator, clip, target, dst, muxer, codec, pixel_format,
                               encoding.crf, batch_size, bar, stabilize,
                               _translate_batch(translator, direction, size, label, src,
-                                               pipeline_options, seed))
+                                               pipeline_options, seed), max_frames)
         finally:
             if own_bar:
                 bar.close()
@@ -531,8 +539,8 @@ def _translate_batch(translator: Any, direction: str | None, size: int | None,
 
 def _run(translator: Any, clip: Clip, target: Path, dst: Path, muxer: str, codec: str,
          pixel_format: str, crf: int | None, batch_size: int, bar: Any,
-         stabilize: str | None, translate: Callable[[list[np.ndarray]], list[np.ndarray]]
-         ) -> VideoResult:
+         stabilize: str | None, translate: Callable[[list[np.ndarray]], list[np.ndarray]],
+         max_frames: int | None = None) -> VideoResult:
     decoded: queue.Queue = queue.Queue(QUEUE)
     translated: queue.Queue = queue.Queue(QUEUE)
     stop = threading.Event()
@@ -612,6 +620,9 @@ def _run(translator: Any, clip: Clip, target: Path, dst: Path, muxer: str, codec
                 send(item)  # a copied stream's packet
                 continue
             frames += 1
+            if max_frames is not None and frames > max_frames:
+                raise TooManyFrames(f"{clip.path}: the clip has more than {max_frames} frames, "
+                                    "the most allowed")
             if item.pts is not None:
                 first_pts = item.pts if first_pts is None else first_pts
                 last_end = max(last_end, item.pts + item.duration)
