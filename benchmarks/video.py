@@ -175,10 +175,12 @@ def throughput(translator, frames: list[np.ndarray], root: Path, rounds: int, ba
 
 
 def strip(translator, clip: Path, out: Path, count: int = 6) -> Path:
-    """Input, frame-by-frame and stabilised frames side by side (rows), `count` frames apart
-    evenly (columns), as a PNG."""
+    """`count` frames evenly apart (columns); rows: the input, the frame-by-frame output, the
+    stabilised output, then the flicker of each output: |frame - previous frame warped onto it
+    by the input's flow| x 8 (black: steady; untracked pixels black). As a PNG."""
     import cv2
 
+    from img2img.data.flow import FlowTracker, grey as grey_of
     from img2img.inference.stabilize import FlowStabilizer
     from img2img.inference.video import read_frames
 
@@ -187,10 +189,23 @@ def strip(translator, clip: Path, out: Path, count: int = 6) -> Path:
     plain = translator.translate_many(frames)
     stable = [steady(f, p) for f, p in zip(frames, plain)]
     picks = np.linspace(1, len(frames) - 1, count).round().astype(int)
+    tracker = FlowTracker()
+    tracks = {i: tracker.track(grey_of(frames[i - 1]), grey_of(frames[i])) for i in picks}
+
+    def flicker(images: list[np.ndarray]) -> dict[int, np.ndarray]:
+        shown = {}
+        for i in picks:
+            moved = tracks[i].warp(images[i - 1].astype(np.float32))
+            change = np.abs(images[i].astype(np.float32) - moved).mean(-1) * 8
+            change[~tracks[i].valid] = 0
+            shown[i] = np.repeat(np.clip(change, 0, 255).astype(np.uint8)[..., None], 3, -1)
+        return shown
+
     rows = [np.concatenate([images[i] for i in picks], axis=1) for images in
-            (frames, plain, stable)]
+            (frames, plain, stable, flicker(plain), flicker(stable))]
     out.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(out), cv2.cvtColor(np.concatenate(rows, axis=0), cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(out), cv2.cvtColor(np.concatenate(rows, axis=0), cv2.COLOR_RGB2BGR),
+                [cv2.IMWRITE_PNG_COMPRESSION, 9])
     return out
 
 
@@ -200,7 +215,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=1500, help="training steps of each model")
     p.add_argument("--frames", type=int, default=48, help="frames of the flicker clip")
     p.add_argument("--size", type=int, default=128, help="side of the flicker clip, px")
-    p.add_argument("--temporal-weight", type=float, default=1.0,
+    p.add_argument("--temporal-weight", type=float, default=50.0,
                    help="the second model's --temporal-weight (0: do not train it)")
     p.add_argument("--throughput-size", type=int, default=384,
                    help="side of the throughput clip, px")

@@ -37,6 +37,12 @@ COPIED = ("audio", "subtitle")  # stream types copied packet for packet
 QUEUE = 16  # decoded frames (and translated ones) waiting: enough to overlap, bounded
 CRF = {"libx264": 18, "libx265": 20, "libvpx-vp9": 30, "libvpx": 10, "libaom-av1": 30,
        "libsvtav1": 30}  # visually near-lossless defaults
+# Encoder speed settings: encoding must keep up with a GPU translating frames, and at a fixed
+# quality (CRF) the faster settings cost a little file size, not quality. x264's "veryfast"
+# encodes about twice as fast as its default "medium" (benchmarks/README.md, Video).
+SPEED = {"libx264": {"preset": "veryfast"}, "libx265": {"preset": "veryfast"},
+         "libvpx-vp9": {"deadline": "good", "cpu-used": "4", "row-mt": "1"},
+         "libsvtav1": {"preset": "8"}}
 
 
 class VideoError(Img2ImgError):
@@ -389,7 +395,7 @@ class _Writer:
         stream.time_base = clip.time_base
         if clip.stream.sample_aspect_ratio:
             stream.codec_context.sample_aspect_ratio = clip.stream.sample_aspect_ratio
-        options = {}
+        options = dict(SPEED.get(codec, {}))
         quality = crf if crf is not None else CRF.get(codec)
         if quality is not None and codec in CRF:
             options["crf"] = str(quality)
