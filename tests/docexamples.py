@@ -379,6 +379,32 @@ def _copy(sources: list[Path], folder: Path, crop=None) -> None:
             cv2.imwrite(str(folder / source.name), crop(image))
 
 
+def _clip(path: Path, frames: int = 8, size: int = 40) -> None:
+    """A small H.264 MP4 of a texture moving 2 px a frame, with a sine audio track."""
+    import av
+
+    rng = np.random.default_rng(0)
+    wide = cv2.GaussianBlur(rng.integers(0, 256, (size, size + 2 * frames, 3), np.uint8),
+                            (5, 5), 1)
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=8)
+        video.width = video.height = size
+        video.pix_fmt = "yuv420p"
+        sound = out.add_stream("aac", rate=16000)
+        sound.layout = "mono"
+        for i in range(frames):
+            frame = np.ascontiguousarray(wide[:, 2 * i:2 * i + size])
+            picture = av.VideoFrame.from_ndarray(frame, format="rgb24")
+            picture.pts = i
+            out.mux(video.encode(picture))
+        out.mux(video.encode(None))
+        wave = np.sin(np.arange(16000 * frames // 8) / 8).astype(np.float32)[None] * 0.3
+        chunk = av.AudioFrame.from_ndarray(wave, format="flt", layout="mono")
+        chunk.sample_rate, chunk.pts = 16000, 0
+        out.mux(sound.encode(chunk))
+        out.mux(sound.encode(None))
+
+
 def build_sandbox(root: Path) -> Path:
     """Every folder, file and run the documentation's examples name, at tiny sizes."""
     for name in ("pairs", "held_out", "facades"):
@@ -391,6 +417,10 @@ def build_sandbox(root: Path) -> Path:
     for i, name in enumerate(("photo.jpg", "photo.png", "in.png", "holiday.jpg", "painting.jpg",
                               "horse.jpg", "my_edges.png", "more/1.png", "more/2.png")):
         _picture(root / name, seed=i)
+    _clip(root / "clip.mp4")
+    (root / "footage").mkdir()
+    _clip(root / "footage" / "take1.mp4")
+    _picture(root / "footage" / "still.png")
     data = ROOT / "datasets"
     faces = sorted((data / "faces_grey2colour" / "trainB").glob("*.jpg"))
     _copy(faces[:3], root / "selfies")

@@ -227,8 +227,22 @@ def test_serve_load_smoke(tmp_path):
     assert 0 < row["p50 ms"] <= row["p99 ms"] and row["server peak RSS MB"] > 0
 
 
+def test_video_smoke(tmp_path):
+    payload = run_smoke("video", tmp_path)
+    rows = {r["output"]: r for r in payload["rows"]}
+    assert {"input clip (the floor)", "frame by frame", "--stabilize flow"} <= set(rows)
+    assert any(name.startswith("--temporal-weight") for name in rows)
+    assert all(math.isfinite(r["E_warp x1e3"]) for r in rows.values())
+    speed = payload["throughput"]
+    assert speed["ratio"] > 0 and min(speed["video_fps"] + speed["image_fps"]) > 0
+    assert Path(payload["figure"]).is_file()
+    names = {t["target"] for t in payload["targets"]}
+    assert {"stabilize cuts E_warp by", "video frames/s / image frames/s",
+            "temporal loss cuts E_warp by"} <= names
+
+
 @pytest.mark.parametrize("script", ["train_speed", "convert_speed", "loader_speed", "quality",
-                                    "distributed", "soak", "serve_load", "diversity"])
+                                    "distributed", "soak", "serve_load", "diversity", "video"])
 def test_help(script):
     done = subprocess.run([sys.executable, str(BENCHMARKS / f"{script}.py"), "--help"],
                           capture_output=True, text=True, timeout=120, check=False)

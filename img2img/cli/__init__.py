@@ -23,7 +23,7 @@ from .listings import models_command, plugins_command, presets_command, print_ve
 from .options import (
     chosen_run, device_option, open_run, output_option, run_options, runs_dir_option,
 )
-from .run_commands import convert_command, eval_command
+from .run_commands import convert_command, eval_command, eval_video_command
 from .serve import serve_command
 from .train import prepare_group, train_group
 
@@ -65,7 +65,8 @@ def build_cli(pm: PluginManager | None = None) -> click.Group:
 
     cli.add_command(train_group(catalog))
     cli.add_command(prepare_group(catalog))
-    for command in (convert_command(catalog), eval_command(catalog), plugins_command(pm),
+    for command in (convert_command(catalog), eval_command(catalog),
+                    eval_video_command(catalog), plugins_command(pm),
                     models_command(catalog), import_command(catalog), export_command(catalog),
                     presets_command(catalog), serve_command(catalog), health,
                     distill_command()):

@@ -1,6 +1,8 @@
-"""`img2img convert` and `img2img eval`: the commands that use a trained run."""
+"""`img2img convert`, `img2img eval` and `img2img eval-video`: the commands that use a trained
+run."""
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,8 +13,11 @@ from tqdm import tqdm
 
 from .. import api
 from ..errors import Img2ImgError
+from ..data.atomic import write_text
 from ..inference.convert import Variants, convert as run_convert
+from ..inference.stabilize import STABILIZERS
 from ..inference.translator import DEFAULT_TILE, INFERENCE_PRECISIONS, NO_NOISE, RUNTIMES
+from ..inference.video import Encoding, is_video, measure_video
 from ..registry.catalog import Catalog
 from ..training import distributed
 from ..training.devices import resolve_device
@@ -61,6 +66,21 @@ def convert_command(catalog: Catalog) -> click.Command:
     @click.option("--sheet", is_flag=True,
                   help="with --variants: one contact sheet per input (its variants side by side, "
                        "under the input's name) instead of one file each")
+    @click.option("--stabilize", type=click.Choice(STABILIZERS), default="none",
+                  help="videos: 'flow' blends each frame with the previous output frame moved "
+                       "along the input's optical flow (occluded pixels excepted), so static "
+                       "parts stop flickering and motion stays sharp")
+    @click.option("--codec", default=None, metavar="ENCODER",
+                  help="videos: the FFmpeg video encoder (libx264, libx265, libvpx-vp9, mpeg4, "
+                       "ffv1, ...)  [default: the container's own: H.264 for .mp4/.mov/.mkv, "
+                       "VP9 for .webm]")
+    @click.option("--crf", type=click.IntRange(min=0), default=None,
+                  help="videos: quality, lower is better (x264/x265/VP9 constant rate factor; "
+                       "a fixed quantiser for other encoders)  [default: 18 for x264, near "
+                       "lossless]")
+    @click.option("--pixel-format", default=None, metavar="FORMAT",
+                  help="videos: the encoded pixel format (yuv420p, yuv444p, ...)  [default: "
+                       "yuv420p, which every player plays; yuv444p for odd sizes]")
     @click.pass_context
     def convert(ctx: click.Context, inputs: tuple[str, ...], out: Path | None, model_ref: str,
                 runs_dir: Path, direction: str | None, size: int | None, label: str | None,
@@ -72,6 +92,13 @@ def convert_command(catalog: Catalog) -> click.Command:
         Each output keeps its input's name, size and alpha channel; the format follows the
         extension. Inputs are never overwritten. A run trained with a noise input
         (--noise-dim) gives a different output per --seed, and several with --variants.
+                device: str, stabilize: str, codec: str | None, crf: int | None,
+                pixel_format: str | None, **pipeline_flags: Any) -> None:
+        """Translate images and videos (files, folders, globs) with a trained model.
+
+        Each output keeps its input's name, size and alpha channel; the format follows the
+        extension. A video keeps its frame count, timestamps, frame rate, size, rotation and
+        duration, and its audio and subtitle streams unchanged. Inputs are never overwritten.
         """
         if (interpolate or sheet) and variants is None:
             raise click.UsageError(f"--{'interpolate' if interpolate else 'sheet'} needs "
@@ -105,7 +132,9 @@ def convert_command(catalog: Catalog) -> click.Command:
             outcome = run_convert(translator, list(inputs), out, direction=direction, size=size,
                                   label=label, batch_size=batch_size, progress=bar,
                                   pipeline_options=pipeline_options, processes=processes,
-                                  variants=how_many)
+                                  variants=how_many, stabilize=stabilize,
+                                  encoding=Encoding(codec, crf, pixel_format),
+                                  video_progress=sys.stderr.isatty())
         _report(outcome, processes)
 
     # Presets that carry a convert pipeline add their own flags (e.g. --faces), listed in
@@ -119,26 +148,36 @@ def convert_command(catalog: Catalog) -> click.Command:
     for param in convert.params:
         if param.name in served:
             param.help_section = f"Options for runs trained with preset {', '.join(served[param.name])}"
+        elif param.name in ("stabilize", "codec", "crf", "pixel_format"):
+            param.help_section = "Video options"
         elif isinstance(param, click.Option) and param.name != "help":
             param.help_section = "Options"
     return convert
 
 
 def _report(outcome: Any, processes: distributed.Processes) -> None:
-    """Each process lists its own outputs and failures; rank 0 sums up for all of them."""
-    for src, message in outcome.failed:
-        # Messages that already name the file ("cannot read image PATH: ...") name it once.
-        shown = message if str(src) in message else f"{src}: {message}"
-        click.echo(f"error: {shown}", err=True)
+    """Each process lists its own outputs and failures; rank 0 sums up for all of them. A single
+    input that fails is one line: its error."""
+    # Messages that already name the file ("cannot read image PATH: ...") name it once.
+    shown = [message if str(src) in message else f"{src}: {message}"
+             for src, message in outcome.failed]
+    alone = not processes.distributed and outcome.inputs <= 1 and len(shown) == 1
+    for line in shown if not alone else ():
+        click.echo(f"error: {line}", err=True)
     converted, failed = len(outcome.converted), len(outcome.failed)
     if processes.distributed:
         converted, failed = distributed.total(converted), distributed.total(failed)
         distributed.stop()
     if converted and processes.is_main:
         folders = sorted({str(dst.parent) for _, dst in outcome.converted})
-        click.echo(f"Converted {converted} image(s) into {', '.join(folders)}", err=True)
+        videos = sum(is_video(src) for src, _ in outcome.converted)
+        what = "image(s)" if not videos else "video(s)" if videos == len(outcome.converted) \
+            else "file(s)"
+        click.echo(f"Converted {converted} {what} into {', '.join(folders)}", err=True)
     for _, dst in outcome.converted:
         click.echo(str(dst))
+    if alone:
+        raise Failure(shown[0], 1)
     if failed:
         if not processes.is_main:
             raise click.exceptions.Exit(1)
@@ -201,3 +240,70 @@ def eval_command(catalog: Catalog) -> click.Command:
             click.echo(f"{key:<{width}}  {value:.4f}")
         click.echo(f"Wrote {target}", err=True)
     return evaluate_run
+
+
+# -- eval-video -----------------------------------------------------------------------------------
+def eval_video_command(catalog: Catalog) -> click.Command:
+    @click.command("eval-video", context_settings={"show_default": True})
+    @click.argument("args", nargs=-1, required=True, metavar="[RUN] CLIP")
+    @run_options("translate")
+    @click.option("--direction", default=None,
+                  help="a_to_b or b_to_a for two-way models (default: the model's first)")
+    @click.option("--size", type=click.IntRange(min=8), default=None,
+                  help="translate at this short side, then resize back (default: as is)")
+    @click.option("--style", "--label", "label", default=None, metavar="NAME",
+                  help="runs trained on style or class sub-folders: which one to produce")
+    @click.option("--limit", type=click.IntRange(min=2), default=None,
+                  help="measure the first this many frames only")
+    @click.option("--batch-size", type=click.IntRange(min=1), default=None,
+                  help="frames translated together (default: 8 on a GPU, 1 on a CPU)")
+    @click.option("--json", "as_json", is_flag=True,
+                  help="print the measurements as one JSON object")
+    @output_option(help="also write the measurements to this JSON file")
+    def evaluate_video(args: tuple[str, ...], model_ref: str, runs_dir: Path, device: str,
+                       direction: str | None, size: int | None, label: str | None,
+                       limit: int | None, batch_size: int | None, as_json: bool,
+                       out: Path | None) -> None:
+        """Measure how much a run flickers on a clip: the warping error E_warp (Lai et al.,
+        ECCV 2018) of its frame-by-frame output, of the output with --stabilize flow, and of the
+        input clip itself (the floor).
+
+        E_warp is the mean squared difference (RGB in [0, 1], summed over channels) between
+        each output frame and the previous output frame warped onto it with the input frames'
+        optical flow, over the pixels the flow tracks; lower is steadier. The run is --model, or
+        given first: `img2img eval-video RUN clip.mp4`. Nothing is written unless -o is given.
+        """
+        if len(args) > 2:
+            raise click.UsageError(f"expected [RUN] CLIP, got {len(args)} arguments")
+        run, clip = (None, args[0]) if len(args) == 1 else args
+        if not Path(clip).is_file():
+            raise click.UsageError(f"no such clip: {clip}")
+        translator = open_run(chosen_run(run, model_ref), runs_dir, device, "translate")
+        click.echo(f"Using {translator.checkpoint} ({translator.name})", err=True)
+        options = None
+        if translator.pipeline is not None:  # its convert flags at their defaults
+            options = {}
+        with tqdm(total=limit, unit="frame", disable=not sys.stderr.isatty()) as bar:
+            record = measure_video(translator, clip, direction=direction, size=size,
+                                   label=label, batch_size=batch_size, limit=limit,
+                                   pipeline_options=options, progress=bar)
+        text = json.dumps(record, indent=2)
+        if out is not None:
+            write_text(out, text + "\n")
+            click.echo(f"Wrote {out}", err=True)
+        if as_json:
+            click.echo(text)
+            return
+        e_warp = record["e_warp"]
+        click.echo(f"E_warp x1e3 over {record['frames']} frames (lower is steadier)")
+        click.echo(f"  input clip (the floor)  {1e3 * e_warp['input']:9.3f}")
+        click.echo(f"  frame by frame          {1e3 * e_warp['frame_by_frame']:9.3f}")
+        click.echo(f"  --stabilize flow        {1e3 * e_warp['stabilized']:9.3f}  "
+                   f"({100 * record['stabilized_change']:+.0f}%)")
+        psnr = record["stabilized_psnr_db"]
+        click.echo(f"stabilised vs frame-by-frame PSNR: min {psnr['min']:.1f} dB, "
+                   f"mean {psnr['mean']:.1f} dB")
+        ms = record["ms_per_frame"]
+        click.echo(f"ms per frame: translate {ms['translate']:.1f}, stabilize "
+                   f"{ms['stabilize']:.1f}")
+    return evaluate_video

@@ -28,6 +28,8 @@ def serve_command(catalog: Catalog) -> click.Command:
                   help="largest upload, in bytes (larger: 413)")
     @click.option("--max-pixels", type=click.IntRange(min=1), default=4096 * 4096,
                   help="largest image, in pixels, checked before decoding (larger: 413)")
+    @click.option("--max-frames", type=click.IntRange(min=1), default=600,
+                  help="longest video upload, in frames (longer: 413)")
     @click.option("--workers", type=click.IntRange(min=1), default=1,
                   help="model calls run at once, each in its own thread")
     @click.option("--queue", type=click.IntRange(min=0), default=8,
@@ -41,10 +43,10 @@ def serve_command(catalog: Catalog) -> click.Command:
                                                     "debug"]), default="info",
                   help="uvicorn's log level (info logs every request)")
     def serve(models: tuple[str, ...], runs_dir: Path, host: str, port: int, max_bytes: int,
-              max_pixels: int, workers: int, queue: int, threads: int, tile: int,
-              device: str, log_level: str) -> None:
+              max_pixels: int, max_frames: int, workers: int, queue: int, threads: int,
+              tile: int, device: str, log_level: str) -> None:
         """Serve trained runs: a web page at / and an HTTP API (/api/models, /api/translate,
-        /api/sample, /healthz; the schema at /openapi.json).
+        /api/translate-video, /api/sample, /healthz; the schema at /openapi.json).
 
         Models load in the background once the server is up (the API answers 503 until they
         are ready) and stay loaded. Translations are the same as `img2img convert` writes.
@@ -53,6 +55,7 @@ def serve_command(catalog: Catalog) -> click.Command:
         img2img serve                                   # the newest run under ./runs
         img2img serve --model runs/zebra --model runs/digits --port 8080
         curl -F image=@photo.jpg http://127.0.0.1:8000/api/translate -o out.jpg
+        curl -F video=@clip.mp4 http://127.0.0.1:8000/api/translate-video -o out.mp4
         """
         require_extra()
         from ..serve import app as serve_app
@@ -61,7 +64,8 @@ def serve_command(catalog: Catalog) -> click.Command:
         torch.set_num_threads(threads or max(1, (torch.get_num_threads()) // workers))
         app = serve_app.create_app(list(models), runs_dir=runs_dir, device=device, tile=tile,
                                    max_bytes=max_bytes, max_pixels=max_pixels,
-                                   workers=workers, queue=queue, catalog=catalog)
+                                   max_frames=max_frames, workers=workers, queue=queue,
+                                   catalog=catalog)
         names = ", ".join(app.state.pool.entries)
         if not server.is_loopback(host):
             click.echo(f"warning: listening on {host}: the server is reachable from the network "

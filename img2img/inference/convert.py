@@ -1,5 +1,6 @@
 """`img2img convert`: translate files, folders and globs with a trained model. Each image keeps
-its size, channels (alpha is carried over) and bit depth where the output format allows; outputs
+its size, channels (alpha is carried over) and bit depth where the output format allows; a video
+(by its extension) is translated frame by frame into a video (`inference.video`); outputs
 are written atomically, an input is never overwritten, and a file that fails is reported while
 the rest are still converted."""
 from __future__ import annotations
@@ -20,6 +21,10 @@ from ..data.images import write_image
 from ..errors import DataError, Img2ImgError
 from ..training.distributed import Processes, shard
 from .translator import Translator
+from .video import (
+    VIDEO_EXTENSIONS, Encoding, TruncatedVideo, VideoError, VideoUsageError, check_encoding,
+    is_video, translate_video,
+)
 
 EIGHT_BIT_FORMATS = (".jpg", ".jpeg", ".webp", ".bmp")
 READ_AHEAD = 8  # decoded images waiting for the model: enough to overlap, few enough for memory
@@ -29,19 +34,22 @@ READ_AHEAD = 8  # decoded images waiting for the model: enough to overlap, few e
 class Outcome:
     converted: list[tuple[Path, Path]] = dataclasses.field(default_factory=list)
     failed: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    inputs: int = 0  # how many files the inputs named
 
 
 def expand_inputs(inputs: list[str], outcome: Outcome) -> list[Path]:
-    """Files, the images directly inside folders, and glob patterns, in the order given."""
+    """Files, the images and videos directly inside folders, and glob patterns, in the order
+    given."""
     found: list[Path] = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            images = sorted(p for p in path.iterdir()
-                            if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+            images = sorted(p for p in path.iterdir() if p.is_file() and
+                            p.suffix.lower() in IMAGE_EXTENSIONS + VIDEO_EXTENSIONS)
             if not images:
-                outcome.failed.append((item, "folder holds no images "
-                                             f"({', '.join(IMAGE_EXTENSIONS)})"))
+                outcome.failed.append((item, "folder holds no images or videos "
+                                             f"({', '.join(IMAGE_EXTENSIONS)}, "
+                                             f"{', '.join(VIDEO_EXTENSIONS)})"))
             found.extend(images)
         elif path.is_file():
             found.append(path)
@@ -57,13 +65,24 @@ def expand_inputs(inputs: list[str], outcome: Outcome) -> list[Path]:
 
 
 def plan_outputs(inputs: list[Path], out: Path | None) -> dict[Path, Path]:
-    """Where each input goes: `out` itself for one input and an image suffix, else out/<name>."""
-    names_a_file = out is not None and out.suffix.lower() in IMAGE_EXTENSIONS and not out.is_dir()
+    """Where each input goes: `out` itself for one input and an image (or, for a video, any)
+    suffix, else out/<name>. An image written as a video or the reverse is refused."""
+    names_a_file = out is not None and not out.is_dir() and (
+        out.suffix.lower() in IMAGE_EXTENSIONS + VIDEO_EXTENSIONS or
+        (len(inputs) == 1 and is_video(inputs[0]) and out.suffix != ""))
     if names_a_file and len(inputs) == 1:
+        if is_video(inputs[0]) and out.suffix.lower() in IMAGE_EXTENSIONS:
+            raise VideoUsageError(f"-o {out}: {inputs[0].name} is a video; name a video file "
+                                  "(e.g. .mp4) or a folder")
+        if not is_video(inputs[0]) and out.suffix.lower() in VIDEO_EXTENSIONS:
+            raise VideoUsageError(f"-o {out}: {inputs[0].name} is an image; name an image file "
+                                  "or a folder")
         return {inputs[0]: out}
     if names_a_file and len(inputs) > 1:
-        raise Img2ImgError(f"-o {out} names one image file, but {len(inputs)} images were given; "
-                           "pass a folder to -o")
+        what = "video" if out.suffix.lower() in VIDEO_EXTENSIONS else "image"
+        given = "images" if not any(map(is_video, inputs)) else "inputs"
+        raise Img2ImgError(f"-o {out} names one {what} file, but {len(inputs)} {given} were "
+                           "given; pass a folder to -o")
     folder = out or Path("converted")
     plan, taken = {}, set()
     for src in inputs:
@@ -156,14 +175,17 @@ def convert(translator: Translator, inputs: list[str], out: Path | None = None, 
             direction: str | None = None, size: int | None = None, label: str | None = None,
             batch_size: int = 1, progress: object = None,
             pipeline_options: dict | None = None,
-            processes: Processes = Processes(), variants: Variants | None = None) -> Outcome:
+            processes: Processes = Processes(), variants: Variants | None = None,
+            stabilize: str | None = None, encoding: Encoding = Encoding(),
+            video_progress: bool = False) -> Outcome:
     """Translate every input. A file that fails is collected in the outcome and the rest go on;
     what would fail them all (a wrong direction, -o naming one file for many) raises at once.
     A run whose preset carries a pipeline converts image by image through it, with
     `pipeline_options`. `label` is the class or style of runs trained with them. `variants`:
     several outputs per input (or one of a chosen seed) for runs trained with a noise input.
     With several `processes` (torchrun), each converts its own share of the files; outputs are
-    planned over all of them, so names are the same as in one process."""
+    planned over all of them, so names are the same as in one process. Videos are translated
+    frame by frame with `stabilize` and written with `encoding` (see `inference.video`)."""
     translator.model.resolve_direction(direction)  # refuse up front, not once per file
     translator.model.resolve_label(label)
     noise = variants.noise(translator) if variants is not None else [None]
@@ -171,11 +193,19 @@ def convert(translator: Translator, inputs: list[str], out: Path | None = None, 
     outcome = Outcome()
     paths = expand_inputs(inputs, outcome)
     plan = plan_outputs(paths, out)
-    inputs_set = {p.resolve() for p in paths}
+    outcome.inputs = len(paths)
+    videos = [p for p in paths if is_video(p)]
+    for video in videos:  # an output no container or encoder fits fails them all, at once
+        check_encoding(plan[video], encoding)
+    paths = [p for p in paths if not is_video(p)]
+    inputs_set = {p.resolve() for p in paths + videos}
     if processes.distributed:
-        paths = shard(paths, processes)
+        paths, videos = shard(paths, processes), shard(videos, processes)
         if not processes.is_main:  # inputs that do not exist are reported once
             outcome.failed.clear()
+    for video in videos:
+        _convert_video(translator, video, plan[video], inputs_set, outcome, how, batch_size,
+                       stabilize, encoding, video_progress, pipeline_options)
     for group in _groups(_decoded(paths), max(1, batch_size)):
         todo = []
         for src, image in group:
@@ -194,6 +224,27 @@ def convert(translator: Translator, inputs: list[str], out: Path | None = None, 
         if progress is not None:
             progress.update(len(group))
     return outcome
+
+
+def _convert_video(translator: Translator, src: Path, dst: Path, inputs: set[Path],
+                   outcome: Outcome, how: _How, batch_size: int, stabilize: str | None,
+                   encoding: Encoding, progress: bool, pipeline_options: dict | None) -> None:
+    if dst.resolve() in inputs:
+        outcome.failed.append((str(src), f"refusing to overwrite the input {dst}; "
+                                         "choose another -o/--out"))
+        return
+    try:
+        translate_video(translator, src, dst, direction=how.direction, size=how.size,
+                        label=how.label, stabilize=stabilize, encoding=encoding,
+                        batch_size=batch_size, progress=progress,
+                        pipeline_options=pipeline_options if translator.pipeline else None)
+        outcome.converted.append((src, dst))
+    except TruncatedVideo as exc:  # written up to where it stopped, and reported
+        outcome.converted.append((src, dst))
+        outcome.failed.append((str(src), str(exc)))
+    except (VideoError, RuntimeError, ValueError, OSError) as exc:
+        message = str(exc) if isinstance(exc, VideoError) else f"cannot translate: {exc}"
+        outcome.failed.append((str(src), message))
 
 
 class _How(NamedTuple):

@@ -376,6 +376,31 @@ class Translator(LoadedModel):
         return self.pipeline.convert(translate, image, source=source, **options)
 
 
+    def translate_video(self, src: str | Path, dst: str | Path, direction: str | None = None,
+                        size: int | None = None, label: str | None = None, *,
+                        stabilize: str | None = None, codec: str | None = None,
+                        crf: int | None = None, pixel_format: str | None = None,
+                        batch_size: int | None = None, progress: Any = False,
+                        **options: Any) -> Any:
+        """Translate the video `src` into `dst` as `img2img convert` does: every frame through
+        the run's preset pipeline when it has one (`options` are its flags), the same frame
+        count, timestamps, frame rate, size, rotation and duration, the audio and subtitle
+        streams copied unchanged. `stabilize="flow"` blends each frame with the previous output
+        along the input's motion; `codec`, `crf` and `pixel_format` choose the encoding (default:
+        the container's own, H.264 in MP4). Returns a `VideoResult`; raises `VideoError` (a
+        clip that cannot be converted) or `TruncatedVideo` (converted up to where decoding
+        stopped, and written)."""
+        from .video import Encoding, translate_video
+
+        if options and self.pipeline is None:
+            raise Img2ImgError(f"{', '.join(sorted(options))}: options of a preset pipeline, "
+                               f"which this {self.name} run does not have")
+        return translate_video(self, src, dst, direction=direction, size=size, label=label,
+                               stabilize=stabilize, batch_size=batch_size, progress=progress,
+                               encoding=Encoding(codec, crf, pixel_format),
+                               pipeline_options=options if self.pipeline is not None else None)
+
+
 def _through(translator: Translator, image: Any, convert: Callable[[np.ndarray], np.ndarray]
              ) -> Any:
     """Run a pipeline (which works on uint8/uint16 arrays) on any supported kind of image."""

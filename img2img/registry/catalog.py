@@ -31,7 +31,7 @@ NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 TRAIN_FIELDS = frozenset(f.name for f in dataclasses.fields(TrainConfig))
 # Top-level commands of the core, which a plugin's command may not take.
 BUILTIN_COMMANDS = frozenset({"train", "prepare", "plugins", "models", "presets", "convert",
-                              "eval", "import", "export", "serve", "distill"})
+                              "eval", "eval-video", "import", "export", "serve", "distill"})
 
 
 @runtime_checkable

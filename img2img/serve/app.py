@@ -1,5 +1,6 @@
 """The Starlette app behind `img2img serve`: the page at `/` (its scripts and styles are package
-files under /static, nothing from a CDN), the JSON API under /api, /healthz and /openapi.json.
+files under /static, nothing from a CDN), the JSON API under /api (images, and short videos at
+/api/translate-video), /healthz and /openapi.json.
 
 Every refusal is a JSON `{"error": ...}` with its status, never a traceback. Requests that need
 a model pass a gate first: at most `workers` model calls run at once, in worker threads (the
@@ -27,6 +28,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from ..inference.stabilize import STABILIZERS
 from ..inference.translator import DEFAULT_TILE, Sampler, Translator
 from . import imaging
 from .models import ApiError, ModelPool
@@ -36,6 +38,7 @@ log = logging.getLogger("img2img.serve")
 STATIC = Path(__file__).parent / "static"
 DEFAULT_MAX_BYTES = 20 * 2**20
 DEFAULT_MAX_PIXELS = 4096 * 4096
+DEFAULT_MAX_FRAMES = 600  # a video upload: 20 s at 30 frames/s
 MULTIPART_SLACK = 64 * 1024  # boundaries, part headers and the small fields around the image
 
 
@@ -88,10 +91,10 @@ def _guarded(endpoint: Callable[[Request], Awaitable[Response]]
 
 
 class Limits:
-    def __init__(self, max_bytes: int, max_pixels: int):
-        if max_bytes < 1 or max_pixels < 1:
-            raise ValueError("max_bytes and max_pixels must be at least 1")
-        self.max_bytes, self.max_pixels = max_bytes, max_pixels
+    def __init__(self, max_bytes: int, max_pixels: int, max_frames: int = DEFAULT_MAX_FRAMES):
+        if max_bytes < 1 or max_pixels < 1 or max_frames < 1:
+            raise ValueError("max_bytes, max_pixels and max_frames must be at least 1")
+        self.max_bytes, self.max_pixels, self.max_frames = max_bytes, max_pixels, max_frames
 
     def too_large(self, size: int | None = None) -> ApiError:
         said = f"is {size} bytes" if size is not None else "is too large"
@@ -149,14 +152,15 @@ def _integer(form: FormData, key: str, default: int | None) -> int | None:
         raise ApiError(422, f"'{key}' must be a whole number, got '{text}'") from None
 
 
-async def _upload(form: FormData, limits: Limits) -> tuple[bytes, str]:
-    image = form.get("image")
+async def _upload(form: FormData, limits: Limits, field: str = "image") -> tuple[bytes, str]:
+    image = form.get(field)
     if not isinstance(image, UploadFile):
-        raise ApiError(400, "no 'image' file in the form (curl -F image=@photo.jpg ...)")
+        example = "photo.jpg" if field == "image" else "clip.mp4"
+        raise ApiError(400, f"no '{field}' file in the form (curl -F {field}=@{example} ...)")
     data = await image.read(limits.max_bytes + 1)
     if len(data) > limits.max_bytes:
         raise limits.too_large(image.size)
-    return data, Path(image.filename or "image").name
+    return data, Path(image.filename or field).name
 
 
 def _header_text(text: str) -> str:
@@ -185,7 +189,8 @@ class Endpoints:
         self.pool.start()
         return JSONResponse({"models": self.pool.describe(), "loading": self.pool.loading,
                              "limits": {"max_bytes": self.limits.max_bytes,
-                                        "max_pixels": self.limits.max_pixels}})
+                                        "max_pixels": self.limits.max_pixels,
+                                        "max_frames": self.limits.max_frames}})
 
     async def healthz(self, request: Request) -> Response:
         self.pool.start()
@@ -211,6 +216,25 @@ class Endpoints:
         seeded = {} if seed is None else {"X-Seed": str(seed)}
         return _image_response(result, suffix, filename, **{"X-Model": name, **seeded})
 
+    async def translate_video(self, request: Request) -> Response:
+        async with self.gate.admit():
+            form = await read_form(request, self.limits)
+            data, filename = await _upload(form, self.limits, "video")
+            name, translator = self.pool.get(_text(form, "model"), Translator)
+            direction, style = imaging.check_choice(translator, _text(form, "direction"),
+                                                    _text(form, "style"))
+            stabilize = _text(form, "stabilize")
+            if stabilize not in (None, *STABILIZERS):
+                raise ApiError(422, f"unknown stabilize '{stabilize}'; choose one of: "
+                                    f"{', '.join(STABILIZERS)}")
+            result = await self.gate.run(imaging.translate_video, translator, data, filename,
+                                         direction, style, stabilize, self.limits.max_frames,
+                                         self.limits.max_pixels)
+        stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(filename).stem).strip("._") or "video"
+        return Response(result, media_type="video/mp4", headers={
+            "Content-Disposition": f'inline; filename="{stem}.mp4"',
+            "X-Model": _header_text(name)})
+
     async def sample(self, request: Request) -> Response:
         async with self.gate.admit():
             form = await read_form(request, self.limits, urlencoded=True)
@@ -227,7 +251,8 @@ class Endpoints:
             "X-Model": name, "X-Seed": str(seed)})
 
     async def openapi(self, request: Request) -> Response:
-        return JSONResponse(schema(self.limits.max_bytes, self.limits.max_pixels))
+        return JSONResponse(schema(self.limits.max_bytes, self.limits.max_pixels,
+                                   self.limits.max_frames))
 
     async def http_error(self, request: Request, exc: Exception) -> Response:
         """Starlette's own refusals (no such route, wrong method) as our JSON errors."""
@@ -246,20 +271,22 @@ class Endpoints:
 def create_app(models: Any = None, *, runs_dir: str | Path = "runs", device: str = "auto",
                tile: int = DEFAULT_TILE, max_bytes: int = DEFAULT_MAX_BYTES,
                max_pixels: int = DEFAULT_MAX_PIXELS, workers: int = 1, queue: int = 8,
-               catalog: Any = None) -> Starlette:
+               catalog: Any = None, max_frames: int = DEFAULT_MAX_FRAMES) -> Starlette:
     """The ASGI app serving `models` (run folders, checkpoints, 'latest', or loaded models;
     default: the newest run under `runs_dir`). Runs load in a background thread when the app
     starts (or at its first request, when embedded without lifespan events); `max_bytes` and
-    `max_pixels` bound an upload; `workers` model calls run at once and `queue` more wait."""
+    `max_pixels` bound an upload, and `max_frames` a video upload's frame count; `workers`
+    model calls run at once and `queue` more wait."""
     if workers < 1 or queue < 0:
         raise ValueError("workers must be at least 1 and queue at least 0")
     pool = ModelPool(models if not isinstance(models, (str, Path)) else [models],
                      runs_dir=Path(runs_dir), device=device, tile=tile, catalog=catalog)
-    api = Endpoints(pool, Limits(max_bytes, max_pixels), Gate(workers, queue))
+    api = Endpoints(pool, Limits(max_bytes, max_pixels, max_frames), Gate(workers, queue))
     routes = [
         Route("/", api.index, methods=["GET"]),
         Route("/api/models", _guarded(api.models), methods=["GET"]),
         Route("/api/translate", _guarded(api.translate), methods=["POST"]),
+        Route("/api/translate-video", _guarded(api.translate_video), methods=["POST"]),
         Route("/api/sample", _guarded(api.sample), methods=["POST"]),
         Route("/healthz", _guarded(api.healthz), methods=["GET"]),
         Route("/openapi.json", api.openapi, methods=["GET"]),
@@ -271,4 +298,5 @@ def create_app(models: Any = None, *, runs_dir: str | Path = "runs", device: str
     return app
 
 
-__all__ = ["DEFAULT_MAX_BYTES", "DEFAULT_MAX_PIXELS", "Endpoints", "create_app"]
+__all__ = ["DEFAULT_MAX_BYTES", "DEFAULT_MAX_FRAMES", "DEFAULT_MAX_PIXELS", "Endpoints",
+           "create_app"]

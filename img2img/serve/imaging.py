@@ -195,3 +195,39 @@ def sample_grid(sampler: Sampler, indices: list[int], n: int, seed: int, suffix:
 
 __all__ = ["FORMATS", "MEDIA_TYPES", "Upload", "check_choice", "decode", "encode",
            "output_suffix", "resolve_labels", "sample_grid", "translate"]
+
+
+# -- video ----------------------------------------------------------------------------------------
+def translate_video(translator: Translator, data: bytes, name: str, direction: str | None,
+                    style: str | None, stabilize: str | None, max_frames: int,
+                    max_pixels: int) -> bytes:
+    """An uploaded clip translated as `img2img convert clip -o out.mp4` would (every frame, the
+    timing and the audio kept), as H.264 MP4 bytes, which browsers play; a clip with more than
+    `max_frames` frames, or frames of more than `max_pixels` pixels, is a 413 before any frame
+    is translated (or as soon as the count passes the limit, where the header does not say)."""
+    from ..inference.video import (
+        Clip, TooManyFrames, TruncatedVideo, VideoError, translate_video as run_video,
+    )
+
+    if not data:
+        raise ApiError(400, "the 'video' file is empty")
+    with tempfile.TemporaryDirectory(prefix="img2img-serve-") as folder:
+        src = Path(folder) / f"upload{Path(name).suffix.lower()[:8] or '.video'}"
+        src.write_bytes(data)
+        try:
+            with Clip(src) as clip:
+                width, height = clip.stream.width, clip.stream.height
+                if width * height > max_pixels:
+                    raise _too_many(width * height, width, height, max_pixels)
+            out = Path(folder) / "result.mp4"
+            run_video(translator, src, out, direction=direction, label=style,
+                      stabilize=stabilize, max_frames=max_frames)
+        except TooManyFrames as exc:
+            raise ApiError(413, str(exc).replace(str(src), f"'{name}'") + " (--max-frames)") \
+                from None
+        except TruncatedVideo as exc:
+            raise ApiError(400, str(exc).replace(str(src), f"'{name}'").split("; the ")[0]) \
+                from None
+        except VideoError as exc:
+            raise ApiError(400, str(exc).replace(str(src), f"'{name}'")) from None
+        return out.read_bytes()

@@ -10,8 +10,8 @@ IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp", "image/bmp", "image/tiff
 
 
 def _errors(*codes: int) -> dict[str, Any]:
-    what = {400: "not an image, or a malformed form", 404: "unknown model",
-            413: "too many bytes or pixels", 422: "a bad direction, style, label, format or n",
+    what = {400: "not an image (or video), or a malformed form", 404: "unknown model",
+            413: "too many bytes, pixels or (video) frames", 422: "a bad direction, style, label, format or n",
             500: "the model failed on this input, or could not be loaded",
             503: "the model is still loading, or the queue is full (see Retry-After)"}
     return {str(code): {"description": what[code],
@@ -28,7 +28,7 @@ def _field(description: str, **extra: Any) -> dict[str, Any]:
     return {"type": "string", "description": description, **extra}
 
 
-def schema(max_bytes: int, max_pixels: int) -> dict[str, Any]:
+def schema(max_bytes: int, max_pixels: int, max_frames: int = 600) -> dict[str, Any]:
     try:
         own = version("img2img")
     except PackageNotFoundError:
@@ -44,6 +44,17 @@ def schema(max_bytes: int, max_pixels: int) -> dict[str, Any]:
         "format": _field("the result's format (default: the input's)", enum=formats),
         "seed": {"type": "integer", "description": "runs trained with a noise input (their "
                  "noise_dim > 0): which of their outputs (default 0); each seed gives its own"},
+    }}
+    video_form = {"type": "object", "required": ["video"], "properties": {
+        "video": {"type": "string", "format": "binary",
+                  "description": f"the clip (MP4, MOV, MKV, WebM, ...): at most {max_bytes} "
+                                 f"bytes, {max_frames} frames and {max_pixels} pixels a frame"},
+        "model": _field("a name from /api/models (may be left out when one model is served)"),
+        "direction": _field("one of the model's directions (default: its first)"),
+        "style": _field("one of the model's styles, for runs trained with them"),
+        "stabilize": _field("'flow' blends each frame with the previous output along the "
+                            "input's motion (less flicker)", enum=["none", "flow"],
+                            default="none"),
     }}
     sample_form = {"type": "object", "properties": {
         "model": _field("a name from /api/models (may be left out when one model is served)"),
@@ -76,6 +87,15 @@ def schema(max_bytes: int, max_pixels: int) -> dict[str, Any]:
                     "multipart/form-data": {"schema": translate_form}}},
                 "responses": {"200": _image_answer("the translated image (header X-Model)"),
                               **_errors(400, 404, 413, 422, 500, 503)}}},
+            "/api/translate-video": {"post": {
+                "summary": "Translate a short clip as `img2img convert clip.mp4 -o out.mp4` "
+                           "would: every frame, its timing and its audio kept; H.264 MP4",
+                "requestBody": {"required": True, "content": {
+                    "multipart/form-data": {"schema": video_form}}},
+                "responses": {"200": {"description": "the translated clip (header X-Model)",
+                                      "content": {"video/mp4": {"schema": {
+                                          "type": "string", "format": "binary"}}}},
+                              **_errors(400, 404, 413, 422, 500, 503)}}},
             "/api/sample": {"post": {
                 "summary": "A grid of images drawn for chosen classes, one row per class, by a "
                            "model that samples (cgan)",
@@ -95,7 +115,8 @@ def schema(max_bytes: int, max_pixels: int) -> dict[str, Any]:
                 "models": {"type": "array", "items": {"$ref": "#/components/schemas/Model"}},
                 "loading": {"type": "boolean"},
                 "limits": {"type": "object", "properties": {
-                    "max_bytes": {"type": "integer"}, "max_pixels": {"type": "integer"}}}}},
+                    "max_bytes": {"type": "integer"}, "max_pixels": {"type": "integer"},
+                    "max_frames": {"type": "integer"}}}}},
             "Model": {"type": "object", "required": ["name", "status"], "properties": {
                 "name": {"type": "string"},
                 "status": {"type": "string", "enum": ["loading", "ready", "failed"]},

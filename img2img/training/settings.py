@@ -86,6 +86,10 @@ class TrainConfig:
                                    "history, roll back to the last healthy point with halved "
                                    "learning rates, at most N times, then stop (0 = stop at the "
                                    "first divergence)", min=0)
+    temporal_weight: float = option(0.0, "temporal stability for video: weight of a loss asking "
+                                         "the generator to commute with small random warps of "
+                                         "its input, G(T(x)) ~ T(G(x)) (Eilertsen et al. 2019; "
+                                         "no video data needed; 0 = off)", min=0)
     gp_weight: float = option(10.0, "gradient penalty weight (wgan-gp)", min=0)
     r1_weight: float = option(0.0, "R1 penalty weight on real images (0 = off)", min=0)
     ema: float = option(0.0, "keep a moving average of the generator weights with this decay, e.g. "
@@ -210,7 +214,8 @@ SECTIONS = {
     "Optimisation": ("epochs", "decay_epochs", "schedule", "max_steps", "time_budget",
                      "batch_size", "lr",
                      "lr_d", "warmup_steps", "beta1", "beta2", "gan_loss", "diff_augment",
-                     "ada", "max_rollbacks", "gp_weight", "r1_weight", "ema", "init_from", "seed"),
+                     "ada", "max_rollbacks", "temporal_weight", "gp_weight", "r1_weight", "ema",
+                     "init_from", "seed"),
     "Noise input and several outputs": ("noise_dim", "mode_seeking", "latent_regression"),
     "Logging, evaluation and checkpoints": ("logger", "log_every", "sample_every",
                                             "checkpoint_every", "eval_every", "eval_data",

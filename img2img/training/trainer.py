@@ -39,6 +39,7 @@ from ..runs.checkpoints import settings_record
 from ..runs.report import write_report
 from . import diffaugment, distributed, rng, speed
 from .budget import TimeBudget, format_duration
+from .temporal import TemporalLoss
 from .devices import autocast_dtype, resolve_device
 from .ema import GeneratorAverage, using
 from .interrupt import Interrupt
@@ -117,6 +118,8 @@ class Trainer:
         if not config.ada:
             diffaugment.install(self.model.discriminators.values(), policy, config.channels)
         install_noise(self.model, config.noise_dim, config.mode_seeking, config.latent_regression)
+        # --temporal-weight: one more generator term for every model (training/temporal.py).
+        self.temporal = TemporalLoss(config.temporal_weight) if config.temporal_weight else None
         if config.init_from is not None and resume_from is None:
             start_from(self.model, config.init_from, config.runs_dir, self.processes.is_main)
         self.channels_last = speed.speed_up(self.model, config.channels_last, self.device,
@@ -288,6 +291,12 @@ class Trainer:
             if group is None:
                 break
             self._backward(group, "g", logged)
+            del group
+        if self.temporal is not None:
+            with self._autocast():
+                group = self.temporal(model, batch)
+            if group:
+                self._backward(group, "g", logged)
             del group
         model.discriminators.requires_grad_(True)
         fakes = {k: v.detach() for k, v in fakes.items()}

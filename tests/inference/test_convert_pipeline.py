@@ -100,3 +100,42 @@ def test_the_python_api_runs_the_preset_pipeline_like_convert_does(setup):
     as_float = translator(image.astype(np.float32) / 255)  # float arrays in [0, 1] work too
     assert as_float.dtype == np.float32 and 0 <= as_float.min() and as_float.max() <= 1
     assert np.abs(as_float * 255 - from_cli).max() <= 2
+
+
+def test_every_frame_of_a_video_goes_through_the_pipeline(setup, tmp_path):
+    """A clip converted with a pipeline run: each frame is what the pipeline makes of it, with
+    the pipeline's own flags, from the command line and from Python alike."""
+    import av
+
+    from img2img.inference.video import read_frames
+
+    cli, runs, root = setup
+    src = tmp_path / "clip.mkv"
+    frames = [np.random.default_rng(i).integers(0, 256, (32, 64, 3), np.uint8) for i in range(3)]
+    with av.open(str(src), "w") as out:
+        stream = out.add_stream("ffv1", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 32, "bgr0"
+        for i, frame in enumerate(frames):
+            picture = av.VideoFrame.from_ndarray(frame, format="rgb24")
+            picture.pts = i
+            out.mux(stream.encode(picture))
+        out.mux(stream.encode(None))
+    lossless = ["--codec", "ffv1", "--pixel-format", "bgr0"]
+    for flags, name in (([], "mirrored.mkv"), (["--no-mirror"], "plain.mkv")):
+        result = CliRunner().invoke(cli, ["convert", str(src), "--model", str(runs["mirror"]),
+                                          "-o", str(tmp_path / name), *lossless, *flags])
+        assert result.exit_code == 0, result.output
+    from img2img.registry.catalog import build_catalog
+
+    pm = load_plugins(strict=True, env={"IMG2IMG_LOAD_PLUGINS": "img2img_pix2pix"})
+    add_plugin(pm, types.SimpleNamespace(register_presets=register_presets), "mirror_presets")
+    translator = img2img.load(runs["mirror"], device="cpu", catalog=build_catalog(pm))
+    assert translator.pipeline is not None
+    translator.translate_video(src, tmp_path / "api.mkv", codec="ffv1", pixel_format="bgr0",
+                               mirror=False)
+    mirrored, plain, api = (list(read_frames(tmp_path / n))
+                            for n in ("mirrored.mkv", "plain.mkv", "api.mkv"))
+    for frame, m, p, a in zip(frames, mirrored, plain, api, strict=True):
+        np.testing.assert_array_equal(m, translator.convert_image(frame, mirror=True))
+        np.testing.assert_array_equal(p, translator(frame, pipeline=False))
+        np.testing.assert_array_equal(a, p)

@@ -100,6 +100,50 @@ def translate(client, data: bytes, name="in.png", **fields):
                        data={"model": "pix2pix", **fields})
 
 
+def clip(frames: int = 6, size: tuple[int, int] = (32, 48), audio: bool = True) -> bytes:
+    """A small H.264 MP4 of moving noise with a sine audio track, as bytes."""
+    import io
+
+    import av
+
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="mp4") as out:
+        video = out.add_stream("libx264", rate=10)
+        video.height, video.width = size
+        video.pix_fmt = "yuv420p"
+        sound = out.add_stream("aac", rate=16000) if audio else None
+        if sound is not None:
+            sound.layout = "mono"
+        base = noise((size[0], size[1] + frames, 3))
+        for i in range(frames):
+            picture = av.VideoFrame.from_ndarray(np.ascontiguousarray(base[:, i:i + size[1]]),
+                                                 format="rgb24")
+            picture.pts = i
+            out.mux(video.encode(picture))
+        out.mux(video.encode(None))
+        if sound is not None:
+            wave = np.sin(np.arange(16000 * frames // 10) / 10).astype(np.float32)[None]
+            chunk = av.AudioFrame.from_ndarray(wave, format="flt", layout="mono")
+            chunk.sample_rate, chunk.pts = 16000, 0
+            out.mux(sound.encode(chunk))
+            out.mux(sound.encode(None))
+    return buffer.getvalue()
+
+
+def video_frames(data: bytes) -> list[np.ndarray]:
+    import io
+
+    import av
+
+    with av.open(io.BytesIO(data)) as container:
+        return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+
+
+def translate_video(client, data: bytes, name="clip.mp4", **fields):
+    return client.post("/api/translate-video", files={"video": (name, data)},
+                       data={"model": "pix2pix", **fields})
+
+
 # -- what is served ------------------------------------------------------------------------------
 def test_models_describe_every_run(client, runs):
     body = client.get("/api/models").json()
@@ -111,6 +155,7 @@ def test_models_describe_every_run(client, runs):
     assert by_name["cgan"]["classes"] == ["class_0", "class_1"]
     assert all(m["status"] == "ready" and m["training_size"] == 32 for m in by_name.values())
     assert body["limits"]["max_bytes"] > 0 and body["limits"]["max_pixels"] > 0
+    assert body["limits"]["max_frames"] == 600
 
 
 def test_healthz_is_ready(client):
@@ -123,7 +168,8 @@ def test_healthz_is_ready(client):
 def test_openapi_schema_documents_every_endpoint(client):
     schema = client.get("/openapi.json").json()
     assert schema["openapi"].startswith("3.")
-    assert set(schema["paths"]) == {"/api/models", "/api/translate", "/api/sample", "/healthz"}
+    assert set(schema["paths"]) == {"/api/models", "/api/translate", "/api/translate-video",
+                                    "/api/sample", "/healthz"}
     responses = schema["paths"]["/api/translate"]["post"]["responses"]
     assert {"200", "400", "404", "413", "422", "503"} <= set(responses)
 
@@ -497,3 +543,60 @@ def test_the_server_binds_a_free_loopback_port():
     assert server.is_loopback("::1") and server.is_loopback("localhost")
     assert not server.is_loopback("0.0.0.0")
 
+
+
+# -- video ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("stabilize", [None, "flow"])
+def test_a_video_translation_is_convert_s(client, runs, plugins, tmp_path, stabilize):
+    import av
+
+    src = tmp_path / "clip.mp4"
+    src.write_bytes(clip())
+    flags = ["--stabilize", stabilize] if stabilize else []
+    result = CliRunner().invoke(build_cli(plugins), ["convert", "--model", str(runs["pix2pix"]),
+                                                    str(src), "-o", str(tmp_path / "out.mp4"),
+                                                    *flags])
+    assert result.exit_code == 0, result.output
+    response = translate_video(client, src.read_bytes(), **(
+        {"stabilize": stabilize} if stabilize else {}))
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "video/mp4"
+    assert 'filename="clip.mp4"' in response.headers["content-disposition"]
+    served, converted = video_frames(response.content), video_frames(
+        (tmp_path / "out.mp4").read_bytes())
+    assert len(served) == len(converted) == 6
+    for a, b in zip(served, converted):
+        np.testing.assert_array_equal(a, b)
+    import io
+
+    with av.open(io.BytesIO(response.content)) as container:  # the audio came along
+        assert [s.type for s in container.streams] == ["video", "audio"]
+
+
+def test_a_video_with_too_many_frames_is_413(catalog, runs):
+    with client_for(catalog, runs["pix2pix"], max_frames=4) as small:
+        message = error_of(translate_video(small, clip(frames=6), model=""), 413)
+        assert "6 frames" in message and "--max-frames" in message
+        assert translate_video(small, clip(frames=3), model="").status_code == 200
+
+
+def test_a_video_over_the_byte_limit_is_413(catalog, runs):
+    data = clip(frames=6)
+    with client_for(catalog, runs["pix2pix"], max_bytes=len(data) - 1) as small:
+        assert "--max-bytes" in error_of(translate_video(small, data, model=""), 413)
+
+
+@pytest.mark.parametrize("fields, status, says", [
+    ({"stabilize": "wobble"}, 422, "unknown stabilize 'wobble'"),
+    ({"direction": "b_to_a"}, 422, "no direction 'b_to_a'"),
+])
+def test_bad_video_choices_are_422(client, fields, status, says):
+    assert says in error_of(translate_video(client, clip(), **fields), status)
+
+
+def test_not_a_video_is_400(client):
+    message = error_of(translate_video(client, b"hello, not a video"), 400)
+    assert "'clip.mp4'" in message and "not a video" in message
+    message = error_of(client.post("/api/translate-video", files={"image": ("x.mp4", clip())},
+                                   data={"model": "pix2pix"}), 400)
+    assert "no 'video' file" in message

@@ -168,3 +168,55 @@ def test_the_page_fits_a_phone(chromium, server, tmp_path):
     below = chromium.find_element(By.ID, "result").rect
     assert below["y"] >= top["y"] + top["height"] - 1
     _screenshot(chromium, tmp_path, "serve-phone.png")
+
+
+def _clip(path: Path, frames: int = 12) -> Path:
+    """A small H.264 MP4 of a face photo panning sideways, as browsers play."""
+    import av
+
+    photo = cv2.cvtColor(cv2.imread(str(PHOTO)), cv2.COLOR_BGR2RGB)
+    photo = cv2.resize(photo, (96 + 2 * frames, 64))
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=12)
+        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+        for i in range(frames):
+            picture = av.VideoFrame.from_ndarray(np.ascontiguousarray(photo[:, 2 * i:2 * i + 96]),
+                                                 format="rgb24")
+            picture.pts = i
+            out.mux(stream.encode(picture))
+        out.mux(stream.encode(None))
+    return path
+
+
+def test_a_video_upload_plays_beside_its_translation(chromium, server, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    chromium.get(server)
+    _wait(chromium, lambda d: "is ready" in d.find_element(By.ID, "status").text)
+    clip = _clip(tmp_path / "pan.mp4")
+    chromium.find_element(By.ID, "file").send_keys(str(clip.resolve()))
+    assert chromium.find_element(By.ID, "stabilize").is_displayed()  # offered for videos only
+    assert not chromium.find_element(By.ID, "input").is_displayed()
+    plays = chromium.execute_script(
+        "return document.createElement('video').canPlayType('video/mp4; codecs=\"avc1.640028\"')")
+    result = chromium.find_element(By.ID, "result-video")
+    if not plays:  # a Chromium built without H.264: the page still gets the translated clip
+        _wait(chromium, lambda d: d.find_element(By.ID, "download").is_displayed() or
+              "error" in (d.find_element(By.ID, "status").get_attribute("class") or ""))
+        assert chromium.find_element(By.ID, "download").is_displayed()
+        return
+    _wait(chromium, lambda d: d.find_element(By.ID, "result-video").get_attribute("data-state")
+          in ("done", "failed"))
+    status = chromium.find_element(By.ID, "status").text
+    assert result.get_attribute("data-state") == "done", status
+    for element in ("input-video", "result-video"):  # both decoded by the browser, full size
+        size = chromium.execute_script(
+            f"const v = document.getElementById('{element}');"
+            "return [v.videoHeight, v.videoWidth, v.duration];")
+        assert size[:2] == [64, 96] and abs(size[2] - 1.0) < 0.2, (element, size)
+    download = chromium.find_element(By.ID, "download")
+    assert download.get_attribute("download").endswith(".mp4")
+    left = chromium.find_element(By.ID, "input-video").rect
+    right = result.rect
+    assert right["x"] > left["x"] + left["width"] - 1
+    _screenshot(chromium, tmp_path, "serve-video.png")

@@ -114,9 +114,45 @@ function resultName(response, fallback) {
   return match ? match[1] : fallback;
 }
 
+function isVideo(file) {
+  return Boolean(file) && (file.type.startsWith("video/") ||
+    /\.(mp4|m4v|mov|mkv|webm|avi|mpe?g|ts|ogv|3gp)$/i.test(file.name));
+}
+
+async function translateVideo(model) {
+  const result = $("result-video");
+  result.dataset.state = "working";
+  $("download").hidden = true;
+  const form = new FormData();
+  form.append("video", chosenFile, chosenFile.name);
+  form.append("model", model.name);
+  if (model.directions.length > 1) form.append("direction", $("direction").value);
+  if (model.styles.length) form.append("style", $("style").value);
+  if ($("stabilize").checked) form.append("stabilize", "flow");
+  say(`Translating the video ${chosenFile.name} with ${model.name} (every frame)...`);
+  const started = performance.now();
+  try {
+    const response = await fetch("/api/translate-video", { method: "POST", body: form });
+    if (!response.ok) throw new Error(await errorText(response));
+    const blob = await response.blob();
+    const stem = chosenFile.name.replace(/\.[^.]*$/, "");
+    const name = resultName(response, `${stem}.mp4`).replace(/^([^.]*)/, `$1-${model.name}`);
+    result.onloadeddata = () => { result.dataset.state = "done"; };
+    show(result, $("download"), blob, name);
+    say(`Done in ${((performance.now() - started) / 1000).toFixed(1)} s.`);
+  } catch (error) {
+    result.dataset.state = "failed";
+    say(error.message, true);
+  }
+}
+
 async function translate() {
   const model = current();
   if (!chosenFile || !model || model.kind !== "translate") return;
+  if (isVideo(chosenFile)) {
+    await translateVideo(model);
+    return;
+  }
   const result = $("result");
   result.dataset.state = "working";
   $("download").hidden = true;
@@ -188,9 +224,13 @@ async function moreVariants() {
 function pick(file) {
   if (!file) return;
   chosenFile = file;
-  const input = $("input");
-  show(input, null, file);
+  const video = isVideo(file);
+  $("input").hidden = video;
+  $("input-video").hidden = !video;
   $("result").hidden = true;
+  $("result-video").hidden = true;
+  $("stabilize-label").hidden = !video;
+  show(video ? $("input-video") : $("input"), null, file);
   translate();
 }
 
@@ -245,6 +285,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("more").addEventListener("click", moreVariants);
   $("direction").addEventListener("change", translate);
   $("style").addEventListener("change", translate);
+  $("stabilize").addEventListener("change", translate);
   $("file").addEventListener("change", (event) => pick(event.target.files[0]));
   $("sample").addEventListener("click", sample);
   wireDrop();
