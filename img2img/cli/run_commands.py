@@ -86,19 +86,15 @@ def convert_command(catalog: Catalog) -> click.Command:
                 runs_dir: Path, direction: str | None, size: int | None, label: str | None,
                 tile: int, batch_size: int | None, runtime: str | None, precision: str,
                 variants: int | None, seed: int | None, interpolate: bool, sheet: bool,
-                device: str, **pipeline_flags: Any) -> None:
-        """Translate images (files, folders, globs) with a trained model.
-
-        Each output keeps its input's name, size and alpha channel; the format follows the
-        extension. Inputs are never overwritten. A run trained with a noise input
-        (--noise-dim) gives a different output per --seed, and several with --variants.
                 device: str, stabilize: str, codec: str | None, crf: int | None,
                 pixel_format: str | None, **pipeline_flags: Any) -> None:
         """Translate images and videos (files, folders, globs) with a trained model.
 
         Each output keeps its input's name, size and alpha channel; the format follows the
         extension. A video keeps its frame count, timestamps, frame rate, size, rotation and
-        duration, and its audio and subtitle streams unchanged. Inputs are never overwritten.
+        duration, and its audio and subtitle streams unchanged. Inputs are never overwritten. A
+        run trained with a noise input (--noise-dim) gives a different output per --seed, and
+        several with --variants.
         """
         if (interpolate or sheet) and variants is None:
             raise click.UsageError(f"--{'interpolate' if interpolate else 'sheet'} needs "
