@@ -71,6 +71,8 @@ def main() -> None:
         distill_seconds = time.perf_counter() - clock
         teacher = img2img.load(teacher_run, device=args.device)
         student = img2img.load(student_run, device=args.device)
+        if not args.smoke:  # at the training size, before the speed test resizes the specs
+            _grid(teacher, student, data, size, FIGURE)
         # Speed at 256 px, the size the targets name (the networks take any multiple of theirs).
         from img2img.distill.measure import convert_speed
         from img2img.model import ImageSpec
@@ -81,8 +83,6 @@ def main() -> None:
             model.spec = dataclasses.replace(model.spec, size=32 if args.smoke else 256)
             at_256[name] = model
         speeds = convert_speed(at_256, student.device, seconds=2 if args.smoke else 8)
-        if not args.smoke:
-            _grid(teacher, student, data, size, FIGURE)
     task = record.get("task", {})
     t_psnr = task.get("teacher", {}).get("psnr")
     s_psnr = task.get("student", {}).get("psnr")
