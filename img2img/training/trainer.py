@@ -163,10 +163,11 @@ class Trainer:
             self.watch.load_state_dict(self.state.health)
         else:
             self.run_dir = new_run(config, self.record, model_cls.name, self.processes)
-        # Only rank 0 writes: the run folder, logs, samples, checkpoints and the report.
+        # A budget's clock is agreed between processes (one all-reduce a step): only with one.
+        agreed = self.processes.distributed and config.budget_seconds is not None
         self.budget = TimeBudget(config.budget_seconds, self.state.elapsed, self.state.step,
-                                 config.max_steps,
-                                 self._agreed_seconds if self.processes.distributed else None)
+                                 config.max_steps, self._agreed_seconds if agreed else None)
+        # Only rank 0 writes: the run folder, logs, samples, checkpoints and the report.
         self.metrics = RunLog(self.run_dir, self.logger_classes,
                               resumed_at=self.state.step if resume_from is not None else None) \
             if self.processes.is_main else None
