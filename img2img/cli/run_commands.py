@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import click
 import torch
@@ -26,18 +26,26 @@ from .flags import TYPED, SectionedCommand
 from .options import chosen_run, open_run, output_option, run_options
 
 
+def _how_to_translate(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--direction, --size and --style: how convert and eval-video translate each image."""
+    for option in reversed((
+            click.option("--direction", default=None,
+                         help="a_to_b or b_to_a for two-way models (default: the model's first)"),
+            click.option("--size", type=click.IntRange(min=8), default=None,
+                         help="translate at this short side, then resize back (default: as is)"),
+            click.option("--style", "--label", "label", default=None, metavar="NAME",
+                         help="runs trained on style or class sub-folders (e.g. several "
+                              "writers): which one to produce (default: the first)"))):
+        command = option(command)
+    return command
+
+
 def convert_command(catalog: Catalog) -> click.Command:
     @click.command("convert", cls=SectionedCommand, context_settings={"show_default": True})
     @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
     @output_option(help="output folder (default: converted/), or the output file for one input")
     @run_options("translate")
-    @click.option("--direction", default=None,
-                  help="a_to_b or b_to_a for two-way models (default: the model's first)")
-    @click.option("--size", type=click.IntRange(min=8), default=None,
-                  help="translate at this short side, then resize back (default: as is)")
-    @click.option("--style", "--label", "label", default=None, metavar="NAME",
-                  help="runs trained on style or class sub-folders (e.g. several writers): "
-                       "which one to produce (default: the first)")
+    @_how_to_translate
     @click.option("--tile", type=click.IntRange(min=32), default=DEFAULT_TILE,
                   help="images larger than this are translated in overlapping tiles, so "
                        "memory stays bounded")
@@ -243,12 +251,7 @@ def eval_video_command(catalog: Catalog) -> click.Command:
     @click.command("eval-video", context_settings={"show_default": True})
     @click.argument("args", nargs=-1, required=True, metavar="[RUN] CLIP")
     @run_options("translate")
-    @click.option("--direction", default=None,
-                  help="a_to_b or b_to_a for two-way models (default: the model's first)")
-    @click.option("--size", type=click.IntRange(min=8), default=None,
-                  help="translate at this short side, then resize back (default: as is)")
-    @click.option("--style", "--label", "label", default=None, metavar="NAME",
-                  help="runs trained on style or class sub-folders: which one to produce")
+    @_how_to_translate
     @click.option("--limit", type=click.IntRange(min=2), default=None,
                   help="measure the first this many frames only")
     @click.option("--batch-size", type=click.IntRange(min=1), default=None,

@@ -9,31 +9,12 @@ import os
 import shutil
 from pathlib import Path
 
-import torch
-from torch import nn
-
 from img2img import TrainConfig, Trainer
 from img2img.runs.report import REPORT
 from img2img.testing import write_sample_images
 from img2img_pix2pix import Pix2Pix
 
-
-class _Constant(nn.Module):
-    """One learned image for every input: a generator that has collapsed completely."""
-
-    def __init__(self, size: int):
-        super().__init__()
-        self.image = nn.Parameter(torch.zeros(1, 3, size, size))
-
-    def forward(self, x):
-        return torch.tanh(self.image).expand(x.shape[0], -1, -1, -1)
-
-
-class Collapsed(Pix2Pix):
-    name = "collapsed"
-
-    def build_generators(self):
-        return {"a_to_b": _Constant(self.spec.size)}
+from collapsed import Collapsed
 
 
 def test_the_health_section_shows_the_collapse_and_its_charts(chromium, tmp_path):

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
-from torch import nn
 
 from img2img import Img2ImgError, TrainConfig, Trainer
 from img2img.cli import build_cli
@@ -23,6 +22,8 @@ from img2img.registry.loading import load_plugins
 from img2img.runs import checkpoints, folders as runs
 from img2img.testing import write_sample_images
 from img2img_pix2pix import Pix2Pix
+
+from collapsed import Collapsed
 
 OPTIONS = Pix2Pix.Options(generator="unet-32", ngf=8, ndf=8)
 SMALL = dict(load_size=32, crop_size=32, workers=0, device="cpu", log_every=1, sample_every=0,
@@ -183,24 +184,6 @@ def test_rollbacks_halve_the_rate_until_training_finishes_and_resume_is_exact(tm
     resumed.fit()
     assert resumed.watch.monitor.rollbacks == rollbacks
     _assert_identical(_everything(full)["model"], _everything(resumed)["model"])
-
-
-class _Constant(nn.Module):
-    """A generator that ignores its input: one learned image for every input."""
-
-    def __init__(self, size: int):
-        super().__init__()
-        self.image = nn.Parameter(torch.zeros(1, 3, size, size))
-
-    def forward(self, x):
-        return torch.tanh(self.image).expand(x.shape[0], -1, -1, -1)
-
-
-class Collapsed(Pix2Pix):
-    name = "collapsed"
-
-    def build_generators(self):
-        return {"a_to_b": _Constant(self.spec.size)}
 
 
 def _health(run: Path):
