@@ -155,12 +155,13 @@ def test_quality_ada_smoke(tmp_path):
 def test_diversity_smoke(tmp_path):
     payload = run_smoke("diversity", tmp_path, "--models", "pix2pix")
     rows = {r["config"]: r for r in payload["rows"]}
-    assert set(rows) == {"no noise", "noise", "noise + mode seeking"}
+    weights = ("noise + mode seeking 1", "noise + mode seeking 0.3")
+    assert set(rows) == {"no noise", "noise", *weights}
     assert rows["no noise"]["diversity_l1"] == 0
     assert all(r["diversity_l1"] >= 0 and math.isfinite(r["psnr"]) for r in rows.values())
     assert {t["target"] for t in payload["targets"]} == {
-        "pix2pix: diversity with mode seeking / noise alone",
-        "pix2pix: PSNR lost to mode seeking (dB)"}
+        f"pix2pix, {w}: {what}" for w in weights
+        for what in ("diversity / noise alone's", "PSNR lost (dB)")}
     assert all(Path(g).is_file() for g in payload["figures"])
 
 
@@ -292,10 +293,20 @@ def test_the_reference_training_step_runs_the_published_configuration(tmp_path, 
 
 def test_distill_smoke(tmp_path):
     payload = run_smoke("distill", tmp_path)
-    record = payload["record"]
-    assert record["macs_ratio"] > 1 and record["student"]["ngf"] < record["teacher"]["ngf"]
-    assert record["agreement"]["held_out"] is True and "task" in record
-    assert all(v > 0 for v in payload["speed_256"].values())
-    assert {t["target"] for t in payload["targets"]} == {
-        "MACs ratio", "convert images/s ratio at 256 px", "student task PSNR vs teacher's",
-        "distillation training time / teacher's"}
+    for kind, metric in (("paired", "PSNR"), ("unpaired", "SWD")):
+        record = payload[kind]["record"]
+        assert record["macs_ratio"] > 1 and record["student"]["ngf"] < record["teacher"]["ngf"]
+        assert record["agreement"]["held_out"] is True and "task" in record
+        # The student's int8 export is timed when its quality check passes; the check's outcome
+        # on tiny, barely trained networks may differ between CPUs (AVX2 / AVX-512 int8 paths).
+        passed = "dB PSNR from fp32" in payload[kind]["int8"]
+        assert passed or payload[kind]["int8"].startswith("refused:")
+        int8 = {"student int8"} if passed else set()
+        assert set(payload[kind]["speed_32"]) == {"teacher", "student", *int8}
+        assert all(v > 0 for v in payload[kind]["speed_32"].values())
+        rest = "vs teacher's" if metric == "PSNR" else "/ teacher's"
+        stacked = {f"{kind}: student int8 images/s / teacher's (stacked, reported)"}
+        assert {t["target"] for t in payload["targets"] if t["target"].startswith(kind)} == {
+            f"{kind}: MACs ratio", f"{kind}: convert images/s ratio at 32 px",
+            f"{kind}: student held-out {metric} {rest}",
+            f"{kind}: distillation training time / teacher's", *(stacked if passed else ())}
