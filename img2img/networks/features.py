@@ -23,6 +23,7 @@ The built-in ResNet and U-Net generators have them (each walks its own layers, i
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -87,9 +88,11 @@ def forward_and_features(net: nn.Module, x: torch.Tensor, layers: Sequence[str],
 
 
 def forward_capturing(net: nn.Module, x: torch.Tensor, layers: Sequence[str],
-                      modules: dict[str, nn.Module]) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """`net(x)` and the outputs of the modules named in `layers` (`input`: `x` itself), read by
-    forward hooks during that one pass."""
+                      modules: dict[str, nn.Module], **kwargs: Any
+                      ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """`net(x, **kwargs)` and the outputs of the modules named in `layers` (`input`: `x`
+    itself), read by forward hooks during that one pass. Keyword arguments that are None are
+    not passed (a network without a noise input takes no `noise=`)."""
     found = {"input": x}
     handles = [modules[name].register_forward_hook(
         lambda _module, _args, out, name=name: found.__setitem__(name, out))
@@ -98,7 +101,7 @@ def forward_capturing(net: nn.Module, x: torch.Tensor, layers: Sequence[str],
         # Eager: a --compile'd network does not see hooks added after it was compiled (torch
         # skips guarding on them), so the features would never arrive.
         with torch.compiler.set_stance("force_eager"):
-            out = net(x)
+            out = net(x, **{k: v for k, v in kwargs.items() if v is not None})
     finally:
         for handle in handles:
             handle.remove()

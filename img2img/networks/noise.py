@@ -202,13 +202,14 @@ def add_noise_input(net: nn.Module, channels: int, noise_dim: int,
                     size: int = 64) -> NoisyGenerator:
     """`net` as a `NoisyGenerator` with `noise_dim` noise channels: the injection `net` declares
     (`add_noise_input`), else tiled channels concatenated to its `channels`-channel input, for
-    which its first convolution (on a `size` px probe) must take exactly those channels."""
+    which its first convolution (on a `size` px probe) must take exactly those channels. Either
+    way the noise must then change the output (`check_noise_reaches`)."""
     if noise_dim < 1:
         raise ValueError(f"noise_dim must be at least 1, got {noise_dim}")
     own = getattr(net, "add_noise_input", None)
     if own is not None:
         own(noise_dim)
-        return NoisyGenerator(net, channels, noise_dim, declared=True)
+        return check_noise_reaches(NoisyGenerator(net, channels, noise_dim, declared=True))
     size = max(size, getattr(net, "minimum_size", 0))
     multiple = getattr(net, "required_multiple", 1)
     conv = first_convolution(net, channels, math.ceil(size / multiple) * multiple)
@@ -218,7 +219,43 @@ def add_noise_input(net: nn.Module, channels: int, noise_dim: int,
                            f"{channels}, so the noise cannot be concatenated to its input; give "
                            f"it an add_noise_input(noise_dim) method ({GUIDE})")
     widen_input(conv, noise_dim)
-    return NoisyGenerator(net, channels, noise_dim, declared=False)
+    return check_noise_reaches(NoisyGenerator(net, channels, noise_dim, declared=False))
+
+
+@torch.no_grad()
+def check_noise_reaches(noisy: NoisyGenerator) -> NoisyGenerator:
+    """`noisy`, once a probe shows that its noise changes the output. Tiled noise channels are
+    spatially constant, and a normalisation right after the first convolution (instance norm)
+    subtracts each channel's spatial mean: it erases them exactly, the generator can never use
+    its noise, and the mode-seeking term would chase a ratio stuck at 0. The probe compares the
+    outputs for two noises with those for two images (eval mode, so nothing is updated; the
+    smallest size the generator takes; its own random stream, so training is unchanged)."""
+    net = noisy.net
+    multiple = getattr(net, "required_multiple", 1)
+    side = math.ceil(max(16, getattr(net, "minimum_size", 0)) / multiple) * multiple
+    param = next(net.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    stream = torch.Generator().manual_seed(0)
+    x = (torch.rand(2, noisy.channels, side, side, generator=stream) * 2 - 1).to(device)
+    z = torch.stack([noise_for_seed(0, noisy.noise_dim), noise_for_seed(1, noisy.noise_dim)])
+    was_training = noisy.training
+    noisy.eval()
+    try:
+        by_noise = noisy(x[:1].expand(2, -1, -1, -1), noise=z.to(device)).float()
+        by_image = noisy(x, noise=z[:1].expand(2, -1).to(device)).float()
+    finally:
+        noisy.train(was_training)
+    noise_change = float((by_noise[0] - by_noise[1]).abs().max())
+    image_change = float((by_image[0] - by_image[1]).abs().max())
+    if image_change > 0 and noise_change <= 1e-4 * image_change:
+        how = "its add_noise_input(noise_dim)" if noisy.declared else \
+            "tiled noise channels at its first convolution (a per-image normalisation right " \
+            "after it, such as instance norm, erases them)"
+        raise Img2ImgError(f"--noise-dim: generator {type(net).__name__} ignores the noise given "
+                           f"through {how}: two noises gave the same output; give it an "
+                           f"add_noise_input(noise_dim) method that injects the noise after its "
+                           f"normalisation ({GUIDE})")
+    return noisy
 
 
 class LatentEncoder(nn.Module):

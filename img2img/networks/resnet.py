@@ -58,6 +58,7 @@ class ResnetGenerator(nn.Module):
 
     required_multiple = 4
     minimum_size = 8  # the reflection padding needs at least 2 px at quarter resolution
+    STEM_NORM = 2  # model[2], the stem's norm: the declared noise input shifts its output
 
     def __init__(self, in_channels: int = 3, out_channels: int = 3, ngf: int = 64,
                  n_blocks: int = 9, norm: str = "instance", dropout: bool = False,
@@ -79,12 +80,34 @@ class ResnetGenerator(nn.Module):
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(width, out_channels, 7), nn.Tanh()]
         self.model = nn.Sequential(*layers)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
         h, w = x.shape[-2:]
         if h % self.required_multiple or w % self.required_multiple:
             raise ValueError(f"ResnetGenerator needs H and W divisible by {self.required_multiple}, "
                              f"got {h}x{w}")
-        return self.model(x)
+        if noise is None:
+            return self.model(x)
+        for i, module in enumerate(self.model):
+            x = self._noisy(module(x), i, noise)
+        return x
+
+    # A noise input (img2img.networks.noise), declared rather than tiled channels.
+    def add_noise_input(self, noise_dim: int) -> None:
+        """Take `noise=` (`(B, noise_dim)`) from now on. Noise tiled into extra input channels
+        would reach only the 7x7 stem, whose instance norm subtracts each channel's spatial mean:
+        a spatially constant input is erased exactly, and the noise would never reach the
+        output. So a learned linear map of the noise shifts each stem channel after that norm,
+        before its ReLU (weights N(0, 0.1), no bias)."""
+        stem = self.model[self.STEM_NORM - 1]
+        self.noise_shift = nn.Linear(noise_dim, stem.out_channels, bias=False).to(stem.weight)
+        nn.init.normal_(self.noise_shift.weight, 0.0, 0.1)
+
+    def _noisy(self, x: torch.Tensor, index: int, noise: torch.Tensor | None) -> torch.Tensor:
+        """`x`, the output of `model[index]`, shifted by the noise after the stem's norm."""
+        if noise is None or index != self.STEM_NORM:
+            return x
+        shift = self.noise_shift(noise.to(self.noise_shift.weight.dtype))
+        return x + shift.to(x.dtype)[:, :, None, None]
 
     # Named encoder features (img2img.networks.features): what CUT's PatchNCE compares.
     def _feature_modules(self) -> dict[str, nn.Module]:
@@ -114,18 +137,20 @@ class ResnetGenerator(nn.Module):
         blocks = len(self.feature_layers) - 3
         return ("input", "down1", "down2", "block1", f"block{(blocks + 1) // 2}")
 
-    def encoder_features(self, x: torch.Tensor, layers: Sequence[str]) -> list[torch.Tensor]:
+    def encoder_features(self, x: torch.Tensor, layers: Sequence[str],
+                         noise: torch.Tensor | None = None) -> list[torch.Tensor]:
         names = {id(m): name for name, m in self._feature_modules().items()}
         wanted, found = set(layers), {"input": x}
-        for module in self.model:
+        for i, module in enumerate(self.model):
             if len(found.keys() & wanted) == len(wanted):
                 break  # the rest of the network is not needed
-            x = module(x)
+            x = self._noisy(module(x), i, noise)
             name = names.get(id(module))
             if name in wanted:
                 found[name] = x
         return [found[name] for name in layers]
 
-    def forward_with_features(self, x: torch.Tensor, layers: Sequence[str]
+    def forward_with_features(self, x: torch.Tensor, layers: Sequence[str],
+                              noise: torch.Tensor | None = None
                               ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        return forward_capturing(self, x, layers, self._feature_modules())
+        return forward_capturing(self, x, layers, self._feature_modules(), noise=noise)

@@ -67,6 +67,52 @@ def test_the_noise_reaches_the_output(kind):
     z = torch.randn(2, 4, requires_grad=True)
     net(x, noise=z).square().sum().backward()
     assert z.grad is not None and float(z.grad.abs().sum()) > 0
+    # And it changes the output by more than rounding: an erased noise (tiled channels under an
+    # instance norm) differs by about 1e-7, a used one by a fair share of the image's effect.
+    with torch.no_grad():
+        by_noise = net(x[:1].expand(2, -1, -1, -1), noise=z.detach())
+        by_image = net(x, noise=z.detach()[:1].expand(2, -1))
+    noise_change = float((by_noise[0] - by_noise[1]).abs().mean())
+    assert noise_change > 0.01 * float((by_image[0] - by_image[1]).abs().mean())
+
+
+def test_the_resnet_takes_its_noise_after_the_stem_norm_features_too():
+    """Tiled channels would be erased by the ResNet stem's instance norm, so it declares its
+    own injection: the stem keeps 3 input channels, and the noise changes the output and the
+    features CUT and distillation read."""
+    torch.manual_seed(0)
+    net = add_noise_input(_resnet(), 3, noise_dim=4, size=32).eval()
+    assert net.declared and net.model[1].in_channels == 3
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    z0, z1 = noise_for_seed(0, 4), noise_for_seed(1, 4)
+    with torch.no_grad():
+        assert float((net(x, noise=z0) - net(x, noise=z1)).abs().mean()) > 1e-3
+        layers = ["down1", "block1"]
+        first = net.encoder_features(x, layers, noise=z0)
+        second = net.encoder_features(x, layers, noise=z1)
+        out, captured = net.forward_with_features(x, layers)  # eval: seed 0's noise
+    for a, b in zip(first, second):
+        assert float((a - b).abs().mean()) > 1e-3
+    assert torch.allclose(out, net(x, noise=z0))
+    assert all(torch.allclose(a, b) for a, b in zip(captured, first))
+
+
+def test_a_generator_whose_norm_erases_tiled_noise_is_refused():
+    """A third-party generator like the ResNet but declaring nothing: instance norm right after
+    its first convolution would silently erase the noise; it is refused, naming the fix."""
+    class Stem(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(3, 8, 3),
+                                      nn.InstanceNorm2d(8), nn.ReLU(),
+                                      nn.Conv2d(8, 3, 3, padding=1), nn.Tanh())
+
+        def forward(self, x):
+            return self.body(x)
+
+    with pytest.raises(Img2ImgError, match="Stem ignores the noise.*instance norm.*"
+                                           "add_noise_input"):
+        add_noise_input(Stem(), 3, noise_dim=4)
 
 
 def test_same_seed_same_output_and_eval_mode_uses_seed_zero():
@@ -84,12 +130,14 @@ def test_same_seed_same_output_and_eval_mode_uses_seed_zero():
 
 
 def test_widening_keeps_the_image_weights_and_adds_noise_channels():
-    plain = _resnet()
-    stem = plain.model[1].weight.detach().clone()
+    torch.manual_seed(0)
+    plain = build_generator("unet-32", 3, 3, ngf=4, norm="batch", dropout=False)
+    first = next(m for m in plain.modules() if isinstance(m, nn.Conv2d))
+    stem = first.weight.detach().clone()
     net = add_noise_input(plain, 3, noise_dim=5, size=32)
-    assert net.model[1].in_channels == 8  # attributes reach the wrapped network
-    assert torch.equal(net.model[1].weight[:, :3], stem)
-    assert net.required_multiple == plain.required_multiple
+    assert first.in_channels == 8 and not net.declared
+    assert torch.equal(first.weight[:, :3], stem)
+    assert net.required_multiple == plain.required_multiple  # attributes reach the wrapped net
     assert net.feature_layers["input"] == 3  # the image, as CUT's heads were sized
 
 
@@ -189,6 +237,8 @@ def test_every_translating_model_trains_with_noise_and_mode_seeking(cls, tmp_pat
             one = restored.translate(x)
         with pinned_noise(restored, noise_for_seed(2, 3)):
             two = restored.translate(x)
-    assert not torch.equal(one, two)
+    # More than rounding: noise a norm erases (CycleGAN's and CUT's ResNet stems once did)
+    # changes the output by about 1e-7.
+    assert float((one - two).abs().mean()) > 1e-3
     logged = {k for r in read_metrics(run) for k in r}
     assert {"g/mode_seeking", "g/latent_regression"} <= logged
