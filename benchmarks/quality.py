@@ -70,6 +70,7 @@ FAST_ABLATION = {
     "fast": {},
     "L1 weight 500 (the demo's)": {"lambda_l1": 500.0},
     "L1 weight 300": {"lambda_l1": 300.0},
+    "L1 weight 10": {"lambda_l1": 10.0},
     "constant lr (no decay in the budget)": {"decay_epochs": 0},
     "wider (ngf = ndf = 32)": {"ngf": 32, "ndf": 32},
     "D twice as wide (ndf 32)": {"ndf": 32},
