@@ -507,7 +507,9 @@ def ablation(args, runs_dir: Path) -> list[dict]:
                          "l1 saved": l1_saved[0], "l1 saved sd": l1_saved[1],
                          "ssim": statistics.fmean(r["ssim"] for r in scores),
                          "ssim over flat": statistics.fmean(r["ssim"] for r in scores)
-                         - flat["ssim"]})
+                         - flat["ssim"],
+                         "swd": statistics.fmean(r["swd"] for r in scores),
+                         "flat swd": flat["swd"]})
             print(f"ablation {task} {name}: {rows[-1]}", file=sys.stderr, flush=True)
     return rows
 
@@ -601,7 +603,7 @@ def main(argv: list[str] | None = None) -> int:
             rows = ablation(args, runs_dir)
             benchlib.print_table(rows, ["task", "candidate", "steps", "psnr gain",
                                         "psnr gain sd", "l1 saved", "l1 saved sd", "ssim",
-                                        "ssim over flat"],
+                                        "ssim over flat", "swd", "flat swd"],
                                  f"Ablation on the {args.base} recipe: pix2pix, "
                                  f"{args.budgets[0]:g} min, {args.size} px, {args.seeds} "
                                  "seed(s); gains over the flat mean-colour image")

@@ -204,7 +204,7 @@ def test_quality_ablation_on_the_fast_recipe_smoke(tmp_path):
     assert rows[0]["candidate"] == "fast" and "L1 weight 500 (the demo's)" in \
         {r["candidate"] for r in rows}
     assert all(math.isfinite(r["psnr gain"]) and math.isfinite(r["ssim over flat"])
-               for r in rows)
+               and math.isfinite(r["swd"]) and r["flat swd"] > 0 for r in rows)
 
 
 def test_distributed_smoke(tmp_path):
