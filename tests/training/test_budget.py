@@ -141,7 +141,13 @@ def test_the_python_api_takes_a_time_budget(tmp_path):
                             batch_size=2, load_size=36, crop_size=32, workers=0, log_every=2,
                             sample_every=0, device="cpu", runs_dir=tmp_path / "runs")
     records = _records(run_dir)
-    assert records and records[-1]["lr"] == pytest.approx(0.0, abs=2e-4 * 0.05)
+    # The run stops within one step of the budget, so the last step's rate is within about one
+    # step's decrement of zero: 2e-4 over the decay half of the run's steps (a 1.5 s budget
+    # gives only 20-40 steps on a loaded 2-core machine, where one step is ~5% of the rate).
+    # Twice that allows for the step-time estimate's noise; a rate that did not decay with the
+    # budget would still be at 2e-4 (or half of it, midway).
+    last = records[-1] if records else {"step": 1, "lr": float("nan")}
+    assert last["lr"] <= 2 * 2e-4 / max(last["step"] / 2, 1), records
     assert json.loads((run_dir / "config.json").read_text())["training"]["time_budget"] == "1.5s"
 
 
