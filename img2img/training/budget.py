@@ -97,9 +97,12 @@ class TimeBudget:
         done = self._ticks - 1  # steps completed before this tick
         if self._mark is not None and done > self._mark[0]:
             return (self._now - self._mark[1]) / (done - self._mark[0])
-        if done > 0:
-            return self._now / done
-        return self.used_before / self.steps_before if self.steps_before else None
+        # Until the warm-up steps are past, a resumed run trusts the sessions before: this
+        # session's first steps carry its start-up (loader, first graph), and taking them for
+        # the step time ended a resumed 10 s remainder after 4 s.
+        if self.steps_before:
+            return self.used_before / self.steps_before
+        return self._now / done if done > 0 else None
 
     def left(self) -> float:
         """Seconds of the budget left at the last tick (infinite without a budget)."""
