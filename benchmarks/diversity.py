@@ -1,6 +1,6 @@
 """Several outputs per input at a fixed wall-clock budget: the same model without noise, with a
 noise input (`--noise-dim 8`) alone, and with the noise and the mode-seeking term at two weights
-(`--mode-seeking 1`, MSGAN's weight, and 0.3), each trained for the same number of seconds, over
+(`--mode-seeking 1`, MSGAN's weight, and 3), each trained for the same number of seconds, over
 seeds.
 
 pix2pix trains on the bundled paired faces (`datasets/faces_edges2photo`), cyclegan on the
@@ -12,13 +12,16 @@ unpaired faces (`datasets/faces_grey2colour`), with quality.py's data, networks 
   of the run's own discriminator features (its last hidden layer, `features(x)[-2]`; a
   conditional discriminator gets the input beside each output). A model without noise has one
   output per input: 0.
-* quality: the seed-0 output (what `convert` gives without --seed): PSNR and L1 against the real
-  photo (paired), or the sliced Wasserstein distance to real testB (unpaired, lower is better).
+* quality: the output `convert` gives without --seed (zero noise, which half of each training
+  batch gets, so the model's own losses fit it as they fit a model without noise): PSNR and L1
+  against the real photo (paired), or the sliced Wasserstein distance to real testB (unpaired,
+  lower is better). The same scores of seed 0's output (one random draw) are reported beside it
+  (`psnr_seed0`, `l1_seed0`, `swd_seed0`).
 
 Targets, for each mode-seeking weight: diversity (L1) at least 10x that of noise alone, while
 quality is no more than 0.3 dB PSNR (paired) or 10% SWD (unpaired) worse than without noise. A
-grid of variants of 4 held-out inputs (input, then seeds 0..3, with `--mode-seeking 1`) goes to
---figures.
+grid of variants of 4 held-out inputs (input, the output without a seed, then seeds 0..3, with
+`--mode-seeking 1`) goes to --figures.
 
     python benchmarks/diversity.py                            # 60 s per run, 3 seeds, both
     python benchmarks/diversity.py --seconds 60 --seeds 1 --models pix2pix
@@ -39,7 +42,7 @@ CONFIGS = {  # name -> training settings (typed flags)
     "no noise": {},
     "noise": {"noise_dim": 8},
     "noise + mode seeking 1": {"noise_dim": 8, "mode_seeking": 1.0},
-    "noise + mode seeking 0.3": {"noise_dim": 8, "mode_seeking": 0.3},
+    "noise + mode seeking 3": {"noise_dim": 8, "mode_seeking": 3.0},
 }
 GRID = "noise + mode seeking 1"
 DRAWS = 8  # outputs per input for the diversity figures
@@ -97,18 +100,25 @@ def run_one(model: str, config: str, args, runs_dir: Path, seed: int):
     translator = img2img.load(run_dir, device=args.device)
     direction = None if model == PAIRED else "a_to_b"
     inputs, _ = held_out(model, args)
-    with torch.inference_mode():
-        fake = torch.cat([translator.translate(inputs[i:i + 8], direction)
-                          for i in range(0, len(inputs), 8)]).cpu()
-    score = quality.score_pix2pix(fake, args) if model == PAIRED else \
-        quality.score_cyclegan(fake, args)
-    row = {"config": config, "seed": seed, **facts, **score,
-           **diversity(translator, inputs[:args.diversity_inputs], direction)}
+
+    def scores(noise):
+        with torch.inference_mode():
+            fake = torch.cat([translator.translate(inputs[i:i + 8], direction, noise=noise)
+                              for i in range(0, len(inputs), 8)]).cpu()
+        return quality.score_pix2pix(fake, args) if model == PAIRED else \
+            quality.score_cyclegan(fake, args)
+
+    row = {"config": config, "seed": seed, **facts, **scores(None)}  # as convert, no --seed
+    if translator.noise_dim:
+        row.update({f"{key}_seed0": value for key, value in scores(translator.noise(0)).items()
+                    if key in ("psnr", "l1", "swd")})
+    row.update(diversity(translator, inputs[:args.diversity_inputs], direction))
     return row, translator
 
 
 def summarise(rows: list[dict]) -> list[dict]:
-    keys = ("steps", "psnr", "l1", "swd", "diversity_l1", "diversity_d")
+    keys = ("steps", "psnr", "l1", "swd", "psnr_seed0", "l1_seed0", "swd_seed0",
+            "diversity_l1", "diversity_d")
     out = []
     for (model, config), group in itertools.groupby(rows, key=lambda r: (r["model"], r["config"])):
         group = list(group)
@@ -144,11 +154,12 @@ def targets(summary: list[dict]) -> list[dict]:
 
 
 def variant_grid(translator, model: str, args) -> Path:
-    """4 held-out inputs (rows): the input, then the outputs of noise seeds 0..3."""
+    """4 held-out inputs (rows): the input, the output without a seed (zero noise), then the
+    outputs of noise seeds 0..3."""
     inputs, _ = held_out(model, args)
     direction = None if model == PAIRED else "a_to_b"
     x = inputs[:4]
-    columns = {"input": x}
+    columns = {"input": x, "no seed": translator.translate(x, direction).cpu()}
     for seed in range(4):
         columns[f"seed {seed}"] = translator.translate(x, direction,
                                                        noise=translator.noise(seed)).cpu()
@@ -193,8 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     rows.sort(key=lambda r: (r["model"], list(CONFIGS).index(r["config"]), r["seed"]))
     summary = summarise(rows)
     benchlib.print_table(summary, ["model", "config", "seeds", "steps", "psnr", "psnr_sd", "l1",
-                                   "swd", "swd_sd", "diversity_l1", "diversity_l1_sd",
-                                   "diversity_d"], "Diversity and quality at equal wall-clock")
+                                   "swd", "swd_sd", "psnr_seed0", "swd_seed0", "diversity_l1",
+                                   "diversity_l1_sd", "diversity_d"],
+                         "Diversity and quality at equal wall-clock")
     benchlib.finish(args, "diversity", started, quiet, targets(summary), rows=rows,
                     summary=summary, figures=grids)
     return 0

@@ -159,10 +159,12 @@ def test_quality_ada_smoke(tmp_path):
 def test_diversity_smoke(tmp_path):
     payload = run_smoke("diversity", tmp_path, "--models", "pix2pix")
     rows = {r["config"]: r for r in payload["rows"]}
-    weights = ("noise + mode seeking 1", "noise + mode seeking 0.3")
+    weights = ("noise + mode seeking 1", "noise + mode seeking 3")
     assert set(rows) == {"no noise", "noise", *weights}
-    assert rows["no noise"]["diversity_l1"] == 0
+    assert rows["no noise"]["diversity_l1"] == 0 and "psnr_seed0" not in rows["no noise"]
     assert all(r["diversity_l1"] >= 0 and math.isfinite(r["psnr"]) for r in rows.values())
+    # Runs with noise are scored as convert gives them (zero noise) and as seed 0's draw.
+    assert all(math.isfinite(rows[c]["psnr_seed0"]) for c in ("noise", *weights))
     assert {t["target"] for t in payload["targets"]} == {
         f"pix2pix, {w}: {what}" for w in weights
         for what in ("diversity / noise alone's", "PSNR lost (dB)")}

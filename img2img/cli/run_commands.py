@@ -66,8 +66,9 @@ def convert_command(catalog: Catalog) -> click.Command:
                        "--seed + 1, ..., written as NAME_v0, NAME_v1, ... (the same N for the "
                        "same seed)")
     @click.option("--seed", type=int, default=None,
-                  help="runs trained with --noise-dim: which output (each seed gives its own); "
-                       "with --variants, the first variant's seed  [default: 0]")
+                  help="runs trained with --noise-dim: which output (each seed gives its own; "
+                       "without --seed, zero noise gives the output closest to what training "
+                       "fitted); with --variants, the first variant's seed (default 0)")
     @click.option("--interpolate", is_flag=True,
                   help="with --variants N: N steps from seed --seed's noise to seed --seed + 1's "
                        "(spherical interpolation), instead of N separate seeds")

@@ -222,7 +222,8 @@ class Translator(LoadedModel):
         """(B,C,H,W) in [-1, 1] -> translated (B,C',H,W) on x's device; `size` translates at that
         short side; `label` names the class or style for runs trained with them (default: the
         first); `noise` the `(noise_dim,)` noise of a run trained with a noise input (default:
-        seed 0's, `self.noise(0)`), the same for every image and tile. Only tiles visit the
+        zero noise, the output its training kept closest to the targets; `self.noise(seed)`
+        gives a seed's), the same for every image and tile. Only tiles visit the
         model's device, so a huge image needs no huge GPU."""
         noise = self._resolve_noise(noise)
         direction = self.model.resolve_direction(direction)
@@ -284,8 +285,8 @@ class Translator(LoadedModel):
         """`image` translated as `img2img convert` would: through the run's preset pipeline
         when it has one (faces found and pasted back, glyphs normalised), so Python and the
         command line agree. `pipeline=False` runs the bare generator on the whole image. A run
-        trained with a noise input (`--noise-dim`) gives one output per `seed` (default 0), or
-        per `noise` vector; `variants` gives several."""
+        trained with a noise input (`--noise-dim`) gives one output per `seed`, or per `noise`
+        vector (neither: zero noise); `variants` gives several."""
         if seed is not None:
             noise = self.noise(seed)
         if pipeline and self.pipeline is not None:
@@ -326,12 +327,14 @@ class Translator(LoadedModel):
                 for noise in self.variant_noise(n, seed, interpolate)]
 
     def _resolve_noise(self, noise: Tensor | None) -> Tensor | None:
-        """The noise a translation uses: `noise`, else seed 0's for a run with a noise input."""
+        """The noise a translation uses: `noise`, else zero noise for a run with a noise
+        input."""
         if not self.noise_dim:
             if noise is not None:
                 raise Img2ImgError(f"this {self.name} run {NO_NOISE}")
             return None
-        noise = self.noise(0) if noise is None else torch.as_tensor(noise, dtype=torch.float32)
+        noise = torch.zeros(self.noise_dim) if noise is None else \
+            torch.as_tensor(noise, dtype=torch.float32)
         if noise.numel() != self.noise_dim:
             raise Img2ImgError(f"noise of {noise.numel()} values given to a run trained with "
                                f"--noise-dim {self.noise_dim}")

@@ -89,7 +89,8 @@ class ExportContract:
                 f"multiples of {self.required_multiple}, at least {self.minimum_size}",
                 *([f"noise   '{NOISE}': float32 (batch, {self.noise_dim}), one standard-normal "
                    "row per image (seed s: img2img.networks.noise_for_seed(s, "
-                   f"{self.noise_dim}))"] if self.noise_dim else []),
+                   f"{self.noise_dim}); zeros: the output without a seed)"]
+                  if self.noise_dim else []),
                 f"output  '{OUTPUT}': {shape.format(self.out_channels)}, the input's size"]
 
 

@@ -285,7 +285,7 @@ class Trainer:
         with self._autocast():
             fakes, groups = model.generator_step(batch)
             groups = with_noise_terms(model, iter([groups] if isinstance(groups, Mapping)
-                                                  else groups))
+                                                  else groups), self.state.step)
         while True:
             with self._autocast():
                 group = next(groups, None)

@@ -15,8 +15,9 @@ from img2img import ImageSpec
 from img2img.errors import Img2ImgError
 from img2img.networks import build_generator
 from img2img.networks.noise import (
-    LatentEncoder, NoisyGenerator, add_noise_input, install_noise, latent_regression_loss,
-    mode_seeking_loss, noise_dim_of, noise_for_seed, noise_terms, pinned_noise, slerp,
+    DIVERSITY_EVERY, ZERO_NOISE_RATE, LatentEncoder, NoisyGenerator, add_noise_input,
+    install_noise, latent_regression_loss, mode_seeking_loss, noise_dim_of, noise_for_seed,
+    noise_terms, pinned_noise, slerp,
 )
 from img2img.runs.folders import read_metrics
 from img2img.runs.checkpoints import model_from_checkpoint, read_metadata, resolve_checkpoint
@@ -90,11 +91,12 @@ def test_the_resnet_takes_its_noise_after_the_stem_norm_features_too():
         layers = ["down1", "block1"]
         first = net.encoder_features(x, layers, noise=z0)
         second = net.encoder_features(x, layers, noise=z1)
-        out, captured = net.forward_with_features(x, layers)  # eval: seed 0's noise
+        out, captured = net.forward_with_features(x, layers)  # eval: zero noise
+        zero = net.encoder_features(x, layers, noise=torch.zeros(4))
     for a, b in zip(first, second):
         assert float((a - b).abs().mean()) > 1e-3
-    assert torch.allclose(out, net(x, noise=z0))
-    assert all(torch.allclose(a, b) for a, b in zip(captured, first))
+    assert torch.allclose(out, net(x, noise=torch.zeros(4)))
+    assert all(torch.allclose(a, b) for a, b in zip(captured, zero))
 
 
 def test_a_generator_whose_norm_erases_tiled_noise_is_refused():
@@ -115,7 +117,7 @@ def test_a_generator_whose_norm_erases_tiled_noise_is_refused():
         add_noise_input(Stem(), 3, noise_dim=4)
 
 
-def test_same_seed_same_output_and_eval_mode_uses_seed_zero():
+def test_same_seed_same_output_and_eval_mode_uses_zero_noise():
     net = add_noise_input(_resnet(), 3, noise_dim=4, size=32).eval()
     x = torch.rand(1, 3, 32, 32) * 2 - 1
     with torch.no_grad():
@@ -123,10 +125,26 @@ def test_same_seed_same_output_and_eval_mode_uses_seed_zero():
         again = net(x, noise=noise_for_seed(3, 4))
         other = net(x, noise=noise_for_seed(4, 4))
         default = net(x)
+        zero = net(x, noise=torch.zeros(4))
         seed0 = net(x, noise=noise_for_seed(0, 4))
     assert torch.equal(first, again)
     assert not torch.equal(first, other)
-    assert torch.equal(default, seed0)
+    assert torch.equal(default, zero)
+    assert not torch.equal(default, seed0)
+
+
+def test_training_draws_zero_noise_for_about_half_the_images():
+    """Each training image's noise is zero with probability ZERO_NOISE_RATE (the zero noise
+    learns what a model without noise learns); the rest is standard normal."""
+    net = add_noise_input(_resnet(), 3, noise_dim=4, size=32).train()
+    torch.manual_seed(0)
+    z = net.noise(torch.zeros(4000, 3, 1, 1))
+    zero = (z == 0).all(dim=1)
+    # 4000 Bernoulli(0.5) draws: the share's standard deviation is 0.008, so +-0.04 is 5 sd.
+    assert abs(float(zero.float().mean()) - ZERO_NOISE_RATE) < 0.04
+    drawn = z[~zero]
+    assert (drawn != 0).all()
+    assert abs(float(drawn.std()) - 1) < 0.05 and abs(float(drawn.mean())) < 0.05
 
 
 def test_widening_keeps_the_image_weights_and_adds_noise_channels():
@@ -204,6 +222,39 @@ def test_noise_terms_come_from_one_more_pass_and_train_the_encoder():
     assert noise_terms(model) == {}  # consumed: the next step records afresh
 
 
+def test_the_noise_terms_run_on_every_fourth_step_at_four_times_their_weight(monkeypatch):
+    """Lazy regularisation: no extra pass on steps 1-3 (and their records are cleared), the
+    full terms times DIVERSITY_EVERY on steps 0 and 4: mode seeking there is exactly
+    4 * 2.0 * mode_seeking_loss of the two outputs, recomputed from the pass itself."""
+    assert DIVERSITY_EVERY == 4
+    model = Pix2Pix(Pix2Pix.Options(**Pix2Pix.smoke_options), spec=ImageSpec(3, 32))
+    install_noise(model, 4, mode_seeking=2.0)
+    net = model.generators["a_to_b"]
+    model.train()
+    batch = {"a": torch.rand(2, 3, 32, 32) * 2 - 1, "b": torch.rand(2, 3, 32, 32) * 2 - 1}
+    passes = []
+    forward = NoisyGenerator.forward
+
+    def counted(self, x, *args, noise=None, **kwargs):
+        y = forward(self, x, *args, noise=noise, **kwargs)
+        passes.append((noise, y.detach()))
+        return y
+    monkeypatch.setattr(NoisyGenerator, "forward", counted)
+    for step in range(6):
+        model.generate(batch)
+        recorded = net.recorded
+        passes.clear()
+        terms = noise_terms(model, step)
+        assert net.recorded is None
+        if step % 4:
+            assert terms == {} and passes == []
+            continue
+        (z2, y2), = passes
+        x, _, z1, y1 = recorded
+        expected = 4 * 2.0 * mode_seeking_loss(y1, y2, z1, z2)
+        assert float(terms["mode_seeking"].detach()) == pytest.approx(float(expected), rel=1e-6)
+
+
 def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -219,7 +270,7 @@ def test_a_run_without_noise_writes_the_checkpoint_it_wrote_before(tmp_path, mon
     assert "noise_dim" not in read_metadata(resolve_checkpoint(run))["training"]
     workdir.rename(tmp_path / "first")
     monkeypatch.setattr(trainer, "install_noise", lambda *args: None)
-    monkeypatch.setattr(trainer, "with_noise_terms", lambda model, groups: groups)
+    monkeypatch.setattr(trainer, "with_noise_terms", lambda model, groups, step: groups)
     run = check_model(Pix2Pix, workdir=workdir)
     assert {name: _sha(run / name) for name in plain} == plain
 

@@ -121,7 +121,7 @@ def test_the_page_shows_a_row_of_variants_and_more_on_request(chromium, server):
 
     _wait(chromium, lambda d: loaded(d, 4), timeout=120)
     assert chromium.find_element(By.ID, "variants-panel").is_displayed()
-    assert [i.get_attribute("data-seed") for i in shown(chromium)] == ["1", "2", "3", "4"]
+    assert [i.get_attribute("data-seed") for i in shown(chromium)] == ["0", "1", "2", "3"]
     chromium.find_element(By.ID, "more").click()
     _wait(chromium, lambda d: loaded(d, 8), timeout=120)
-    assert [i.get_attribute("data-seed") for i in shown(chromium)][4:] == ["5", "6", "7", "8"]
+    assert [i.get_attribute("data-seed") for i in shown(chromium)][4:] == ["4", "5", "6", "7"]

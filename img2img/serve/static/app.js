@@ -179,16 +179,17 @@ async function translate() {
   }
 }
 
-// Runs trained with a noise input: the result is seed 0; a row of other seeds, more on request.
+// Runs trained with a noise input: the result is zero noise's; a row of seeds 0, 1, ..., more on
+// request.
 const VARIANTS_PER_ROW = 4;
-let nextSeed = 1;
+let nextSeed = 0;
 
 function startVariants(model) {
   const panel = $("variants-panel");
   for (const img of $("variants").querySelectorAll("img")) URL.revokeObjectURL(img.src);
   $("variants").replaceChildren();
   panel.hidden = !(model.noise_dim > 0);
-  nextSeed = 1;
+  nextSeed = 0;
   if (!panel.hidden) moreVariants();
 }
 
