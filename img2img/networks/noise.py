@@ -12,11 +12,12 @@ the checkpoint loader call it, so no model code changes); with `noise_dim` 0 it 
 Without `noise=` a `NoisyGenerator` draws its own: fresh Gaussian noise from torch's generator
 while training (the trainer seeds it each step), zero for a `ZERO_NOISE_RATE` share of the
 images, so that the zero noise learns what a model without noise learns; zero noise in eval
-mode (the output a translation without a seed gives), or the noise `pinned_noise` fixes. Conditional GANs learn to ignore such noise (Isola et al. 2017 saw it with
-pix2pix's dropout): `mode_seeking_loss` (Mao et al., CVPR 2019, "MSGAN") and
-`latent_regression_loss` with a `LatentEncoder` (the cLR term of BicycleGAN, Zhu et al. 2017)
-reward outputs that depend on it; `noise_terms` computes them for a model from one extra
-generator pass per noisy generator, every `DIVERSITY_EVERY`-th step."""
+mode (the output a translation without a seed gives), or the noise `pinned_noise` fixes.
+Conditional GANs learn to ignore such noise (Isola et al. 2017 saw it with pix2pix's dropout):
+`mode_seeking_loss` (Mao et al., CVPR 2019, "MSGAN") and `latent_regression_loss` with a
+`LatentEncoder` (the cLR term of BicycleGAN, Zhu et al. 2017) reward outputs that depend on it;
+`noise_terms` computes them for a model from one extra generator pass per noisy generator, every
+`DIVERSITY_EVERY`-th step."""
 from __future__ import annotations
 
 import contextlib

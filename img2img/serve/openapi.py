@@ -43,8 +43,8 @@ def schema(max_bytes: int, max_pixels: int, max_frames: int = 600) -> dict[str, 
                         "first)"),
         "format": _field("the result's format (default: the input's)", enum=formats),
         "seed": {"type": "integer", "description": "runs trained with a noise input (their "
-                 "noise_dim > 0): which of their outputs; each seed gives its own (default: none, zero noise, the output "
-                 "closest to what training fitted)"},
+                 "noise_dim > 0): which of their outputs; each seed gives its own (default: "
+                 "none, zero noise, the output closest to what training fitted)"},
     }}
     video_form = {"type": "object", "required": ["video"], "properties": {
         "video": {"type": "string", "format": "binary",
