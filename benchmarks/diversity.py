@@ -1,7 +1,7 @@
 """Several outputs per input at a fixed wall-clock budget: the same model without noise, with a
 noise input (`--noise-dim 8`) alone, and with the noise and the mode-seeking term at two weights
-(`--mode-seeking 1`, MSGAN's weight, and 3), each trained for the same number of seconds, over
-seeds.
+(`--mode-seeking 1`, MSGAN's weight, and 3, or the `--weights` given), each trained for the
+same number of seconds, over seeds.
 
 pix2pix trains on the bundled paired faces (`datasets/faces_edges2photo`), cyclegan on the
 unpaired faces (`datasets/faces_grey2colour`), with quality.py's data, networks and training
@@ -12,8 +12,9 @@ unpaired faces (`datasets/faces_grey2colour`), with quality.py's data, networks 
   of the run's own discriminator features (its last hidden layer, `features(x)[-2]`; a
   conditional discriminator gets the input beside each output). A model without noise has one
   output per input: 0.
-* quality: the output `convert` gives without --seed (zero noise, which half of each training
-  batch gets, so the model's own losses fit it as they fit a model without noise): PSNR and L1
+* quality: the output `convert` gives without --seed (zero noise, which half of the training
+  steps give every image, so the model's own losses fit it as they fit a model without
+  noise): PSNR and L1
   against the real photo (paired), or the sliced Wasserstein distance to real testB (unpaired,
   lower is better). The same scores of seed 0's output (one random draw) are reported beside it
   (`psnr_seed0`, `l1_seed0`, `swd_seed0`).
@@ -23,12 +24,18 @@ quality is no more than 0.3 dB PSNR (paired) or 10% SWD (unpaired) worse than wi
 grid of variants of 4 held-out inputs (input, the output without a seed, then seeds 0..3, with
 `--mode-seeking 1`) goes to --figures.
 
-    python benchmarks/diversity.py                            # 60 s per run, 3 seeds, both
-    python benchmarks/diversity.py --seconds 60 --seeds 1 --models pix2pix
+Ablations: `--weights` picks the mode-seeking weights; `--ablate-target-terms` runs each weight
+beside the same with the model's `target_terms` (pix2pix's L1) kept on the steps with drawn
+noise too, instead of the baselines; `--zero-noise-rate` changes the share of zero-noise steps.
+
+    python benchmarks/diversity.py --seconds 120              # 3 seeds, both models
+    python benchmarks/diversity.py --seconds 60 --seeds 1 --models pix2pix --weights 1
+    python benchmarks/diversity.py --weights 1 --ablate-target-terms
     python benchmarks/diversity.py --smoke                    # 32 px, narrow networks: seconds
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import statistics
 import sys
@@ -38,13 +45,45 @@ from pathlib import Path
 import benchlib
 import quality
 
-CONFIGS = {  # name -> training settings (typed flags)
-    "no noise": {},
-    "noise": {"noise_dim": 8},
-    "noise + mode seeking 1": {"noise_dim": 8, "mode_seeking": 1.0},
-    "noise + mode seeking 3": {"noise_dim": 8, "mode_seeking": 3.0},
-}
-GRID = "noise + mode seeking 1"
+BASELINES = {"no noise": {}, "noise": {"noise_dim": 8}}  # name -> training settings (flags)
+WEIGHTS = (1.0, 3.0)  # the mode-seeking weights compared by default
+
+
+KEPT = "_keep_target_terms"  # a config setting: the model's target terms on every step
+KEPT_NAME = ", target terms on every step"
+
+
+def configs_for(weights, ablate: bool = False) -> dict[str, dict]:
+    """The baselines, then noise with the mode-seeking term at each weight; with `ablate`,
+    instead, each weight as it is and with the model's `target_terms` kept on the steps with
+    drawn noise too (as before they were left out there)."""
+    weighted = {f"noise + mode seeking {w:g}": {"noise_dim": 8, "mode_seeking": w}
+                for w in weights}
+    if not ablate:
+        return {**BASELINES, **weighted}
+    return {**weighted, **{name + KEPT_NAME: {**settings, KEPT: True}
+                           for name, settings in weighted.items()}}
+
+
+@contextlib.contextmanager
+def target_terms_kept(model: str, keep: bool):
+    """Within the block, `model`'s class lists no target terms (all stay on every step)."""
+    from img2img import catalog
+
+    cls = catalog().model(model)
+    before = cls.__dict__.get("target_terms")
+    if keep:
+        cls.target_terms = ()
+    try:
+        yield
+    finally:
+        if keep:
+            if before is None:
+                del cls.target_terms
+            else:
+                cls.target_terms = before
+
+
 DRAWS = 8  # outputs per input for the diversity figures
 PAIRED = "pix2pix"
 
@@ -95,8 +134,10 @@ def run_one(model: str, config: str, args, runs_dir: Path, seed: int):
 
     import img2img
 
-    run_dir, facts = quality.train(model, None, CONFIGS[config], args, runs_dir,
-                                   args.seconds / 60, seed)
+    settings = dict(args.configs[config])
+    with target_terms_kept(model, settings.pop(KEPT, False)):
+        run_dir, facts = quality.train(model, None, settings, args, runs_dir, args.seconds / 60,
+                                       seed)
     translator = img2img.load(run_dir, device=args.device)
     direction = None if model == PAIRED else "a_to_b"
     inputs, _ = held_out(model, args)
@@ -132,12 +173,15 @@ def summarise(rows: list[dict]) -> list[dict]:
     return out
 
 
-def targets(summary: list[dict]) -> list[dict]:
+def targets(summary: list[dict], configs: dict[str, dict]) -> list[dict]:
     checks = []
     for model in dict.fromkeys(r["model"] for r in summary):
         by = {r["config"]: r for r in summary if r["model"] == model}
+        if "noise" not in by:
+            continue  # --ablate-target-terms: no baselines, no targets
         plain, noise = by["no noise"], by["noise"]
-        for config in (c for c in CONFIGS if "mode seeking" in c and c in by):
+        for config in (c for c in configs if "mode seeking" in c and c in by
+                       and KEPT_NAME not in c):
             ms = by[config]
             ratio = ms["diversity_l1"] / max(noise["diversity_l1"], 1e-9)
             checks.append({"target": f"{model}, {config}: diversity / noise alone's",
@@ -168,7 +212,7 @@ def variant_grid(translator, model: str, args) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     p = benchlib.parser("diversity", __doc__.splitlines()[0])
-    p.add_argument("--seconds", type=float, default=60.0, help="training budget per run")
+    p.add_argument("--seconds", type=float, default=120.0, help="training budget per run")
     p.add_argument("--seeds", type=int, default=3, help="seeds per configuration")
     p.add_argument("--models", default="pix2pix,cyclegan", help="comma-separated subset")
     p.add_argument("--size", type=int, default=64, help="crop size (the sets are 128 px)")
@@ -181,7 +225,28 @@ def main(argv: list[str] | None = None) -> int:
                    help="held-out inputs the diversity is measured on")
     p.add_argument("--figures", type=Path, default=benchlib.HERE / "figures",
                    help="where the grid of variants goes")
+    p.add_argument("--weights", default=",".join(f"{w:g}" for w in WEIGHTS),
+                   help="comma-separated mode-seeking weights to compare with the baselines "
+                        "(the grid uses the first)")
+    p.add_argument("--zero-noise-rate", type=float, default=None,
+                   help="ablation: the share of training steps given zero noise (default: "
+                        "img2img.networks.noise.ZERO_NOISE_RATE)")
+    p.add_argument("--ablate-target-terms", action="store_true",
+                   help="instead of the baselines: each weight beside the same with the model's "
+                        "target terms (pix2pix's L1) kept on the steps with drawn noise")
     args = p.parse_args(argv)
+    try:
+        weights = [float(w) for w in args.weights.split(",")]
+    except ValueError:
+        p.error(f"--weights: expected comma-separated numbers, got {args.weights!r}")
+    if not weights or min(weights) <= 0:
+        p.error("--weights: give one or more weights above 0")
+    args.configs = configs_for(weights, args.ablate_target_terms)
+    configs = list(args.configs)
+    grid = configs[0 if args.ablate_target_terms else len(BASELINES)]
+    if args.zero_noise_rate is not None:
+        from img2img.networks import noise
+        noise.ZERO_NOISE_RATE = args.zero_noise_rate
     if args.smoke:
         args.seconds, args.seeds, args.size, args.load_size, args.width = 4, 1, 32, 36, 4
         args.limit, args.diversity_inputs, args.figures = 4, 2, benchlib.RESULTS / "figures"
@@ -194,20 +259,20 @@ def main(argv: list[str] | None = None) -> int:
         for model in args.models.split(","):
             for seed in range(args.seeds):
                 # Alternate the order per seed, so a change in machine load hits every config.
-                order = list(CONFIGS) if seed % 2 == 0 else list(CONFIGS)[::-1]
+                order = configs if seed % 2 == 0 else configs[::-1]
                 for config in order:
                     row, translator = run_one(model, config, args, Path(tmp), seed)
                     rows.append({**row, "model": model})
                     print({k: v for k, v in row.items() if k != "model"}, flush=True)
-                    if seed == 0 and config == GRID:
+                    if seed == 0 and config == grid:
                         grids.append(str(variant_grid(translator, model, args)))
-    rows.sort(key=lambda r: (r["model"], list(CONFIGS).index(r["config"]), r["seed"]))
+    rows.sort(key=lambda r: (r["model"], configs.index(r["config"]), r["seed"]))
     summary = summarise(rows)
     benchlib.print_table(summary, ["model", "config", "seeds", "steps", "psnr", "psnr_sd", "l1",
                                    "swd", "swd_sd", "psnr_seed0", "swd_seed0", "diversity_l1",
                                    "diversity_l1_sd", "diversity_d"],
                          "Diversity and quality at equal wall-clock")
-    benchlib.finish(args, "diversity", started, quiet, targets(summary), rows=rows,
+    benchlib.finish(args, "diversity", started, quiet, targets(summary, args.configs), rows=rows,
                     summary=summary, figures=grids)
     return 0
 

@@ -366,8 +366,9 @@ def targets(summary: list[dict]) -> list[dict]:
     by = {(s["task"], s["minutes"], s["recipe"]): s for s in summary}
     for (task, minutes, recipe), fast in by.items():
         published = by.get((task, minutes, "published"))
-        if recipe != "fast" or published is None:
+        if recipe == "published" or published is None:
             continue
+        name = task if recipe == "fast" else f"{task} [{recipe}]"
         pairs = ([("psnr gain", 2.0, "x published's gain"), ("l1 saved", 2.0, "x published's saving")]
                  if TASKS[task].paired else []) + [("swd", 0.8, "x published's SWD")]
         for key, limit, what in pairs:
@@ -380,14 +381,14 @@ def targets(summary: list[dict]) -> list[dict]:
             # A ratio to a published gain that is not positive says nothing: show both values.
             shown = (f"{ratio:.2f}x" if key == "swd" or published[key] > 0 else
                      f"{fast[key]:+.3f} against {published[key]:+.3f}")
-            checks.append({"target": f"{task} {minutes:g} min: {key}", "limit":
+            checks.append({"target": f"{name} {minutes:g} min: {key}", "limit":
                            f"{'>=' if key != 'swd' else '<='} {limit:g}{what}",
                            "measured": f"{shown} (diff {fast[key] - published[key]:+.3f}, "
                                        f"spread {spread:.3f})",
                            "met": bool(beats and abs(fast[key] - published[key]) > spread)})
         if TASKS[task].thin_lines:
             over = fast["ssim over flat"]
-            checks.append({"target": f"{task} {minutes:g} min: ssim", "limit":
+            checks.append({"target": f"{name} {minutes:g} min: ssim", "limit":
                            ">= the flat image's (a blurred average of lines is not a drawing)",
                            "measured": f"{fast['ssim']:.3f}, {over:+.3f} over flat (sd "
                                        f"{fast['ssim over flat sd']:.3f})",
@@ -453,6 +454,21 @@ def comparison(args, runs_dir: Path, recipes: dict = RECIPES
             upscale = max(1, 128 // data.test_a.shape[-1])
             grids.append(save_grid(args.figures / f"{name}.png", columns, upscale))
     return rows, baselines, grids
+
+
+def combined_recipe(prefixes: str, p) -> dict:
+    """{"fast + A + B": ("fast", settings of A and B)}: the --base fast ablation candidates
+    whose names start with the comma-separated `prefixes`, applied together."""
+    wanted = [w.strip() for w in prefixes.split(",") if w.strip()]
+    chosen = {}
+    for prefix in wanted:
+        found = [name for name in list(FAST_ABLATION)[1:] if name.startswith(prefix)]
+        if len(found) != 1:
+            p.error(f"--also: {prefix!r} names {len(found)} candidates, expected one of "
+                    f"{', '.join(list(FAST_ABLATION)[1:])}")
+        chosen[found[0]] = FAST_ABLATION[found[0]]
+    name = " + ".join(["fast", *(n.split(" (")[0] for n in chosen)])
+    return {name: ("fast", {k: v for settings in chosen.values() for k, v in settings.items()})}
 
 
 def ada_verdict(summary: list[dict]) -> list[dict]:
@@ -566,6 +582,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="with --ablation: only the candidates whose names start with one of "
                         "these comma-separated prefixes (e.g. 'L1,no DiffAugment'), beside the "
                         "base recipe")
+    p.add_argument("--also", default=None,
+                   help="beside published and fast, a third recipe: the fast recipe with the "
+                        "--base fast ablation candidates whose names start with these "
+                        "comma-separated prefixes, together (e.g. 'constant lr,--ada'); its "
+                        "targets are checked against the published recipe as fast's are")
     p.add_argument("--one-sided", action="store_true",
                    help="instead: CUT beside CycleGAN on faces_grey2colour, same budget (the "
                         "first) and seeds, published settings; SWD")
@@ -619,8 +640,10 @@ def main(argv: list[str] | None = None) -> int:
             benchlib.finish(args, "quality", machine, quiet, one_sided=rows,
                             one_sided_summary=found)
             return 0
-        rows, baselines, grids = comparison(args, runs_dir,
-                                            ADA_RECIPES if args.ada else RECIPES)
+        recipes = ADA_RECIPES if args.ada else RECIPES
+        if args.also:
+            recipes = {**recipes, **combined_recipe(args.also, p)}
+        rows, baselines, grids = comparison(args, runs_dir, recipes)
     summary = summarise(rows, baselines)
     for task in chosen_tasks(args):
         found = [s for s in summary if s["task"] == task]

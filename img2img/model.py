@@ -52,6 +52,8 @@ class Model(nn.Module, abc.ABC):
       model trained without classes is never passed `label`.
     - `smoke_options`: option values small enough for a 32 px test in seconds (narrow widths);
       `img2img.testing.check_model` uses them.
+    - `target_terms`: the generator loss terms that pull an output towards one fixed image
+      (pix2pix's L1); with a noise input and a diversity term they train the zero noise only.
 
     and implement `build_generators`, `build_discriminators`, `generate`, `generator_losses`,
     `discriminator_losses`; a model that translates declares `directions` (the default
@@ -74,6 +76,11 @@ class Model(nn.Module, abc.ABC):
     # True: a training step starts from no fakes, and each loss group makes the fake it uses
     # through `fake()`, so one group's generator graph is freed before the next is built.
     fakes_per_group: ClassVar[bool] = False
+    # The generator loss terms (names in `generator_losses`' groups) that pull an output towards
+    # one fixed image: a paired target, the input itself. Trained with a noise input
+    # (`--noise-dim`), they apply on the steps whose noise is zero only, since one target for
+    # every noise collapses the outputs of the seeds (img2img.networks.noise).
+    target_terms: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, options: Any = None, *, spec: ImageSpec = ImageSpec(),
                  adversary: Adversary | None = None):

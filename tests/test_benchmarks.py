@@ -171,6 +171,27 @@ def test_diversity_smoke(tmp_path):
     assert all(Path(g).is_file() for g in payload["figures"])
 
 
+def test_diversity_target_terms_ablation_smoke(tmp_path):
+    """--ablate-target-terms: each weight as trained, and with the model's target terms kept on
+    every step; no baselines, so no targets."""
+    payload = run_smoke("diversity", tmp_path, "--models", "pix2pix", "--weights", "2",
+                        "--ablate-target-terms")
+    assert [r["config"] for r in payload["rows"]] == [
+        "noise + mode seeking 2", "noise + mode seeking 2, target terms on every step"]
+    assert all(r["diversity_l1"] >= 0 for r in payload["rows"])
+    assert payload.get("targets", []) == []
+
+
+def test_quality_also_smoke(tmp_path):
+    """--also: a third recipe, the fast one with the named candidates together, scored against
+    the published recipe like fast."""
+    payload = run_smoke("quality", tmp_path, "--tasks", "photo2edges", "--also",
+                        "constant lr,--ada")
+    combined = "fast + constant lr + --ada"
+    assert {r["recipe"] for r in payload["rows"]} == {"published", "fast", combined}
+    assert any(t["target"].startswith(f"photo2edges [{combined}]") for t in payload["targets"])
+
+
 def test_quality_ablation_smoke(tmp_path):
     payload = run_smoke("quality", tmp_path, "--ablation")
     names = [r["candidate"] for r in payload["ablation"]]

@@ -10,9 +10,15 @@ method `add_noise_input(noise_dim)`, called once, after which its `forward` acce
 the checkpoint loader call it, so no model code changes); with `noise_dim` 0 it does nothing.
 
 Without `noise=` a `NoisyGenerator` draws its own: fresh Gaussian noise from torch's generator
-while training (the trainer seeds it each step), zero for a `ZERO_NOISE_RATE` share of the
-images, so that the zero noise learns what a model without noise learns; zero noise in eval
-mode (the output a translation without a seed gives), or the noise `pinned_noise` fixes.
+while training (the trainer seeds it each step), zero noise in eval mode (the output a
+translation without a seed gives), or the noise `pinned_noise` fixes. The trainer starts each
+step with `begin_noise_step`: a `ZERO_NOISE_RATE` share of the steps give every image zero
+noise. With the diversity terms on, only those steps keep the terms a model lists in
+`target_terms` (losses that pull an output towards one fixed image: pix2pix's L1 to its target,
+CycleGAN's identity terms), so the zero noise learns what a model without noise learns, while
+the steps with noise train the outputs of the seeds with the adversarial and diversity terms
+alone (as BicycleGAN's random-z branch, Zhu et al. 2017, has no L1 to the target: one target
+for every noise is what collapses them).
 Conditional GANs learn to ignore such noise (Isola et al. 2017 saw it with pix2pix's dropout):
 `mode_seeking_loss` (Mao et al., CVPR 2019, "MSGAN") and `latent_regression_loss` with a
 `LatentEncoder` (the cLR term of BicycleGAN, Zhu et al. 2017) reward outputs that depend on it;
@@ -34,13 +40,11 @@ from img2img.errors import Img2ImgError
 GUIDE = "see 'Noise input' in plugins/README.md"
 EPS = 1e-5  # MSGAN's: keeps 1 / ratio finite when two outputs coincide
 ENCODER_PREFIX = "latent_"  # model.auxiliary[f"latent_{generator}"]: its latent encoder
-# Each training image's noise is zero with this probability. The model's own losses (L1 to the
-# target, adversarial) then train the zero noise's output as they train a model without noise,
+# A training step's noise is zero for every image with this probability (`begin_noise_step`).
+# The model's own losses then train the zero noise's output as they train a model without noise,
 # and a translation without a seed, which uses zero noise, keeps that model's quality; the other
-# images' noise, with the diversity terms, spreads the outputs of the seeds. Measured at 60 s of
-# pix2pix training with mode seeking 1, three seeds (benchmarks/README.md, "Several outputs per
-# input"): the zero noise's output lost 0.85 dB PSNR to a model without noise, seed 0's draw
-# 1.47 dB; against a rate of 0, this rate gave +0.12 dB and 1.36x the diversity.
+# steps' noise, with the diversity terms, spreads the outputs of the seeds (benchmarks/README.md,
+# "Several outputs per input", has the rates measured).
 ZERO_NOISE_RATE = 0.5
 # The diversity terms run every 4th step with 4 times their weight (lazy regularisation, as
 # StyleGAN2 runs its R1 and path-length terms, Karras et al. 2020): their extra generator pass
@@ -131,6 +135,9 @@ class NoisyGenerator(nn.Module):
         self.net = net
         self.channels, self.noise_dim, self.declared = channels, noise_dim, declared
         self.pinned: torch.Tensor | None = None
+        # Set by `begin_noise_step`: True, this training step's noise is zero; False, drawn;
+        # None (no trainer step), each image's is zero with probability ZERO_NOISE_RATE.
+        self.zero_step: bool | None = None
         # The first training forward with a graph since `noise_terms` last ran: (x, args, z, y).
         self.recorded: tuple[torch.Tensor, tuple, torch.Tensor, torch.Tensor] | None = None
 
@@ -143,12 +150,14 @@ class NoisyGenerator(nn.Module):
             return getattr(self._modules["net"], name)
 
     def noise(self, x: torch.Tensor, given: torch.Tensor | None = None) -> torch.Tensor:
-        """The `(B, noise_dim)` noise for a batch `x`: `given`, pinned, drawn (zero for a
-        `ZERO_NOISE_RATE` share of the images) or zero."""
+        """The `(B, noise_dim)` noise for a batch `x`: `given`, pinned, drawn in training (zero
+        on a zero step of `begin_noise_step`; outside one, for a `ZERO_NOISE_RATE` share of the
+        images) or zero."""
         z = given if given is not None else self.pinned
-        if z is None and self.training:
+        if z is None and self.training and not self.zero_step:
             z = torch.randn(x.shape[0], self.noise_dim, device=x.device)
-            z = z * (torch.rand(x.shape[0], 1, device=x.device) >= ZERO_NOISE_RATE)
+            if self.zero_step is None:
+                z = z * (torch.rand(x.shape[0], 1, device=x.device) >= ZERO_NOISE_RATE)
         if z is None:
             z = torch.zeros(self.noise_dim)
         z = z.to(x.device, torch.float32)
@@ -389,11 +398,40 @@ def noise_terms(model: Any, step: int = 0) -> dict[str, torch.Tensor]:
     return terms
 
 
-def with_noise_terms(model: Any, groups: Iterator[Mapping[str, torch.Tensor]], step: int = 0
-                     ) -> Iterator[Mapping[str, torch.Tensor]]:
+def trains_diversity(model: Any) -> bool:
+    """Whether a noisy generator of `model` has a mode-seeking or latent-regression weight."""
+    return any(getattr(net, "mode_seeking", 0.0) or getattr(net, "latent_regression", 0.0)
+               for net in noisy_generators(model.generators).values())
+
+
+def begin_noise_step(model: Any) -> bool:
+    """Start a training step of `model`: with probability `ZERO_NOISE_RATE` every noisy
+    generator uses zero noise for every image of the step, else fresh noise (one draw from
+    torch's generator, which the trainer seeds per step). Returns True when the step's noise is
+    drawn, False when it is zero or the model takes no noise."""
+    nets = noisy_generators(model.generators).values()
+    if not nets:
+        return False
+    zero = bool(torch.rand(()) < ZERO_NOISE_RATE)
+    for net in nets:
+        net.zero_step = zero
+    return not zero
+
+
+def with_noise_terms(model: Any, groups: Iterator[Mapping[str, torch.Tensor]], step: int = 0,
+                     noisy: bool = False) -> Iterator[Mapping[str, torch.Tensor]]:
     """The model's generator loss groups, then (when a noisy generator asks for them) one more
-    group with `noise_terms`: backpropagated on its own, so it needs no model code."""
-    yield from groups
+    group with `noise_terms`: backpropagated on its own, so it needs no model code. When the
+    diversity terms are on (`--mode-seeking`, `--latent-regression`) and the step's noise is
+    drawn (`noisy`, from `begin_noise_step`), the terms the model lists in `target_terms` are
+    left out (a group left empty is skipped): with noise alone they stay on every step, and the
+    generator learns to ignore its noise, as Isola et al. saw pix2pix do."""
+    dropped = set(getattr(model, "target_terms", ())) if noisy and trains_diversity(model) \
+        else set()
+    for group in groups:
+        kept = {name: term for name, term in group.items() if name not in dropped}
+        if kept:
+            yield kept
     terms = noise_terms(model, step)
     if terms:
         yield terms

@@ -33,7 +33,7 @@ from ..evaluation.evaluate import evaluate, load_eval_set, primary_metric
 from ..fields import check as check_ranges
 from ..model import ImageSpec, Model
 from ..networks.losses import Adversary
-from ..networks.noise import install_noise, with_noise_terms
+from ..networks.noise import begin_noise_step, install_noise, with_noise_terms
 from ..runs import checkpoints, folders as runs
 from ..runs.checkpoints import settings_record
 from ..runs.report import write_report
@@ -282,10 +282,11 @@ class Trainer:
         buffers = list(model.buffers())
         kept = [b.clone() for b in buffers]
         model.discriminators.requires_grad_(False)
+        noisy = begin_noise_step(model)
         with self._autocast():
             fakes, groups = model.generator_step(batch)
             groups = with_noise_terms(model, iter([groups] if isinstance(groups, Mapping)
-                                                  else groups), self.state.step)
+                                                  else groups), self.state.step, noisy)
         while True:
             with self._autocast():
                 group = next(groups, None)

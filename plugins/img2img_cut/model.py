@@ -77,6 +77,7 @@ class CUT(img2img.Model):
     fakes_per_group = True  # each group makes its own output: one generator graph at a time
     smoke_options = {"generator": "resnet-6", "ngf": 8, "ndf": 8, "nce_patches": 16,
                      "nce_head_units": 16}
+    target_terms = ("nce_idt",)  # G(b) keeps b's patches: b is already in the output domain
 
     def build_generators(self):
         c = self.spec.channels

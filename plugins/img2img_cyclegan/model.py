@@ -40,6 +40,7 @@ class CycleGAN(img2img.Model):
     directions = ("a_to_b", "b_to_a")
     fakes_per_group = True  # each group makes its own fake: one fake's graph alive at a time
     smoke_options = {"generator": "resnet-6", "ngf": 8, "ndf": 8, "pool_size": 4}
+    target_terms = ("idt_a", "idt_b")  # G(x) = x for an image already in the output domain
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -56,6 +56,7 @@ class Pix2Pix(img2img.Model):
     training_defaults = {"gan_loss": "vanilla"}
     directions = ("a_to_b",)
     smoke_options = {"generator": "unet-32", "ngf": 8, "ndf": 8}
+    target_terms = ("l1", "fm")  # both pull the output towards the one real b
 
     def build_generators(self):
         o, c = self.options, self.spec.channels

@@ -16,8 +16,8 @@ from img2img.errors import Img2ImgError
 from img2img.networks import build_generator
 from img2img.networks.noise import (
     DIVERSITY_EVERY, ZERO_NOISE_RATE, LatentEncoder, NoisyGenerator, add_noise_input,
-    install_noise, latent_regression_loss, mode_seeking_loss, noise_dim_of, noise_for_seed,
-    noise_terms, pinned_noise, slerp,
+    begin_noise_step, install_noise, latent_regression_loss, mode_seeking_loss, noise_dim_of,
+    noise_for_seed, noise_terms, pinned_noise, slerp, with_noise_terms,
 )
 from img2img.runs.folders import read_metrics
 from img2img.runs.checkpoints import model_from_checkpoint, read_metadata, resolve_checkpoint
@@ -134,8 +134,8 @@ def test_same_seed_same_output_and_eval_mode_uses_zero_noise():
 
 
 def test_training_draws_zero_noise_for_about_half_the_images():
-    """Each training image's noise is zero with probability ZERO_NOISE_RATE (the zero noise
-    learns what a model without noise learns); the rest is standard normal."""
+    """Outside a trainer step (no `begin_noise_step`), each training image's noise is zero
+    with probability ZERO_NOISE_RATE; the rest is standard normal."""
     net = add_noise_input(_resnet(), 3, noise_dim=4, size=32).train()
     torch.manual_seed(0)
     z = net.noise(torch.zeros(4000, 3, 1, 1))
@@ -145,6 +145,68 @@ def test_training_draws_zero_noise_for_about_half_the_images():
     drawn = z[~zero]
     assert (drawn != 0).all()
     assert abs(float(drawn.std()) - 1) < 0.05 and abs(float(drawn.mean())) < 0.05
+
+
+def test_a_training_step_gives_every_image_zero_noise_or_every_image_drawn_noise():
+    """`begin_noise_step`: a ZERO_NOISE_RATE share of the steps give every image (and every
+    generator) zero noise; the other steps draw noise for every image. A model without noise
+    draws nothing from torch's generator (so its runs stay as they were)."""
+    model = CycleGAN(CycleGAN.Options(**CycleGAN.smoke_options), spec=ImageSpec(3, 32))
+    install_noise(model, 4)
+    model.train()
+    x = torch.zeros(6, 3, 1, 1)
+    torch.manual_seed(0)
+    noisy_steps = 0
+    for _ in range(400):
+        noisy = begin_noise_step(model)
+        noisy_steps += noisy
+        for net in model.generators.values():
+            z = net.noise(x)
+            assert bool((z != 0).all()) if noisy else bool((z == 0).all())
+    # 400 Bernoulli(0.5) steps: the share's sd is 0.025, so +-0.1 is 4 sd.
+    assert abs(noisy_steps / 400 - (1 - ZERO_NOISE_RATE)) < 0.1
+    plain = Pix2Pix(Pix2Pix.Options(**Pix2Pix.smoke_options), spec=ImageSpec(3, 32))
+    state = torch.get_rng_state()
+    assert begin_noise_step(plain) is False
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_steps_with_drawn_noise_leave_out_the_models_target_terms():
+    """With a diversity term and drawn noise, the terms a model lists in `target_terms`
+    (pix2pix: l1, fm) are left out, a group left empty is skipped; on a zero-noise step every
+    term stays, and so does every term of a model with noise alone."""
+    assert set(Pix2Pix.target_terms) == {"l1", "fm"}
+    assert set(CycleGAN.target_terms) == {"idt_a", "idt_b"}
+    one, two = torch.tensor(1.0), torch.tensor(2.0)
+    groups = [{"gan": one, "l1": two}, {"fm": one}, {"other": two}]
+    diverse = Pix2Pix(Pix2Pix.Options(**Pix2Pix.smoke_options), spec=ImageSpec(3, 32))
+    install_noise(diverse, 4, mode_seeking=1.0)
+    assert list(with_noise_terms(diverse, iter(groups), step=1, noisy=True)) == [
+        {"gan": one}, {"other": two}]
+    assert list(with_noise_terms(diverse, iter(groups), step=1, noisy=False)) == groups
+    alone = Pix2Pix(Pix2Pix.Options(**Pix2Pix.smoke_options), spec=ImageSpec(3, 32))
+    install_noise(alone, 4)
+    assert list(with_noise_terms(alone, iter(groups), step=1, noisy=True)) == groups
+
+
+def test_noisy_pix2pix_training_fits_l1_on_the_zero_noise_steps_only(tmp_path, monkeypatch):
+    """Through the real trainer with mode seeking: L1 is logged on the zero-noise steps and on
+    no other, and
+    both kinds of step occur (the per-step seeds make this run the same every time)."""
+    import img2img.training.trainer as trainer_module
+
+    seen = []
+    original = trainer_module.begin_noise_step
+
+    def spy(model):
+        seen.append(original(model))
+        return seen[-1]
+    monkeypatch.setattr(trainer_module, "begin_noise_step", spy)
+    run = check_model(Pix2Pix, workdir=tmp_path, steps=8, noise_dim=3, mode_seeking=1.0)
+    records = read_metrics(run)
+    assert len(records) == len(seen) == 8 and True in seen and False in seen
+    for noisy, record in zip(seen, records):
+        assert "g/gan" in record and ("g/l1" in record) is (not noisy)
 
 
 def test_widening_keeps_the_image_weights_and_adds_noise_channels():
@@ -270,7 +332,8 @@ def test_a_run_without_noise_writes_the_checkpoint_it_wrote_before(tmp_path, mon
     assert "noise_dim" not in read_metadata(resolve_checkpoint(run))["training"]
     workdir.rename(tmp_path / "first")
     monkeypatch.setattr(trainer, "install_noise", lambda *args: None)
-    monkeypatch.setattr(trainer, "with_noise_terms", lambda model, groups, step: groups)
+    monkeypatch.setattr(trainer, "begin_noise_step", lambda model: False)
+    monkeypatch.setattr(trainer, "with_noise_terms", lambda model, groups, *rest: groups)
     run = check_model(Pix2Pix, workdir=workdir)
     assert {name: _sha(run / name) for name in plain} == plain
 
