@@ -78,8 +78,9 @@ class Model(nn.Module, abc.ABC):
     fakes_per_group: ClassVar[bool] = False
     # The generator loss terms (names in `generator_losses`' groups) that pull an output towards
     # one fixed image: a paired target, the input itself. Trained with a noise input
-    # (`--noise-dim`), they apply on the steps whose noise is zero only, since one target for
-    # every noise collapses the outputs of the seeds (img2img.networks.noise).
+    # (`--noise-dim`) and a diversity term (`--mode-seeking`, `--latent-regression`), they apply
+    # on the steps whose noise is zero only, since one target for every noise collapses the
+    # outputs of the seeds (img2img.networks.noise).
     target_terms: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, options: Any = None, *, spec: ImageSpec = ImageSpec(),

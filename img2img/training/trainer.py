@@ -458,6 +458,15 @@ class Trainer:
             else:
                 self.state.epoch += 1
                 self.state.batch_in_epoch = 0
+        if running and self.state.step > self._logged_at:
+            # Steps since the last record, where the loop ended between records: the budget
+            # found spent before a step (one ran slower than the estimate). Logged and judged
+            # as any record, so the metrics end at the last step.
+            decision = self._log(running, bar, started, {})
+            if decision.action != OK:
+                self._roll_back(decision.message)
+                if decision.action == STOP:
+                    raise Img2ImgError(decision.message)
         if vote is not None:
             vote.finish()
         return stop

@@ -82,6 +82,20 @@ def test_the_budget_estimates_steps_from_the_measured_rate():
     assert fractions[4:] == pytest.approx([0.5, 0.6, 0.7, 0.8, 0.9, 1.0])
 
 
+def test_a_budget_found_spent_between_records_still_logs_the_last_steps(tmp_path):
+    """A step that runs far slower than the estimate leaves no time for the next: the loop
+    ends between two records (log every 4), and the steps since the last record are logged,
+    so the metrics end at the last step. A clock of one second per step that jumps past the
+    10 s budget at the 7th reading: 6 steps, records at 4 and 6."""
+    config = _config(tmp_path, time_budget="10s")
+    trainer = Trainer(Pix2Pix, _options(), config, progress=False)
+    readings = iter([0.0, 1.0, 2.0, 3.0, 4.0, 5.0] + [100.0] * 10)
+    trainer.budget.clock = lambda _elapsed: next(readings)
+    run_dir = trainer.fit()
+    assert trainer.state.step == 6 and trainer.budget_reached
+    assert [r["step"] for r in _records(run_dir)] == [4, 6]
+
+
 def test_training_stops_within_one_step_of_the_budget_with_lr_at_zero(tmp_path):
     config = _config(tmp_path, time_budget=f"{BUDGET_S:g}s")
     trainer = Trainer(Pix2Pix, _options(), config, progress=False)
