@@ -46,7 +46,7 @@ import benchlib
 import quality
 
 BASELINES = {"no noise": {}, "noise": {"noise_dim": 8}}  # name -> training settings (flags)
-WEIGHTS = (0.5, 1.0)  # the mode-seeking weights compared by default: pix2pix's recommended, MSGAN's
+WEIGHTS = (0.5, 1.0)  # mode-seeking weights compared by default: pix2pix's recommended, MSGAN's
 
 
 KEPT = "_keep_target_terms"  # a config setting: the model's target terms on every step
@@ -77,11 +77,10 @@ def target_terms_kept(model: str, keep: bool):
     try:
         yield
     finally:
-        if keep:
-            if before is None:
-                del cls.target_terms
-            else:
-                cls.target_terms = before
+        if keep and before is None:
+            del cls.target_terms  # inherited again
+        elif keep:
+            cls.target_terms = before
 
 
 DRAWS = 8  # outputs per input for the diversity figures

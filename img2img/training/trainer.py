@@ -436,10 +436,7 @@ class Trainer:
                     decision = self._log(running, bar, started,
                                          self.measured if terms is not None else {})
                     running = {}
-                    if decision.action != OK:
-                        self._roll_back(decision.message)
-                        if decision.action == STOP:
-                            raise Img2ImgError(decision.message)
+                    if self._act_on(decision):
                         bar.reset(None if math.isinf(total) else total)
                         bar.update(self.state.step)
                         break  # the epoch restarts where the healthy point stood
@@ -462,14 +459,20 @@ class Trainer:
             # Steps since the last record, where the loop ended between records: the budget
             # found spent before a step (one ran slower than the estimate). Logged and judged
             # as any record, so the metrics end at the last step.
-            decision = self._log(running, bar, started, {})
-            if decision.action != OK:
-                self._roll_back(decision.message)
-                if decision.action == STOP:
-                    raise Img2ImgError(decision.message)
+            self._act_on(self._log(running, bar, started, {}))
         if vote is not None:
             vote.finish()
         return stop
+
+    def _act_on(self, decision: Decision) -> bool:
+        """Carry out the divergence monitor's decision on a record: roll back to the healthy
+        point (and raise where it says stop); returns whether it rolled back."""
+        if decision.action == OK:
+            return False
+        self._roll_back(decision.message)
+        if decision.action == STOP:
+            raise Img2ImgError(decision.message)
+        return True
 
     def _count_skipped(self, reasons: Any) -> None:
         """Training images that could not be read any more (the dataset put others in their

@@ -191,8 +191,8 @@ def test_steps_with_drawn_noise_leave_out_the_models_target_terms():
 
 def test_noisy_pix2pix_training_fits_l1_on_the_zero_noise_steps_only(tmp_path, monkeypatch):
     """Through the real trainer with mode seeking: L1 is logged on the zero-noise steps and on
-    no other, and
-    both kinds of step occur (the per-step seeds make this run the same every time)."""
+    no other, and both kinds of step occur (the per-step seeds make this run the same every
+    time)."""
     import img2img.training.trainer as trainer_module
 
     seen = []
