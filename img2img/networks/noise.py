@@ -18,7 +18,8 @@ noise. With the diversity terms on, only those steps keep the terms a model list
 CycleGAN's identity terms), so the zero noise learns what a model without noise learns, while
 the steps with noise train the outputs of the seeds with the adversarial and diversity terms
 alone (as BicycleGAN's random-z branch, Zhu et al. 2017, has no L1 to the target: one target
-for every noise is what collapses them).
+for every noise is what collapses them). A pass that reads a generated image back (a cycle's
+reconstruction) always gets zero noise: its loss asks for the one image it came from.
 Conditional GANs learn to ignore such noise (Isola et al. 2017 saw it with pix2pix's dropout):
 `mode_seeking_loss` (Mao et al., CVPR 2019, "MSGAN") and `latent_regression_loss` with a
 `LatentEncoder` (the cLR term of BicycleGAN, Zhu et al. 2017) reward outputs that depend on it;
@@ -50,6 +51,7 @@ ZERO_NOISE_RATE = 0.5
 # StyleGAN2 runs its R1 and path-length terms, Karras et al. 2020): their extra generator pass
 # cost pix2pix about 30% of its steps when it ran on every step.
 DIVERSITY_EVERY = 4
+STEP_OUTPUTS_KEPT = 16  # a step's generator outputs held for `NoisyGenerator.reads_back`
 
 
 def noise_for_seed(seed: int, noise_dim: int) -> torch.Tensor:
@@ -140,6 +142,11 @@ class NoisyGenerator(nn.Module):
         self.zero_step: bool | None = None
         # The first training forward with a graph since `noise_terms` last ran: (x, args, z, y).
         self.recorded: tuple[torch.Tensor, tuple, torch.Tensor, torch.Tensor] | None = None
+        # The outputs (detached) of this training step's passes, shared by a model's noisy
+        # generators (`install_noise`), cleared by `begin_noise_step`: a pass whose input is one
+        # of them reads a generated image back (a cycle's reconstruction, CUT's features of its
+        # fake), so it gets zero noise and is not recorded for the diversity terms.
+        self.step_outputs: list[torch.Tensor] = []
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -154,7 +161,7 @@ class NoisyGenerator(nn.Module):
         on a zero step of `begin_noise_step`; outside one, for a `ZERO_NOISE_RATE` share of the
         images) or zero."""
         z = given if given is not None else self.pinned
-        if z is None and self.training and not self.zero_step:
+        if z is None and self.training and not self.zero_step and not self.reads_back(x):
             z = torch.randn(x.shape[0], self.noise_dim, device=x.device)
             if self.zero_step is None:
                 z = z * (torch.rand(x.shape[0], 1, device=x.device) >= ZERO_NOISE_RATE)
@@ -169,12 +176,29 @@ class NoisyGenerator(nn.Module):
         # Compared with x's batch (not with 1), so an exported graph keeps its batch dynamic.
         return z if z.shape[0] == x.shape[0] else z.expand(x.shape[0], -1)
 
+    def reads_back(self, x: torch.Tensor) -> bool:
+        """Whether `x` is (a view of) an output a noisy generator of the model gave this training
+        step. Such a pass maps a generated image back (CycleGAN's reconstruction, whose cycle
+        loss asks for the one input it came from): with drawn noise that loss would teach the
+        generator to ignore its noise, and the diversity terms would pull the other way."""
+        if not self.step_outputs:
+            return False
+        storage = x.untyped_storage().data_ptr()
+        return any(out.untyped_storage().data_ptr() == storage for out in self.step_outputs)
+
     def _input(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         return torch.cat([x, tile_noise(z, x)], dim=1)
 
     def _record(self, x: torch.Tensor, args: tuple, z: torch.Tensor, y: torch.Tensor) -> None:
-        if self.recorded is None and self.training and torch.is_grad_enabled():
+        if not (self.training and torch.is_grad_enabled()):
+            return
+        if self.recorded is None and not self.reads_back(x):
             self.recorded = (x.detach(), args, z, y.detach())
+        # Held (detached, so no graph is kept) until the next step starts: while held, no other
+        # tensor can take the storage address `reads_back` compares. A loop that never calls
+        # `begin_noise_step` holds the last few only.
+        self.step_outputs.append(y.detach())
+        del self.step_outputs[:-STEP_OUTPUTS_KEPT]
 
     def forward(self, x: torch.Tensor, *args: Any, noise: torch.Tensor | None = None,
                 **kwargs: Any) -> torch.Tensor:
@@ -344,9 +368,11 @@ def install_noise(model: Any, noise_dim: int, mode_seeking: float = 0.0,
         raise Img2ImgError(f"--noise-dim: model '{model.name}' generates from noise already; a "
                            "noise input is for models that translate images")
     channels, size = model.spec.channels, model.spec.size
+    step_outputs: list[torch.Tensor] = []  # one list: each sees what the others generated
     for name in list(model.generators):
         noisy = add_noise_input(model.generators[name], channels, noise_dim, size)
         noisy.mode_seeking, noisy.latent_regression = float(mode_seeking), float(latent_regression)
+        noisy.step_outputs = step_outputs
         model.generators[name] = noisy
         if latent_regression:
             device = next(noisy.parameters()).device
@@ -415,6 +441,7 @@ def begin_noise_step(model: Any) -> bool:
     zero = bool(torch.rand(()) < ZERO_NOISE_RATE)
     for net in nets:
         net.zero_step = zero
+        net.step_outputs.clear()
     return not zero
 
 

@@ -189,6 +189,45 @@ def test_steps_with_drawn_noise_leave_out_the_models_target_terms():
     assert list(with_noise_terms(alone, iter(groups), step=1, noisy=True)) == groups
 
 
+def test_a_cycle_reconstruction_gets_zero_noise_and_is_not_recorded(monkeypatch):
+    """On a step with drawn noise, CycleGAN's passes over real images draw noise, while its
+    reconstructions (a generator given the other's output) get zero noise: their cycle loss
+    asks for the one input they came from, which would teach the generator to ignore its noise.
+    The diversity terms are recorded from the passes over real images only."""
+    model = CycleGAN(CycleGAN.Options(**CycleGAN.smoke_options), spec=ImageSpec(3, 32))
+    install_noise(model, 4, mode_seeking=1.0)
+    model.train()
+    batch = {"a": torch.rand(2, 3, 32, 32) * 2 - 1, "b": torch.rand(2, 3, 32, 32) * 2 - 1}
+    calls = []
+    noise = NoisyGenerator.noise
+
+    def spy(self, x, given=None):
+        z = noise(self, x, given)
+        calls.append((x.detach().clone(), z))
+        return z
+    monkeypatch.setattr(NoisyGenerator, "noise", spy)
+    torch.manual_seed(0)
+    while not begin_noise_step(model):
+        pass
+    _, groups = model.generator_step(batch)
+    for group in groups:
+        sum(group.values()).backward()
+
+    def is_real(x):
+        return torch.equal(x, batch["a"]) or torch.equal(x, batch["b"])
+    real = [z for x, z in calls if is_real(x)]
+    back = [z for x, z in calls if not is_real(x)]
+    assert len(back) == 2 and all(bool((z == 0).all()) for z in back)  # rec_a, rec_b
+    assert len(real) >= 2 and all(bool((z != 0).all()) for z in real)
+    assert torch.equal(model.generators["a_to_b"].recorded[0], batch["a"])
+    assert torch.equal(model.generators["b_to_a"].recorded[0], batch["b"])
+    # A view of an output counts as the output; the next step starts afresh.
+    net = model.generators["a_to_b"]
+    assert net.reads_back(net.step_outputs[0][:1]) and not net.reads_back(batch["a"])
+    begin_noise_step(model)
+    assert net.step_outputs == []
+
+
 def test_noisy_pix2pix_training_fits_l1_on_the_zero_noise_steps_only(tmp_path, monkeypatch):
     """Through the real trainer with mode seeking: L1 is logged on the zero-noise steps and on
     no other, and both kinds of step occur (the per-step seeds make this run the same every
