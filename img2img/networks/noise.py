@@ -158,8 +158,8 @@ class NoisyGenerator(nn.Module):
 
     def noise(self, x: torch.Tensor, given: torch.Tensor | None = None) -> torch.Tensor:
         """The `(B, noise_dim)` noise for a batch `x`: `given`, pinned, drawn in training (zero
-        on a zero step of `begin_noise_step`; outside one, for a `ZERO_NOISE_RATE` share of the
-        images) or zero."""
+        on a zero step of `begin_noise_step`, and for a pass that `reads_back` a generated image;
+        outside a step, for a `ZERO_NOISE_RATE` share of the images) or zero."""
         z = given if given is not None else self.pinned
         if z is None and self.training and not self.zero_step and not self.reads_back(x):
             z = torch.randn(x.shape[0], self.noise_dim, device=x.device)
