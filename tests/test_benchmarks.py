@@ -219,6 +219,39 @@ def test_quality_tasks_hold_out_by_name_and_reverse_pairs(tmp_path, monkeypatch)
     assert (photo == pair[:, 128:]).all() and (edges == pair[:, :128]).all()
 
 
+def test_print2hand_scores_other_writers_real_glyphs_as_a_ceiling(tmp_path, monkeypatch):
+    """Each training writer's own glyph of a held-out letter, scored as an output: the pixel
+    metrics' ceiling on a task with many right answers. On the bundled glyphs every real writer
+    scores below blank paper (the flat image) on PSNR and SSIM, and the targets say so."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import quality
+
+    train, test = quality._glyph_split(quality.DATASETS / "handwriting_print2hand",
+                                       tmp_path / "glyphs")
+    others = quality._other_writers(train, test, 64, None)
+    assert len(others) == 3 and all(o.shape == (26, 1, 64, 64) for o in others)
+    # In the held-out order: writer 1's "c" sits where the held-out "c" does.
+    _, c_1 = quality.read_folder(train, 64, halves=True, channels=1, paths=[train / "c_1.png"])
+    assert (others[1][2] == c_1[0]).all()
+    args = type("Args", (), {"size": 128, "load_size": 143, "limit": None})()
+    monkeypatch.setattr(quality, "_workdir", lambda: tmp_path / "work")
+    quality._task_data.cache_clear()
+    baselines = {"print2hand": quality.baselines_of("print2hand", args)}
+    flat, real = baselines["print2hand"]["flat"], baselines["print2hand"]["other real"]
+    assert real["psnr"] < flat["psnr"] and real["ssim"] < flat["ssim"]
+    assert real["swd"] < flat["swd"] / 2  # but real strokes: far nearer the targets' patches
+    row = {"task": "print2hand", "minutes": 5, "psnr gain": -0.5, "psnr gain sd": 0.1,
+           "l1 saved": 0.01, "l1 saved sd": 0.001, "swd": 400.0, "swd sd": 10.0,
+           "ssim": 0.7, "ssim over flat": -0.1, "ssim over flat sd": 0.01}
+    summary = [{**row, "recipe": "published"}, {**row, "recipe": "fast", "psnr gain": 0.2}]
+    checks = {c["target"]: c for c in quality.targets(summary, baselines)}
+    gain = real["psnr"] - flat["psnr"]
+    assert f"another real target: {gain:+.3f}" in checks["print2hand 5 min: psnr gain"]["measured"]
+    assert "another real target" in checks["print2hand 5 min: ssim"]["measured"]
+    assert "another real target" not in checks["print2hand 5 min: swd"]["measured"]
+    quality._task_data.cache_clear()
+
+
 def test_quality_ablation_on_the_fast_recipe_smoke(tmp_path):
     payload = run_smoke("quality", tmp_path, "--ablation", "--base", "fast", "--tasks",
                         "photo2edges,grey2colour")
