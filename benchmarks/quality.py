@@ -13,7 +13,9 @@ different character built from the bundled data (`--tasks`, or `all`):
 
 Paired tasks are scored on their held-out pairs (PSNR, SSIM and L1 of the output against the
 target) next to a flat image of the training targets' mean colour and the identity (the input
-itself); the unpaired task by the sliced Wasserstein distance (SWD, lower is better) between
+itself), and on print2hand next to the other writers' real glyphs of each held-out letter: what
+a real drawing scores where many drawings are right (below the flat image on PSNR and SSIM on
+the bundled glyphs, so those targets there ask for blank paper); the unpaired task by the sliced Wasserstein distance (SWD, lower is better) between
 translated testA and real testB, next to untranslated testA. Without --tasks, --models picks
 each model's face task (the comparison before there were tasks).
 
