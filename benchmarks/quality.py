@@ -17,8 +17,8 @@ itself), and on print2hand next to the other writers' real glyphs of each held-o
 a real drawing scores where many drawings are right (below the flat image on PSNR and SSIM on
 the bundled glyphs, so those targets there ask for blank paper); the unpaired task by the
 sliced Wasserstein distance (SWD, lower is better) between translated testA and real testB,
-next to untranslated testA. Without --tasks, --models picks
-each model's face task (the comparison before there were tasks).
+next to untranslated testA. Without --tasks, --models picks each model's face task (the
+comparison before there were tasks).
 
 Training runs through the real trainer with `--time-budget` (it stops within a step of the
 budget with a checkpoint, its learning rate fitted to the budget as a user's run is);
