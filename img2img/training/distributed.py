@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+import importlib
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, TypeVar
@@ -59,6 +60,13 @@ def start(processes: Processes, device: torch.device, timeout_s: float) -> None:
     backend = "cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo"
     if device.type == "cuda":
         torch.cuda.set_device(device)
+    # torch.distributed.nn.functional binds `group.WORLD` into its functions' default arguments
+    # when it is first imported, and creating an optimizer imports it (through torch._dynamo).
+    # Imported after the group exists, those defaults would keep the group alive after
+    # destroy_process_group(): its gloo threads would then be torn down during interpreter exit,
+    # which can abort a finished process ("terminate called without an active exception") and
+    # make torchrun report a failure. Imported now, while there is no group, they hold None.
+    importlib.import_module("torch.distributed.nn.functional")
     try:
         torch.distributed.init_process_group(
             backend, timeout=datetime.timedelta(seconds=timeout_s),

@@ -256,6 +256,34 @@ def test_only_rank_zero_writes_and_two_nodes_on_loopback_train(tmp_path):
     assert translator.name == "pix2pix"
 
 
+LEFT_THREADS = """
+import os, sys, torch
+from img2img.training import distributed
+processes = distributed.from_environment()
+distributed.start(processes, torch.device("cpu"), 60)
+torch.optim.Adam([torch.nn.Parameter(torch.ones(1))])  # imports torch._dynamo, as the trainer does
+distributed.stop()
+names = [open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task")]
+print(processes.rank, sorted(n for n in names if "gloo" in n), flush=True)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads threads from Linux /proc")
+def test_stop_leaves_no_gloo_threads_for_interpreter_exit(tmp_path):
+    """After `stop()` the process group is gone with its threads, even where torch._dynamo was
+    imported after the group existed (torch.distributed.nn.functional then kept it in its default
+    arguments, and its threads were torn down at interpreter exit, which now and then aborted a
+    finished rank: "terminate called without an active exception")."""
+    script = tmp_path / "left_threads.py"
+    script.write_text(LEFT_THREADS)
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node",
+                             "2", "--master-addr", "127.0.0.1", "--master-port", str(free_port()),
+                             str(script)], capture_output=True, text=True, timeout=180,
+                            env=environment())
+    assert result.returncode == 0, result.stderr
+    assert sorted(result.stdout.splitlines()) == ["0 []", "1 []"], result.stdout
+
+
 def test_distributed_convert_writes_each_output_once(tmp_path):
     run = img2img.testing.check_model(Pix2Pix, workdir=tmp_path / "work")
     images = write_sample_images("images", tmp_path / "in", n=10, size=36)["data"]
