@@ -274,8 +274,8 @@ with open(os.path.join(sys.argv[1], f"rank{processes.rank}.txt"), "w") as out:
 def test_stop_leaves_no_gloo_threads_for_interpreter_exit(tmp_path):
     """After `stop()` the process group is gone with its threads, even where torch._dynamo was
     imported after the group existed (torch.distributed.nn.functional then kept it in its default
-    arguments, and its threads were torn down at interpreter exit, which now and then aborted a
-    finished rank: "terminate called without an active exception")."""
+    arguments, and its threads were torn down at interpreter exit, where a finished rank could
+    abort: "terminate called without an active exception")."""
     script = tmp_path / "left_threads.py"
     script.write_text(LEFT_THREADS)
     result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node",
