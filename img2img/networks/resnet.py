@@ -58,7 +58,6 @@ class ResnetGenerator(nn.Module):
 
     required_multiple = 4
     minimum_size = 8  # the reflection padding needs at least 2 px at quarter resolution
-    STEM_NORM = 2  # model[2], the stem's norm: the declared noise input shifts its output
 
     def __init__(self, in_channels: int = 3, out_channels: int = 3, ngf: int = 64,
                  n_blocks: int = 9, norm: str = "instance", dropout: bool = False,
@@ -85,29 +84,40 @@ class ResnetGenerator(nn.Module):
         if h % self.required_multiple or w % self.required_multiple:
             raise ValueError(f"ResnetGenerator needs H and W divisible by {self.required_multiple}, "
                              f"got {h}x{w}")
-        if noise is None:
-            return self.model(x)
-        for i, module in enumerate(self.model):
-            x = self._noisy(module(x), i, noise)
-        return x
+        return self.model(x) if noise is None else self._noisy_forward(x, noise)
 
     # A noise input (img2img.networks.noise), declared rather than tiled channels.
-    def add_noise_input(self, noise_dim: int) -> None:
-        """Take `noise=` (`(B, noise_dim)`) from now on. Noise tiled into extra input channels
-        would reach only the 7x7 stem, whose instance norm subtracts each channel's spatial mean:
-        a spatially constant input is erased exactly, and the noise would never reach the
-        output. So a learned linear map of the noise shifts each stem channel after that norm,
-        before its ReLU (weights N(0, 0.1), no bias)."""
-        stem = self.model[self.STEM_NORM - 1]
-        self.noise_shift = nn.Linear(noise_dim, stem.out_channels, bias=False).to(stem.weight)
-        nn.init.normal_(self.noise_shift.weight, 0.0, 0.1)
+    NOISE_BRANCH_WIDTH = 16
 
-    def _noisy(self, x: torch.Tensor, index: int, noise: torch.Tensor | None) -> torch.Tensor:
-        """`x`, the output of `model[index]`, shifted by the noise after the stem's norm."""
-        if noise is None or index != self.STEM_NORM:
-            return x
-        shift = self.noise_shift(noise.to(self.noise_shift.weight.dtype))
-        return x + shift.to(x.dtype)[:, :, None, None]
+    def add_noise_input(self, noise_dim: int) -> None:
+        """Take `noise=` (`(B, noise_dim)`) from now on, through a branch beside the last layer.
+        Tiled noise channels would reach only the 7x7 stem, whose instance norm subtracts each
+        channel's spatial mean: a spatially constant input is erased exactly. So a small branch
+        (two 3x3 convolutions, weights N(0, 0.02)) reads the decoder's last features, detached,
+        and gives `noise_dim` maps per output channel; the noise weighs them, and their sum is
+        added to the last convolution's output before its tanh. That sum is linear in the
+        noise, so zero noise gives exactly the network without the branch (the output without a
+        seed); and as the branch reads its features detached, what the noisy outputs' losses
+        (the mode-seeking term's) send back through it trains the branch alone, and reaches the
+        network's own weights only through the tanh's slope. Noise shifting the stem instead
+        made the seeds differ only by changing weights the output without a seed shares
+        (benchmarks/README.md, "Several outputs per input", has the injections compared)."""
+        final = self.model[-2]
+        width, hidden = final.in_channels, self.NOISE_BRANCH_WIDTH
+        self.noise_branch = nn.Sequential(
+            nn.ReflectionPad2d(1), nn.Conv2d(width, hidden, 3), nn.ReLU(inplace=True),
+            nn.ReflectionPad2d(1), nn.Conv2d(hidden, noise_dim * final.out_channels, 3),
+        ).to(final.weight)
+        for conv in self.noise_branch[1::3]:
+            nn.init.normal_(conv.weight, 0.0, 0.02)
+            nn.init.zeros_(conv.bias)
+
+    def _noisy_forward(self, x: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        features = self.model[:-3](x)
+        before_tanh = self.model[-2](self.model[-3](features))
+        maps = self.noise_branch(features.detach()).unflatten(1, (noise.shape[1], -1))
+        noise = noise.to(maps.dtype)[:, :, None, None, None]
+        return torch.tanh(before_tanh + (noise * maps).sum(dim=1).to(before_tanh.dtype))
 
     # Named encoder features (img2img.networks.features): what CUT's PatchNCE compares.
     def _feature_modules(self) -> dict[str, nn.Module]:
@@ -139,12 +149,14 @@ class ResnetGenerator(nn.Module):
 
     def encoder_features(self, x: torch.Tensor, layers: Sequence[str],
                          noise: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """The named features of `x` (see `feature_layers`). The noise input joins after the
+        decoder, so these encoder features do not depend on `noise` (taken for the interface)."""
         names = {id(m): name for name, m in self._feature_modules().items()}
         wanted, found = set(layers), {"input": x}
-        for i, module in enumerate(self.model):
+        for module in self.model:
             if len(found.keys() & wanted) == len(wanted):
                 break  # the rest of the network is not needed
-            x = self._noisy(module(x), i, noise)
+            x = module(x)
             name = names.get(id(module))
             if name in wanted:
                 found[name] = x

@@ -77,26 +77,32 @@ def test_the_noise_reaches_the_output(kind):
     assert noise_change > 0.01 * float((by_image[0] - by_image[1]).abs().mean())
 
 
-def test_the_resnet_takes_its_noise_after_the_stem_norm_features_too():
+def test_the_resnet_takes_its_noise_in_a_branch_beside_its_last_layer():
     """Tiled channels would be erased by the ResNet stem's instance norm, so it declares its
-    own injection: the stem keeps 3 input channels, and the noise changes the output and the
-    features CUT and distillation read."""
+    own injection: the stem keeps 3 input channels; the noise changes the output; zero noise
+    gives exactly the network without the branch; the difference between two noises' outputs
+    (what the mode-seeking term widens) trains the branch; and the encoder features that CUT
+    reads are the same for every noise."""
     torch.manual_seed(0)
-    net = add_noise_input(_resnet(), 3, noise_dim=4, size=32).eval()
+    net = add_noise_input(_resnet(), 3, noise_dim=4, size=32)
     assert net.declared and net.model[1].in_channels == 3
-    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
     z0, z1 = noise_for_seed(0, 4), noise_for_seed(1, 4)
+    out0, out1 = net(x, noise=z0), net(x, noise=z1)
+    assert float((out0 - out1).abs().mean()) > 1e-3
+    (out0 - out1).abs().mean().backward()
+    assert all(p.grad is not None and p.grad.any() for p in net.net.noise_branch.parameters()
+               if p.dim() > 1)
+    net.eval()
     with torch.no_grad():
-        assert float((net(x, noise=z0) - net(x, noise=z1)).abs().mean()) > 1e-3
+        assert torch.equal(net(x, noise=torch.zeros(4)), net.net.model(x))
         layers = ["down1", "block1"]
         first = net.encoder_features(x, layers, noise=z0)
         second = net.encoder_features(x, layers, noise=z1)
         out, captured = net.forward_with_features(x, layers)  # eval: zero noise
-        zero = net.encoder_features(x, layers, noise=torch.zeros(4))
-    for a, b in zip(first, second):
-        assert float((a - b).abs().mean()) > 1e-3
-    assert torch.allclose(out, net(x, noise=torch.zeros(4)))
-    assert all(torch.allclose(a, b) for a, b in zip(captured, zero))
+    assert all(torch.equal(a, b) for a, b in zip(first, second))
+    assert torch.equal(out, net.net.model(x))
+    assert all(torch.allclose(a, b) for a, b in zip(captured, first))
 
 
 def test_a_generator_whose_norm_erases_tiled_noise_is_refused():
