@@ -164,6 +164,32 @@ def test_an_exported_graph_takes_the_noise_and_matches_pytorch(translator, catal
                                loaded.translate(x, noise=loaded.noise(4)))
 
 
+def test_the_resnets_noise_branch_exports_and_matches_pytorch(tmp_path):
+    """CycleGAN's ResNet takes its noise in a branch beside its last layer rather than as input
+    channels: its exported ONNX graph takes the noise as well and gives PyTorch's outputs."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    from img2img_cyclegan import CycleGAN
+
+    catalog = build_catalog(load_plugins(strict=True, env={"IMG2IMG_LOAD_PLUGINS":
+                                                         "img2img_cyclegan"}),
+                            TRAIN_FIELDS, BUILTIN_COMMANDS)
+    run = check_model(CycleGAN, workdir=tmp_path / "run", noise_dim=3, mode_seeking=0.03)
+    translator = img2img.load(run, device="cpu", catalog=catalog)
+    contract = export_model(translator, tmp_path / "noisy.onnx", direction="a_to_b")
+    assert contract.noise_dim == 3
+    loaded = img2img.load(tmp_path / "noisy.onnx", catalog=catalog)
+    x = torch.rand(2, 3, 32, 48, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    outputs = []
+    for seed in (3, 4):
+        with torch.inference_mode():
+            got = loaded.translate(x, noise=loaded.noise(seed))
+            expected = translator.translate(x, "a_to_b", noise=translator.noise(seed))
+        assert (got - expected).abs().max().item() < 1e-4  # float rounding, as above
+        outputs.append(got)
+    assert not torch.equal(*outputs)
+
+
 def test_onnx_metadata_names_the_noise_only_when_there_is_one(translator, runs, catalog,
                                                               tmp_path):
     onnx = pytest.importorskip("onnx")
