@@ -22,7 +22,7 @@ unpaired faces (`datasets/faces_grey2colour`), with quality.py's data, networks 
 Targets, for each mode-seeking weight: diversity (L1) at least 10x that of noise alone, while
 quality is no more than 0.3 dB PSNR (paired) or 10% SWD (unpaired) worse than without noise. A
 grid of variants of 4 held-out inputs (input, the output without a seed, then seeds 0..3, with
-the model's recommended weight where it ran, else the first) goes to --figures.
+the recommended weight where it ran, else the first) goes to --figures.
 
 Ablations: `--weights` picks the mode-seeking weights; `--ablate-target-terms` runs each weight
 beside the same with the model's `target_terms` (pix2pix's L1) kept on the steps with drawn
@@ -46,7 +46,7 @@ import benchlib
 import quality
 
 BASELINES = {"no noise": {}, "noise": {"noise_dim": 8}}  # name -> training settings (flags)
-RECOMMENDED = {"cyclegan": 0.03, "pix2pix": 0.03}  # the guide's --mode-seeking per model
+RECOMMENDED = 0.03  # the guide's --mode-seeking, for every built-in model
 WEIGHTS = (0.03, 0.5)  # compared by default: the recommended weight, pix2pix's earlier one
 
 
@@ -197,15 +197,6 @@ def targets(summary: list[dict], configs: dict[str, dict]) -> list[dict]:
     return checks
 
 
-def grid_config(model: str, configs: list[str], ablate: bool) -> str:
-    """The configuration whose variants the grid shows: `model`'s recommended weight where it
-    ran (not in an ablation), else the first weighted one."""
-    recommended = f"noise + mode seeking {RECOMMENDED.get(model, 0):g}"
-    if not ablate and recommended in configs:
-        return recommended
-    return configs[0 if ablate else len(BASELINES)]
-
-
 def variant_grid(translator, model: str, args) -> Path:
     """4 held-out inputs (rows): the input, the output without a seed (zero noise), then the
     outputs of noise seeds 0..3."""
@@ -252,6 +243,9 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--weights: give one or more weights above 0")
     args.configs = configs_for(weights, args.ablate_target_terms)
     configs = list(args.configs)
+    recommended = f"noise + mode seeking {RECOMMENDED:g}"
+    grid = recommended if recommended in configs and not args.ablate_target_terms else \
+        configs[0 if args.ablate_target_terms else len(BASELINES)]
     if args.zero_noise_rate is not None:
         from img2img.networks import noise
         noise.ZERO_NOISE_RATE = args.zero_noise_rate
@@ -272,8 +266,7 @@ def main(argv: list[str] | None = None) -> int:
                     row, translator = run_one(model, config, args, Path(tmp), seed)
                     rows.append({**row, "model": model})
                     print({k: v for k, v in row.items() if k != "model"}, flush=True)
-                    if seed == 0 and config == grid_config(model, configs,
-                                                           args.ablate_target_terms):
+                    if seed == 0 and config == grid:
                         grids.append(str(variant_grid(translator, model, args)))
     rows.sort(key=lambda r: (r["model"], configs.index(r["config"]), r["seed"]))
     summary = summarise(rows)
