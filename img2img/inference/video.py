@@ -202,6 +202,8 @@ class Clip:
                                or self.stream.base_rate or Fraction(25))
         self.expected = self.stream.frames or None  # from the header, where it says
         self.expected_seconds = _stream_seconds(self.stream)
+        # Read while the file is open: PyAV 18.1.1+ refuses a closed container's stream fields.
+        self.start_ticks: int = self.stream.start_time or 0
         self.rotation = 0
         self.stopped: Stop | None = None
         self.decoded = 0
@@ -246,8 +248,7 @@ class Clip:
         as the frame before it, else one frame at the nominal rate."""
         typical = self.previous_duration or self.frame_ticks
         if frame.pts is not None and self.expected_seconds:
-            start = self.stream.start_time or 0
-            end = start + round(self.expected_seconds / self.time_base)
+            end = self.start_ticks + round(self.expected_seconds / self.time_base)
             if 0 < end - frame.pts <= 2 * typical:
                 return int(end - frame.pts)
         return typical
@@ -285,7 +286,7 @@ class Clip:
     @property
     def end_time(self) -> float:
         """When the last decoded frame ends, in seconds from the stream's start."""
-        return self.last_end - float((self.stream.start_time or 0) * self.time_base)
+        return self.last_end - float(self.start_ticks * self.time_base)
 
     def _frame(self, frame: Any) -> Frame:
         if self.decoded == 0:
