@@ -47,7 +47,7 @@ import quality
 
 BASELINES = {"no noise": {}, "noise": {"noise_dim": 8}}  # name -> training settings (flags)
 RECOMMENDED = 0.03  # the guide's --mode-seeking, for every built-in model
-WEIGHTS = (0.03, 0.5)  # compared by default: the recommended weight, pix2pix's earlier one
+WEIGHTS = (RECOMMENDED, 0.5)  # compared by default: the recommended weight, pix2pix's earlier one
 
 
 KEPT = "_keep_target_terms"  # a config setting: the model's target terms on every step
@@ -243,9 +243,12 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--weights: give one or more weights above 0")
     args.configs = configs_for(weights, args.ablate_target_terms)
     configs = list(args.configs)
-    recommended = f"noise + mode seeking {RECOMMENDED:g}"
-    grid = recommended if recommended in configs and not args.ablate_target_terms else \
-        configs[0 if args.ablate_target_terms else len(BASELINES)]
+    # The grid shows the recommended weight where it ran, else the first weighted config.
+    grid = f"noise + mode seeking {RECOMMENDED:g}"
+    if args.ablate_target_terms:
+        grid = configs[0]
+    elif grid not in configs:
+        grid = configs[len(BASELINES)]
     if args.zero_noise_rate is not None:
         from img2img.networks import noise
         noise.ZERO_NOISE_RATE = args.zero_noise_rate
