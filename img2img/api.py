@@ -117,13 +117,6 @@ def _resolve(catalog: Catalog, model_cls: Any, preset: str | None, config: str |
         inherited = checkpoints.initial_settings(model_cls, given["init_from"], Path(runs_dir))
         file_settings = {**inherited, **file_settings}
     options, resolved = resolve_settings(model_cls, found, file_settings, **settings)
-    budgeted = found.for_budget(resolved.budget_seconds) if found is not None else None
-    taken = {k: v for k, v in (budgeted[1] if budgeted else {}).items()
-             if k not in {**file_settings, **settings}}
-    if taken and from_environment().is_main:
-        print(f"Preset '{preset}' with a time budget of {resolved.time_budget} (at least "
-              f"{budgeted[0]}): " + ", ".join(f"--{k.replace('_', '-')} {v}"
-                                              for k, v in taken.items()), file=sys.stderr)
     return preset, options, resolved
 
 

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from collections.abc import Mapping
-from typing import Any
 
 import click
 
@@ -83,10 +81,6 @@ def models_command(catalog: Catalog) -> click.Command:
     return models
 
 
-def _flags(settings: Mapping[str, Any]) -> str:
-    return ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in settings.items())
-
-
 def presets_command(catalog: Catalog) -> click.Command:
     @click.command("presets")
     def presets() -> None:
@@ -97,7 +91,6 @@ def presets_command(catalog: Catalog) -> click.Command:
             click.echo(f"{name} ({model}): {preset.summary}")
             settings = {**preset.options, **preset.training}
             if settings:
-                click.echo("    sets " + _flags(settings))
-            for at, more in preset.by_budget.items():
-                click.echo(f"    with --time-budget {at} or more: {_flags(more)}")
+                click.echo("    sets " + ", ".join(f"--{k.replace('_', '-')} {v}"
+                                                   for k, v in settings.items()))
     return presets

@@ -22,7 +22,6 @@ import numpy as np
 from ..errors import Img2ImgError
 from ..fields import option_fields
 from ..model import DATA_KINDS, Model
-from ..training.budget import parse_duration
 from ..training.loggers import Logger, logger_problem
 from ..training.settings import TrainConfig
 from .loading import PluginInfo, PluginManager, load_plugins
@@ -61,9 +60,7 @@ class Preset:
 
     Precedence when training: field default < model's training defaults < preset < typed flag.
     A run remembers its preset. `pipeline` may carry code for `convert` on such runs: a
-    `ConvertPipeline` (e.g. face detection and paste-back). `by_budget` holds settings (options
-    or training) that replace the preset's own in runs with a `--time-budget` of at least a
-    duration, e.g. `{"15m": {"ngf": 32}}`: of several, the longest the budget reaches."""
+    `ConvertPipeline` (e.g. face detection and paste-back)."""
 
     name: str
     model: str
@@ -71,14 +68,6 @@ class Preset:
     options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     training: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     pipeline: Any = None
-    by_budget: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
-
-    def for_budget(self, seconds: float | None) -> tuple[str, Mapping[str, Any]] | None:
-        """(duration, settings): the `by_budget` entry a run with a time budget of `seconds`
-        takes, or None (no budget, or shorter than every entry)."""
-        reached = [(parse_duration(at), at) for at in self.by_budget
-                   if seconds is not None and parse_duration(at) <= seconds]
-        return None if not reached else (max(reached)[1], self.by_budget[max(reached)[1]])
 
 
 @dataclasses.dataclass
@@ -160,28 +149,7 @@ def preset_problems(preset: Any, models: Mapping[str, type[Model]],
     if unknown:
         problems.append(f"preset '{preset.name}' sets unknown training settings: "
                         f"{', '.join(sorted(unknown))}")
-    return problems + budget_problems(preset, models, training_fields) + pipeline_problems(preset)
-
-
-def budget_problems(preset: Preset, models: Mapping[str, type[Model]],
-                    training_fields: set[str]) -> list[str]:
-    """What is wrong with a preset's `by_budget`: durations that do not parse, names that are
-    neither the model's options nor training settings."""
-    known = set(option_fields(models[preset.model].Options)) | set(training_fields)
-    problems = []
-    for at, settings in dict(preset.by_budget).items():
-        where = f"preset '{preset.name}': by_budget {at!r}"
-        try:
-            parse_duration(at)
-        except ValueError as error:
-            problems.append(f"{where}: {error}")
-            continue
-        if not isinstance(settings, Mapping):
-            problems.append(f"{where} must map setting names to values")
-        elif set(settings) - known:
-            problems.append(f"{where} sets unknown settings: "
-                            f"{', '.join(sorted(set(settings) - known))}")
-    return problems
+    return problems + pipeline_problems(preset)
 
 
 def _collect(pm: PluginManager, hook: str) -> list[tuple[PluginInfo, Any]]:

@@ -263,18 +263,6 @@ def environment_defaults(env: Mapping[str, str] | None = None) -> dict[str, Any]
     return found
 
 
-def budget_entry(preset: Any, training: Mapping[str, Any]) -> tuple[str, Mapping[str, Any]] | None:
-    """The preset's `by_budget` entry for the time budget in `training` (None without a preset,
-    a budget or an entry it reaches; a malformed budget is TrainConfig's to report)."""
-    if preset is None or training.get("time_budget") is None:
-        return None
-    try:
-        seconds = parse_duration(training["time_budget"])
-    except ValueError:
-        return None
-    return preset.for_budget(seconds)
-
-
 def resolve_settings(model_cls: Any, preset: Any = None,
                      file_settings: Mapping[str, Any] | None = None,
                      **settings: Any) -> tuple[Any, TrainConfig]:
@@ -285,12 +273,6 @@ def resolve_settings(model_cls: Any, preset: Any = None,
     options, training = split_settings(model_cls, {**(file_settings or {}), **settings})
     preset_options = dict(preset.options) if preset is not None else {}
     preset_training = dict(preset.training) if preset is not None else {}
-    budgeted = budget_entry(preset, {**environment_defaults(), **dict(model_cls.training_defaults),
-                                     **preset_training, **training})
-    if budgeted is not None:  # the preset's settings for a budget this long replace its own
-        more_options, more_training = split_settings(model_cls, budgeted[1])
-        preset_options.update(more_options)
-        preset_training.update(more_training)
     try:
         model_options = model_cls.Options(**{**preset_options, **options})
     except TypeError as exc:

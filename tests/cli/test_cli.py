@@ -26,8 +26,7 @@ PIX2PIX_PRESET = img2img.Preset("tiny", "pix2pix", "small crops for tests",
                                 options={"lambda_l1": 5.0},
                                 training={"crop_size": 32, "load_size": 32})
 CYCLEGAN_PRESET = img2img.Preset("hinged", "cyclegan", "hinge loss, no pool",
-                                 options={"pool_size": 0}, training={"gan_loss": "hinge"},
-                                 by_budget={"10m": {"ngf": 16}, "1h": {"ngf": 32, "lr": 0.01}})
+                                 options={"pool_size": 0}, training={"gan_loss": "hinge"})
 
 
 @img2img.hookimpl
@@ -238,8 +237,6 @@ def test_presets_lists_settings(runner, cli_with_extras):
     assert "sets --lambda-l1 5.0, --crop-size 32, --load-size 32" in result.stdout
     assert "hinged (cyclegan): hinge loss, no pool" in result.stdout
     assert "sets --pool-size 0, --gan-loss hinge" in result.stdout
-    assert "with --time-budget 10m or more: --ngf 16" in result.stdout
-    assert "with --time-budget 1h or more: --ngf 32, --lr 0.01" in result.stdout
 
 
 def test_presets_with_none_registered(runner):
@@ -403,33 +400,6 @@ def test_typed_flag_equal_to_the_default_still_beats_preset(runner, cli_with_ext
     call = train(runner, cli_with_extras, trainer, "cyclegan", "--preset", "hinged",
                  "--gan-loss", "lsgan")
     assert call.config.gan_loss == "lsgan"
-
-
-def test_a_preset_takes_its_settings_for_the_longest_budget_the_run_reaches(
-        runner, cli_with_extras, trainer):
-    widths = {}
-    for budget in (None, "9m", "10m", "59m", "1.5h"):
-        extra = ["--time-budget", budget] if budget else []
-        call = train(runner, cli_with_extras, trainer, "cyclegan", "--preset", "hinged", *extra)
-        widths[budget] = (call.options.ngf, call.config.lr)
-        assert call.options.pool_size == 0 and call.config.gan_loss == "hinge"  # still the preset
-    assert widths == {None: (64, 2e-4), "9m": (64, 2e-4), "10m": (16, 2e-4),
-                      "59m": (16, 2e-4), "1.5h": (32, 0.01)}
-
-
-def test_typed_flags_beat_a_presets_budget_settings_and_the_run_says_what_it_took(
-        runner, cli_with_extras, trainer):
-    result = runner.invoke(cli_with_extras, ["train", "cyclegan", "--preset", "hinged",
-                                             "--time-budget", "2h", "--ngf", "24"])
-    assert result.exit_code == 0, result.output
-    [call] = trainer.calls
-    assert (call.options.ngf, call.config.lr) == (24, 0.01)
-    assert ("Preset 'hinged' with a time budget of 2h (at least 1h): --lr 0.01"
-            in result.stderr)
-    trainer.calls = []
-    result = runner.invoke(cli_with_extras, ["train", "cyclegan", "--preset", "hinged",
-                                             "--time-budget", "5m"])
-    assert result.exit_code == 0 and "time budget" not in result.stderr
 
 
 def test_flag_order_does_not_matter(runner, cli_with_extras, trainer):
