@@ -243,7 +243,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--weights: give one or more weights above 0")
     args.configs = configs_for(weights, args.ablate_target_terms)
     configs = list(args.configs)
-    # The grid shows the recommended weight where it ran, else the first weighted config.
+    # The grid shows the first config of an ablation, else the recommended weight where it
+    # ran, else the first weighted config.
     grid = f"noise + mode seeking {RECOMMENDED:g}"
     if args.ablate_target_terms:
         grid = configs[0]
